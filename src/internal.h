@@ -1,0 +1,322 @@
+/* Internal declarations shared between cogent's source files.
+ *
+ * Naming: co__ for anything that crosses a file boundary, unprefixed
+ * file-static helpers.  Each function's contract is written here, once:
+ * what it returns, whether it may switch, what errno means. */
+#ifndef COGENT_INTERNAL_H
+#define COGENT_INTERNAL_H
+
+#define COGENT_BUILDING 1
+#include "cogent.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+#include <sys/types.h>
+
+#include "arch.h"
+
+#define CO__TLS __attribute__((tls_model("initial-exec")))
+#define CO__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CO__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Sanitizer builds (the build passes -DCO_ASAN / -DCO_TSAN / -DCO_VALGRIND)
+ * annotate every switch so the tools follow the program across stacks. */
+#if defined(__SANITIZE_ADDRESS__) && !defined(CO_ASAN)
+#define CO_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(CO_TSAN)
+#define CO_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(CO_ASAN)
+#define CO_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(CO_TSAN)
+#define CO_TSAN 1
+#endif
+#endif
+#ifndef CO_ASAN
+#define CO_ASAN 0
+#endif
+#ifndef CO_TSAN
+#define CO_TSAN 0
+#endif
+
+/* ------------------------------------------------------------- failures */
+
+/* Prints "cogent: <msg>" to stderr and aborts.  For programming errors:
+ * never compiled out. */
+noreturn void co__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define CO__CHECK(cond, ...)                                                                      \
+    do {                                                                                          \
+        if (CO__UNLIKELY(!(cond))) co__panic(__VA_ARGS__);                                        \
+    } while (0)
+
+/* --------------------------------------------------------------- stacks */
+
+typedef struct co__stack {
+    char *lo;         /* lowest usable byte; the canary lives here */
+    size_t size;      /* usable bytes above lo */
+    uint8_t mode;     /* CO_STACK_GUARD or CO_STACK_CANARY; 0 = none */
+    uint8_t valgrind; /* registered with valgrind (id below) */
+    unsigned vg_id;
+} co__stack_t;
+
+#define CO__CANARY 0x5a17c0de5a17c0deULL
+
+/* The stack size requested by 0: CO_STACK_DEFAULT or COGENT_STACK_SIZE. */
+size_t co__stack_default(void);
+/* Gets a stack of `size` usable bytes (rounded up to pages) from this
+ * thread's cache or the kernel, in the mode the process policy picks
+ * (docs/stacks.md), with the canary written.  0, or -1 with ENOMEM /
+ * EINVAL.  Installs the overflow handler on first use. */
+int co__stack_get(co__stack_t *st, size_t size);
+/* Gives a stack back (cache, slab free list or munmap).  Must not be the
+ * stack we are running on.  st is zeroed. */
+void co__stack_put(co__stack_t *st);
+/* Reports an overflow of the stack of `f` and aborts. */
+noreturn void co__stack_overflow(const co_fiber_t *f, const char *how);
+/* Frees this thread's stack cache and alternate signal stack. */
+void co__stack_thread_exit(void);
+
+/* --------------------------------------------------------------- fibers */
+
+enum { CO__F_NEW = 0, CO__F_SUSPENDED, CO__F_RUNNING, CO__F_DEAD };
+enum { CO__K_MAIN = 0, CO__K_RAW, CO__K_GEN, CO__K_CORO };
+
+struct co_fiber {
+    void *sp; /* saved stack pointer while not running */
+    co__stack_t stack;
+    co_fiber_t *parent;
+    co_fiber_fn fn;
+    void *ud;
+    uint8_t state;
+    uint8_t kind;
+#if CO_ASAN
+    void *asan_fake;
+    const void *asan_lo;
+    size_t asan_size;
+#endif
+#if CO_TSAN
+    void *tsan;
+#endif
+};
+
+typedef struct co__hub co__hub_t;
+
+/* Per-thread state: one slice per module (libdill's layout). */
+typedef struct co__thread {
+    co_fiber_t main_fiber; /* the thread's own stack */
+    co_fiber_t *cur;       /* the fiber running now (NULL before init) */
+    co_fiber_t *dead;      /* an ended fiber whose stack the next landing frees */
+    co_fiber_t *prev;      /* the fiber the last switch left (sanitizer bookkeeping) */
+    co__hub_t *hub;        /* created on first use */
+    /* stack.c's slice */
+    co__stack_t *cache;
+    size_t ncache, cache_cap;
+    void *altstack;
+} co__thread_t;
+
+extern CO__TLS __thread co__thread_t co__tls;
+
+/* Makes co__tls usable (main fiber, current fiber).  Cheap when done. */
+static inline co__thread_t *co__thread(void)
+{
+    co__thread_t *t = &co__tls;
+    if (CO__UNLIKELY(t->cur == NULL)) {
+        t->main_fiber.state = CO__F_RUNNING;
+        t->main_fiber.kind = CO__K_MAIN;
+        t->cur = &t->main_fiber;
+    }
+    return t;
+}
+
+/* Initialises a fiber on a fresh stack of stack_size (0 = default) that
+ * runs fn(f, value) when first switched to; the parent is left NULL.
+ * 0, or -1 with EINVAL / ENOMEM. */
+int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size);
+/* Suspends the running fiber `from` and runs `to` with `value`; returns
+ * the value handed back when `from` is resumed.  With `dying`, from has
+ * ended: it is marked dead and never resumed; its stack is released
+ * right after the switch and the call does not return.  Switches: yes. */
+void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dying);
+/* Releases a fiber's stack (not running, not current).  Idempotent. */
+void co__fiber_release(co_fiber_t *f);
+
+/* ------------------------------------------------------------- poller */
+#include "poller.h"
+
+/* --------------------------------------------------------------- timers */
+
+typedef struct co__timer {
+    int64_t deadline; /* ms of co_now() */
+    uint64_t seq;     /* insertion order: FIFO among equal deadlines */
+    size_t index;     /* position in the heap, SIZE_MAX when not armed */
+} co__timer_t;
+
+typedef struct co__timers {
+    co__timer_t **heap;
+    size_t n, cap;
+    uint64_t seq;
+} co__timers_t;
+
+/* A 4-ary min-heap ordered by (deadline, seq): exact for any deadline. */
+void co__timers_destroy(co__timers_t *h);
+/* Arms t at `deadline`.  0, or -1 with ENOMEM (t is then not armed). */
+int co__timers_add(co__timers_t *h, co__timer_t *t, int64_t deadline);
+/* Disarms t if armed. */
+void co__timers_remove(co__timers_t *h, co__timer_t *t);
+/* The earliest armed timer, or NULL. */
+static inline co__timer_t *co__timers_first(const co__timers_t *h)
+{
+    return h->n ? h->heap[0] : NULL;
+}
+static inline bool co__timer_armed(const co__timer_t *t)
+{
+    return t->index != SIZE_MAX;
+}
+
+/* ---------------------------------------------------------- wait lists */
+
+/* A hub-local FIFO of parked coroutines.  Nodes live on the waiters'
+ * stacks: push before parking, remove after (whatever woke you). */
+typedef struct co__wnode {
+    struct co__wnode *next, *prev;
+    co_coro_t *co;
+    uint64_t seq;
+    bool linked;
+} co__wnode_t;
+typedef struct co__waitq {
+    co__wnode_t *head, *tail;
+} co__waitq_t;
+
+void co__waitq_push(co__waitq_t *q, co__wnode_t *n, co_coro_t *co);
+void co__waitq_remove(co__waitq_t *q, co__wnode_t *n);
+/* Wakes (co__wake with 0) and unlinks up to n waiters, oldest first.
+ * Returns how many were woken. */
+size_t co__waitq_wake(co__hub_t *h, co__waitq_t *q, size_t n);
+
+/* ---------------------------------------------------------- coroutines */
+
+enum { CO__C_NEW = 0, CO__C_READY, CO__C_RUNNING, CO__C_PARKED, CO__C_DONE };
+enum { CO__H_OWNED = 0, CO__H_DETACHED, CO__H_JOINED };
+
+/* A message from another thread to a hub (see hub.c's inbox). */
+enum { CO__M_WAKE = 1, CO__M_KILL, CO__M_WATCH };
+typedef struct co__msg {
+    struct co__msg *next;
+    int kind;
+    int result;
+    co_coro_t *co;       /* the target coroutine, on the receiving hub */
+    co_coro_t *from;     /* WATCH: who to wake when co finishes */
+    co__hub_t *from_hub; /* WATCH: its hub */
+    uint64_t seq;        /* WAKE/WATCH: the park being ended */
+} co__msg_t;
+
+struct co_coro {
+    co_fiber_t fiber;   /* its own stack (unused by a main coroutine) */
+    co_fiber_t *resume; /* the fiber to switch to when it runs again */
+    co__hub_t *hub;
+    co_coro_t *next;             /* run queue, free pool */
+    co_coro_t *all_prev, *all_next; /* the hub's list of live coroutines */
+    uint64_t id;
+    char *name; /* NULL, name_buf, or malloc'd */
+    char name_buf[24];
+    co_fn fn;
+    void *arg;
+    void *result;
+    uint8_t state; /* CO__C_*; touched only by its hub's thread */
+    bool is_main;
+    atomic_uchar handle; /* CO__H_* */
+    atomic_bool done;    /* finished and reaped: result readable anywhere */
+    atomic_bool killed;  /* sticky cancellation */
+    atomic_int refs;     /* 2 at spawn: the running coroutine + the handle */
+    /* the current wait */
+    uint64_t park_seq; /* bumped after every park: stale wake-ups carry an old one */
+    int wake_result;   /* 0, ETIMEDOUT, ECANCELED, EDEADLK */
+    bool cancellable;
+    const char *wait_what;
+    co__timer_t timer;
+    /* who waits for it to finish */
+    co__waitq_t waiters;  /* same hub */
+    co__msg_t *watchers;  /* other hubs: WATCH messages kept until it ends */
+    /* group membership */
+    co_group_t *group;
+    co_coro_t *gprev, *gnext; /* in the group's running or done list */
+};
+
+struct co__hub {
+    co__thread_t *thr;
+    co_coro_t main; /* the thread's own stack as a coroutine */
+    co_coro_t *current;
+    co_coro_t *runq_head, *runq_tail;
+    size_t nrunq;
+    co_coro_t *all; /* live spawned coroutines */
+    co__timers_t timers;
+    co__poller_t poller;
+    int evfd;                   /* the inbox doorbell */
+    _Atomic(co__msg_t *) inbox; /* Treiber stack; CO__INBOX_CLOSED after exit */
+    atomic_size_t refs;         /* the thread + each coroutine handle */
+    size_t ncoros;              /* spawned, not yet finished */
+    size_t nexternal;           /* parked waits another thread will end */
+    uint64_t switches;
+    uint32_t since_poll;
+    bool exiting;
+    pid_t tid;
+};
+
+#define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
+
+/* The calling thread's hub, created on first use; aborts if it cannot be
+ * created (no fds or memory left for an epoll fd and an eventfd). */
+co__hub_t *co__hub_get(void);
+static inline co__hub_t *co__hub(void)
+{
+    co__hub_t *h = co__tls.hub;
+    return CO__LIKELY(h != NULL) ? h : co__hub_get();
+}
+
+/* Parks the running coroutine until co__wake, the deadline, or (when
+ * cancellable) a kill.  Returns 0 when woken, else ETIMEDOUT, ECANCELED,
+ * EDEADLK (nothing could ever wake the main coroutine) or ENOMEM (the
+ * deadline could not be armed).  A killed coroutine parking cancellably
+ * gets ECANCELED without parking; a deadline already passed gives
+ * ETIMEDOUT without parking.  Wakers target (co, co->park_seq) as read
+ * before the park.  Switches: yes. */
+int co__park(co__hub_t *h, int64_t deadline, const char *what, bool cancellable);
+/* Makes co (parked on h, the calling thread's hub) runnable with its park
+ * returning `result`; ignored unless it is parked with park_seq == seq. */
+void co__wake(co__hub_t *h, co_coro_t *co, uint64_t seq, int result);
+/* Appends a runnable coroutine to h's run queue. */
+void co__ready(co__hub_t *h, co_coro_t *co);
+/* Gives up the CPU: the running coroutine, already parked or queued by the
+ * caller (or finished when `dying`), is switched away from; returns when
+ * it runs again (never when dying).  Switches: yes. */
+void co__schedule(co__hub_t *h, bool dying);
+/* Sends a message to hub `to` from any thread.  Returns false if that
+ * hub's thread has exited: then the message was not sent. */
+bool co__hub_send(co__hub_t *to, co__msg_t *m);
+/* Drops a reference to a hub; the last one frees it. */
+void co__hub_unref(co__hub_t *h);
+
+/* coro.c: handles a message for a coroutine of h. */
+void co__coro_message(co__hub_t *h, co__msg_t *m);
+/* coro.c: after a coroutine's stack was released (on the next stack):
+ * publishes `done`, wakes other hubs' watchers, drops the running ref. */
+void co__coro_reap(co_coro_t *co);
+/* coro.c: ends every coroutine of an exiting hub; forcibly releases those
+ * that cannot end. */
+void co__coro_exit_all(co__hub_t *h);
+
+/* coro.c: a process-wide unique coroutine id. */
+uint64_t co__new_id(void);
+/* coro.c: hands this thread's cached coroutine structs to the global pool. */
+void co__coro_thread_exit(void);
+
+/* group.c: a member finished (on its hub, before the switch away). */
+void co__group_member_done(co_coro_t *co);
+/* group.c: a member is joined or detached by its owner: leaves the group. */
+void co__group_member_leave(co_coro_t *co);
+
+#endif

@@ -1,0 +1,70 @@
+/* epoll backend: the default poller. */
+#include <errno.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static uint32_t to_epoll(unsigned ev)
+{
+    return ((ev & CO__POLL_IN) ? EPOLLIN : 0u) | ((ev & CO__POLL_OUT) ? EPOLLOUT : 0u);
+}
+
+static int ep_create(co__poller_t *p)
+{
+    p->fd = epoll_create1(EPOLL_CLOEXEC);
+    return p->fd < 0 ? -1 : 0;
+}
+
+static void ep_destroy(co__poller_t *p)
+{
+    if (p->fd >= 0) close(p->fd);
+    p->fd = -1;
+}
+
+static int ep_ctl(co__poller_t *p, int op, int fd, unsigned events, void *data)
+{
+    struct epoll_event e = {.events = to_epoll(events), .data.ptr = data};
+    return epoll_ctl(p->fd, op, fd, &e);
+}
+
+static int ep_add(co__poller_t *p, int fd, unsigned events, void *data)
+{
+    if (ep_ctl(p, EPOLL_CTL_ADD, fd, events, data) < 0) return -1;
+    p->count++;
+    return 0;
+}
+
+static int ep_modify(co__poller_t *p, int fd, unsigned events, void *data)
+{
+    return ep_ctl(p, EPOLL_CTL_MOD, fd, events, data);
+}
+
+static int ep_del(co__poller_t *p, int fd)
+{
+    struct epoll_event e = {0};
+    if (epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, &e) < 0) return -1;
+    p->count--;
+    return 0;
+}
+
+static int ep_wait(co__poller_t *p, int timeout_ms)
+{
+    struct epoll_event ev[CO__POLL_BATCH];
+    int n = epoll_wait(p->fd, ev, CO__POLL_BATCH, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        unsigned e = 0;
+        if (ev[i].events & EPOLLIN) e |= CO__POLL_IN;
+        if (ev[i].events & EPOLLOUT) e |= CO__POLL_OUT;
+        if (ev[i].events & (EPOLLERR | EPOLLHUP)) e |= CO__POLL_ERR;
+        p->events[i].fd = -1; /* epoll reports data only */
+        p->events[i].events = e;
+        p->events[i].data = ev[i].data.ptr;
+    }
+    return n;
+}
+
+const co__poller_ops_t co__poller_epoll = {
+    "epoll", ep_create, ep_destroy, ep_add, ep_modify, ep_del, ep_wait,
+};

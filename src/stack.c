@@ -1,0 +1,410 @@
+/* Stacks: mmap'd, committed lazily, protected, cached.
+ *
+ * Two modes (docs/stacks.md):
+ *  - guard: a stack is its own mapping with a PROT_NONE page below it.  An
+ *    overflow faults on the guard page; the SIGSEGV handler (on an
+ *    alternate signal stack) names the coroutine and aborts.  Each such
+ *    stack costs two kernel map entries.
+ *  - canary: stacks carved from shared "slab" mappings, one map entry for
+ *    many stacks, so a million coroutines fit in vm.max_map_count (65530
+ *    by default).  A canary word at the bottom and the stack pointer are
+ *    checked on every switch away and when the fiber ends.
+ *
+ * Policy (COGENT_STACK_GUARD): "auto" (default) gives guard pages while the
+ * process holds fewer guarded stacks than a quarter of vm.max_map_count,
+ * canary after that; "always" and "never" force one mode.
+ *
+ * Freed stacks go to a per-thread cache (their touched pages stay
+ * resident, so reuse is free); beyond it guard stacks are unmapped and
+ * canary stacks return to their slab's free list with their pages given
+ * back to the kernel (MADV_DONTNEED). */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#if CO_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#if defined(CO_VALGRIND)
+#include <valgrind/valgrind.h>
+#endif
+
+#define CACHE_MAX 256    /* free stacks kept per thread */
+#define SLAB_STACKS 64   /* canary stacks per mapping */
+#define ALTSTACK_SIZE (64 * 1024)
+
+enum { POLICY_AUTO, POLICY_ALWAYS, POLICY_NEVER };
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static size_t page_size;
+static size_t default_size;
+static int policy;
+static size_t guard_budget;
+static atomic_size_t live_guarded, live_canary;
+
+/* Canary stacks that no thread caches, by size class. */
+typedef struct free_stack {
+    struct free_stack *next;
+} free_stack_t;
+typedef struct size_class {
+    size_t size;
+    free_stack_t *free;
+} size_class_t;
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_class_t *classes;
+static size_t nclasses;
+
+static struct sigaction old_segv, old_bus;
+
+noreturn void co__panic(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "cogent: %s\n", buf);
+    fflush(stderr);
+    abort();
+}
+
+static size_t parse_size(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end == 'k' || *end == 'K')
+        v <<= 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        v <<= 20, end++;
+    return *end == '\0' ? (size_t)v : 0;
+}
+
+static void overflow_handler(int sig, siginfo_t *si, void *uctx);
+
+static void init_once(void)
+{
+    page_size = (size_t)sysconf(_SC_PAGESIZE);
+    default_size = CO_STACK_DEFAULT;
+#if CO_ASAN || CO_TSAN
+    default_size *= 4; /* sanitizer frames carry redzones and shadow calls */
+#endif
+    const char *env = getenv("COGENT_STACK_SIZE");
+    if (env && *env) {
+        size_t v = parse_size(env);
+        if (v < CO_STACK_MIN)
+            fprintf(stderr, "cogent: ignoring COGENT_STACK_SIZE=%s (want bytes >= %zu, K/M suffix ok)\n",
+                    env, (size_t)CO_STACK_MIN);
+        else
+            default_size = v;
+    }
+    env = getenv("COGENT_STACK_GUARD");
+    policy = POLICY_AUTO;
+    if (env && (!strcmp(env, "always") || !strcmp(env, "guard")))
+        policy = POLICY_ALWAYS;
+    else if (env && (!strcmp(env, "never") || !strcmp(env, "canary")))
+        policy = POLICY_NEVER;
+    else if (env && *env && strcmp(env, "auto"))
+        fprintf(stderr, "cogent: ignoring COGENT_STACK_GUARD=%s (want auto, always or never)\n", env);
+
+    size_t max_maps = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "re");
+    if (f) {
+        unsigned long v;
+        if (fscanf(f, "%lu", &v) == 1 && v > 0) max_maps = v;
+        fclose(f);
+    }
+    /* Each guarded stack takes two map entries: half of the budget goes to
+     * stacks, the rest stays for the program's own mappings. */
+    guard_budget = max_maps / 4;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = overflow_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    sigaction(SIGBUS, &sa, &old_bus);
+}
+
+size_t co__stack_default(void)
+{
+    pthread_once(&once, init_once);
+    return default_size;
+}
+
+/* Every thread that runs fibers needs an alternate signal stack, or the
+ * overflow handler would itself run on the overflowed stack. */
+static void ensure_altstack(co__thread_t *t)
+{
+    if (t->altstack) return;
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) {
+        t->altstack = (void *)1; /* someone (the program, ASan) set one */
+        return;
+    }
+    void *m = mmap(NULL, ALTSTACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return; /* overflow then dies by plain SIGSEGV */
+    stack_t ss = {.ss_sp = m, .ss_size = ALTSTACK_SIZE, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) < 0) {
+        munmap(m, ALTSTACK_SIZE);
+        return;
+    }
+    t->altstack = m;
+}
+
+static int map_guarded(co__stack_t *st, size_t size)
+{
+    char *m = mmap(NULL, size + page_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    if (mprotect(m, page_size, PROT_NONE) < 0) {
+        munmap(m, size + page_size);
+        return -1;
+    }
+    st->lo = m + page_size;
+    st->size = size;
+    st->mode = CO_STACK_GUARD;
+    atomic_fetch_add_explicit(&live_guarded, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int map_canary(co__stack_t *st, size_t size)
+{
+    pthread_mutex_lock(&slab_lock);
+    size_class_t *c = NULL;
+    for (size_t i = 0; i < nclasses; i++)
+        if (classes[i].size == size) c = &classes[i];
+    if (!c) {
+        size_class_t *n = realloc(classes, (nclasses + 1) * sizeof *n);
+        if (!n) goto nomem;
+        classes = n;
+        c = &classes[nclasses++];
+        *c = (size_class_t){.size = size};
+    }
+    if (!c->free) {
+        char *m = mmap(NULL, size * SLAB_STACKS, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED) goto nomem;
+        /* Slabs are never unmapped: their stacks cycle through this list.
+         * The link lives at the top of a free stack, the page a fiber
+         * touches first anyway. */
+        for (size_t i = 0; i < SLAB_STACKS; i++) {
+            free_stack_t *fs = (free_stack_t *)(m + (i + 1) * size - sizeof(free_stack_t));
+            fs->next = c->free;
+            c->free = fs;
+        }
+    }
+    free_stack_t *fs = c->free;
+    c->free = fs->next;
+    pthread_mutex_unlock(&slab_lock);
+    st->lo = (char *)fs + sizeof(free_stack_t) - size;
+    st->size = size;
+    st->mode = CO_STACK_CANARY;
+    atomic_fetch_add_explicit(&live_canary, 1, memory_order_relaxed);
+    return 0;
+nomem:
+    pthread_mutex_unlock(&slab_lock);
+    errno = ENOMEM;
+    return -1;
+}
+
+static void unmap(co__stack_t *st)
+{
+#if defined(CO_VALGRIND)
+    if (st->valgrind) VALGRIND_STACK_DEREGISTER(st->vg_id);
+#endif
+    if (st->mode == CO_STACK_GUARD) {
+        munmap(st->lo - page_size, st->size + page_size);
+        atomic_fetch_sub_explicit(&live_guarded, 1, memory_order_relaxed);
+    } else {
+        /* Give the pages back but keep the address range in the slab. */
+        madvise(st->lo, st->size, MADV_DONTNEED);
+        free_stack_t *fs = (free_stack_t *)(st->lo + st->size - sizeof(free_stack_t));
+        pthread_mutex_lock(&slab_lock);
+        for (size_t i = 0; i < nclasses; i++)
+            if (classes[i].size == st->size) {
+                fs->next = classes[i].free;
+                classes[i].free = fs;
+            }
+        pthread_mutex_unlock(&slab_lock);
+        atomic_fetch_sub_explicit(&live_canary, 1, memory_order_relaxed);
+    }
+}
+
+int co__stack_get(co__stack_t *st, size_t size)
+{
+    pthread_once(&once, init_once);
+    if (size == 0) size = default_size;
+    if (size < CO_STACK_MIN || size > ((size_t)1 << 40)) return errno = EINVAL, -1;
+    size = (size + page_size - 1) & ~(page_size - 1);
+    co__thread_t *t = co__thread();
+    ensure_altstack(t);
+
+    for (size_t i = t->ncache; i-- > 0;) {
+        if (t->cache[i].size != size) continue;
+        *st = t->cache[i];
+        t->cache[i] = t->cache[--t->ncache];
+#if CO_ASAN
+        /* Frames of the previous owner may have left poisoned redzones. */
+        ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
+#endif
+        return 0;
+    }
+
+    int r = -1;
+    bool want_guard = policy == POLICY_ALWAYS ||
+                      (policy == POLICY_AUTO &&
+                       atomic_load_explicit(&live_guarded, memory_order_relaxed) < guard_budget);
+    if (want_guard) r = map_guarded(st, size);
+    if (r < 0 && policy != POLICY_ALWAYS) r = map_canary(st, size);
+    if (r < 0) return errno = ENOMEM, -1;
+    *(uint64_t *)st->lo = CO__CANARY;
+    st->valgrind = 0;
+#if defined(CO_VALGRIND)
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+    st->valgrind = 1;
+#endif
+    return 0;
+}
+
+void co__stack_put(co__stack_t *st)
+{
+    if (!st->lo) return;
+    co__thread_t *t = &co__tls;
+    if (t->ncache == t->cache_cap && t->cache_cap < CACHE_MAX) {
+        size_t cap = t->cache_cap ? t->cache_cap * 2 : 16;
+        co__stack_t *c = realloc(t->cache, cap * sizeof *c);
+        if (c) {
+            t->cache = c;
+            t->cache_cap = cap;
+        }
+    }
+    if (t->ncache < t->cache_cap) {
+        *(uint64_t *)st->lo = CO__CANARY; /* re-arm for the next owner */
+        t->cache[t->ncache++] = *st;
+    } else {
+        unmap(st);
+    }
+    memset(st, 0, sizeof *st);
+}
+
+void co__stack_thread_exit(void)
+{
+    co__thread_t *t = &co__tls;
+    for (size_t i = 0; i < t->ncache; i++) unmap(&t->cache[i]);
+    free(t->cache);
+    t->cache = NULL;
+    t->ncache = t->cache_cap = 0;
+    if (t->altstack && t->altstack != (void *)1) {
+        stack_t ss = {.ss_flags = SS_DISABLE};
+        sigaltstack(&ss, NULL);
+        munmap(t->altstack, ALTSTACK_SIZE);
+    }
+    t->altstack = NULL;
+}
+
+void co_stack_stats(co_stack_stats_t *st)
+{
+    pthread_once(&once, init_once);
+    st->guarded = atomic_load(&live_guarded) - 0;
+    st->canary = atomic_load(&live_canary);
+    st->cached = co__tls.ncache;
+    st->guard_budget = policy == POLICY_NEVER ? 0 : guard_budget;
+}
+
+/* ------------------------------------------------- overflow reporting */
+
+/* Async-signal-safe formatting: the handler may not call stdio. */
+typedef struct line {
+    char buf[256];
+    size_t n;
+} line_t;
+
+static void put_s(line_t *l, const char *s)
+{
+    while (*s && l->n < sizeof l->buf - 1) l->buf[l->n++] = *s++;
+}
+
+static void put_u(line_t *l, uint64_t v, int base)
+{
+    char tmp[24];
+    int i = 0;
+    do {
+        tmp[i++] = "0123456789abcdef"[v % (unsigned)base];
+        v /= (unsigned)base;
+    } while (v);
+    while (i > 0 && l->n < sizeof l->buf - 1) l->buf[l->n++] = tmp[--i];
+}
+
+static void describe(line_t *l, const co_fiber_t *f)
+{
+    if (f->kind == CO__K_CORO) {
+        const co_coro_t *c = (const co_coro_t *)f;
+        put_s(l, "coroutine #");
+        put_u(l, c->id, 10);
+        if (c->name) {
+            put_s(l, " \"");
+            put_s(l, c->name);
+            put_s(l, "\"");
+        }
+    } else {
+        put_s(l, f->kind == CO__K_GEN ? "generator fiber 0x" : "fiber 0x");
+        put_u(l, (uintptr_t)f, 16);
+    }
+}
+
+noreturn void co__stack_overflow(const co_fiber_t *f, const char *how)
+{
+    line_t l = {.n = 0};
+    put_s(&l, "cogent: stack overflow in ");
+    describe(&l, f);
+    put_s(&l, " (stack ");
+    put_u(&l, f->stack.size, 10);
+    put_s(&l, " bytes, ");
+    put_s(&l, f->stack.mode == CO_STACK_GUARD ? "guard page" : "canary mode");
+    put_s(&l, "): ");
+    put_s(&l, how);
+    put_s(&l, "; spawn it with a larger stack_size (docs/stacks.md)\n");
+    ssize_t w = write(2, l.buf, l.n);
+    (void)w;
+    abort();
+}
+
+static void chain(int sig, siginfo_t *si, void *uctx)
+{
+    struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+    if ((old->sa_flags & SA_SIGINFO) && old->sa_sigaction) {
+        old->sa_sigaction(sig, si, uctx);
+    } else if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN) {
+        old->sa_handler(sig);
+    } else {
+        /* Restore the default action; returning re-runs the faulting
+         * instruction, which now kills the process as it would have. */
+        sigaction(sig, old, NULL);
+    }
+}
+
+static void overflow_handler(int sig, siginfo_t *si, void *uctx)
+{
+    const co_fiber_t *f = co__tls.cur;
+    if (f && f->stack.mode == CO_STACK_GUARD) {
+        uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;
+        /* The guard page, or just below it (a frame larger than a page
+         * can jump over the guard). */
+        if (a < lo + 256 && a + page_size + 64 * 1024 >= lo)
+            co__stack_overflow(f, "the guard page was hit");
+    }
+    if (f && f->stack.mode == CO_STACK_CANARY) {
+        uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;
+        if (a < lo + 256 && a + 64 * 1024 >= lo) co__stack_overflow(f, "a fault below the stack");
+    }
+    chain(sig, si, uctx);
+}

@@ -1,0 +1,114 @@
+/* A tiny test harness: ASSERT_* print both operands and abort (never
+ * compiled out); RUN(fn) runs one case; a test program runs every case,
+ * or only the ones named on its command line (for gdb and valgrind). */
+#ifndef COGENT_TEST_HARNESS_H
+#define COGENT_TEST_HARNESS_H
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TEST_SKIP 77
+
+#define ASSERT_(cond, fmt, ...)                                                                   \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(stderr, "%s:%d: assertion failed: " fmt "\n", __FILE__, __LINE__, __VA_ARGS__); \
+            abort();                                                                              \
+        }                                                                                         \
+    } while (0)
+
+#define ASSERT(cond) ASSERT_(cond, "%s", #cond)
+#define ASSERT_EQ(a, b)                                                                           \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        ASSERT_(a_ == b_, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);                             \
+    } while (0)
+#define ASSERT_NE(a, b)                                                                           \
+    do {                                                                                          \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
+        ASSERT_(a_ != b_, "%s != %s (both %lld)", #a, #b, a_);                                    \
+    } while (0)
+#define ASSERT_PTR_EQ(a, b)                                                                       \
+    do {                                                                                          \
+        const void *a_ = (a), *b_ = (b);                                                          \
+        ASSERT_(a_ == b_, "%s == %s (%p vs %p)", #a, #b, a_, b_);                                 \
+    } while (0)
+#define ASSERT_STR_EQ(a, b)                                                                       \
+    do {                                                                                          \
+        const char *a_ = (a), *b_ = (b);                                                          \
+        ASSERT_(a_ && b_ && !strcmp(a_, b_), "%s == %s (\"%s\" vs \"%s\")", #a, #b, a_ ? a_ : "(null)", \
+                b_ ? b_ : "(null)");                                                              \
+    } while (0)
+/* A call that must fail with -1 (or NULL) and this errno. */
+#define ASSERT_ERR(call, err)                                                                     \
+    do {                                                                                          \
+        errno = 0;                                                                                \
+        long long r_ = (long long)(intptr_t)(call);                                               \
+        int e_ = errno;                                                                           \
+        ASSERT_((r_ == -1 || r_ == 0) && e_ == (err), "%s fails with %s (got %lld, errno %d %s)", #call, #err, \
+                r_, e_, strerror(e_));                                                            \
+    } while (0)
+/* Elapsed time within [lo, hi] ms: generous bounds, never a benchmark. */
+#define ASSERT_TIME(ms, lo, hi)                                                                   \
+    ASSERT_((ms) >= (lo) && (ms) <= (hi), "elapsed %lld ms within [%d, %d]", (long long)(ms), (lo), (hi))
+
+static int test_argc_ __attribute__((unused));
+static char **test_argv_ __attribute__((unused));
+static int test_ran_ __attribute__((unused));
+
+static inline int test_selected(const char *name)
+{
+    if (test_argc_ <= 1) return 1;
+    for (int i = 1; i < test_argc_; i++)
+        if (!strcmp(test_argv_[i], name)) return 1;
+    return 0;
+}
+
+#define RUN(fn)                                                                                   \
+    do {                                                                                          \
+        if (test_selected(#fn)) {                                                                 \
+            fprintf(stderr, "  %s\n", #fn);                                                        \
+            fn();                                                                                 \
+            test_ran_++;                                                                          \
+        }                                                                                         \
+    } while (0)
+
+#define TEST_MAIN_BEGIN(argc, argv)                                                               \
+    test_argc_ = (argc);                                                                          \
+    test_argv_ = (argv);                                                                          \
+    fprintf(stderr, "%s\n", (argv)[0])
+#define TEST_MAIN_END() (test_ran_ > 0 ? 0 : (fprintf(stderr, "no test case matched\n"), 1))
+
+/* Runs fn in a child process and returns its wait status; the child's
+ * stderr is captured into buf (for asserting on reports). */
+#include <sys/wait.h>
+#include <unistd.h>
+static inline int run_child(void (*fn)(void *), void *arg, char *buf, size_t cap)
+{
+    int p[2];
+    if (pipe(p) < 0) abort();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        close(p[0]);
+        dup2(p[1], 2);
+        close(p[1]);
+        fn(arg);
+        _exit(0);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+    buf[n] = '\0';
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+#endif
