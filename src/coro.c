@@ -180,11 +180,10 @@ co_coro_t *co_spawn(co_fn fn, void *arg)
 
 /* ------------------------------------------------ cross-thread parts */
 
-/* Answers a WATCH: c (on this hub) has finished. */
+/* Answers a WATCH: its coroutine has finished. */
 static void answer_watch(co__msg_t *m)
 {
     co__hub_t *to = m->from_hub;
-    unref(m->co);
     m->kind = CO__M_WAKE;
     m->co = m->from;
     m->result = 0;
@@ -197,9 +196,9 @@ static void answer_watch(co__msg_t *m)
 
 void co__coro_reap(co_coro_t *c)
 {
-    atomic_store_explicit(&c->done, true, memory_order_release);
-    co__msg_t *w = c->watchers;
-    c->watchers = NULL;
+    /* Publishes the result and closes the watcher stack in one step: a
+     * watcher either got in before (and is answered here) or sees DONE. */
+    co__msg_t *w = atomic_exchange_explicit(&c->watchers, CO__DONE, memory_order_acq_rel);
     while (w) {
         co__msg_t *n = w->next;
         answer_watch(w);
@@ -222,14 +221,6 @@ void co__coro_message(co__hub_t *h, co__msg_t *m)
         unref(c);
         free(m);
         break;
-    case CO__M_WATCH:
-        if (atomic_load_explicit(&c->done, memory_order_acquire)) {
-            answer_watch(m);
-        } else {
-            m->next = c->watchers;
-            c->watchers = m;
-        }
-        break;
     default:
         co__panic("corrupt inbox message kind %d", m->kind);
     }
@@ -248,7 +239,7 @@ static void check_handle(const co_coro_t *c, const char *fn)
 /* Waits until c is done.  0 or an errno value. */
 static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
 {
-    if (atomic_load_explicit(&c->done, memory_order_acquire)) return 0;
+    if (co__done(c)) return 0;
     co__hub_t *h = co__hub();
     co_coro_t *self = h->current;
     if (c == self) return EDEADLK;
@@ -263,19 +254,23 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
             if (c->state == CO__C_DONE) return 0;
         }
     }
+    /* Another thread's coroutine: leave a WATCH on it; its reap sends the
+     * WAKE to our inbox.  Its own hub need not be running for this. */
     for (;;) {
         if (deadline >= 0 && deadline <= co_now()) return ETIMEDOUT;
         if (atomic_load_explicit(&self->killed, memory_order_relaxed)) return ECANCELED;
         co__msg_t *m = calloc(1, sizeof *m);
         if (!m) return ENOMEM;
-        *m = (co__msg_t){.kind = CO__M_WATCH, .co = c, .from = self, .from_hub = h, .seq = self->park_seq};
-        ref(c);
+        *m = (co__msg_t){.kind = CO__M_WATCH, .from = self, .from_hub = h, .seq = self->park_seq};
         ref(self);
         atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
-        if (!co__hub_send(c->hub, m)) {
-            /* Its thread has exited, which it does only once all of its
-             * coroutines have finished. */
-            unref(c);
+        co__msg_t *head = atomic_load_explicit(&c->watchers, memory_order_acquire);
+        do {
+            if (head == CO__DONE) break;
+            m->next = head;
+        } while (!atomic_compare_exchange_weak_explicit(&c->watchers, &head, m, memory_order_release,
+                                                        memory_order_acquire));
+        if (head == CO__DONE) {
             unref(self);
             co__hub_unref(h);
             free(m);
@@ -285,7 +280,7 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         int r = co__park(h, deadline, what, true);
         h->nexternal--;
         if (r) return r;
-        if (atomic_load_explicit(&c->done, memory_order_acquire)) return 0;
+        if (co__done(c)) return 0;
     }
 }
 
@@ -342,7 +337,7 @@ int co_kill(co_coro_t *c)
     CO__CHECK(atomic_load_explicit(&c->handle, memory_order_relaxed) != CO__H_JOINED,
               "co_kill: coroutine #%" PRIu64 " was already joined", c->id);
     atomic_store_explicit(&c->killed, true, memory_order_relaxed);
-    if (atomic_load_explicit(&c->done, memory_order_acquire)) return 0;
+    if (co__done(c)) return 0;
     co__hub_t *h = co__tls.hub;
     if (h && c->hub == h) {
         if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
@@ -366,7 +361,7 @@ bool co_killed(const co_coro_t *c)
 
 bool co_finished(const co_coro_t *c)
 {
-    return atomic_load_explicit(&c->done, memory_order_acquire);
+    return co__done(c);
 }
 
 int co_yield(void)

@@ -229,7 +229,6 @@ struct co_coro {
     uint8_t state; /* CO__C_*; touched only by its hub's thread */
     bool is_main;
     atomic_uchar handle; /* CO__H_* */
-    atomic_bool done;    /* finished and reaped: result readable anywhere */
     atomic_bool killed;  /* sticky cancellation */
     atomic_int refs;     /* 2 at spawn: the running coroutine + the handle */
     /* the current wait */
@@ -240,7 +239,9 @@ struct co_coro {
     co__timer_t timer;
     /* who waits for it to finish */
     co__waitq_t waiters;  /* same hub */
-    co__msg_t *watchers;  /* other hubs: WATCH messages kept until it ends */
+    /* Other hubs' waiters: a lock-free stack of WATCH messages that turns
+     * into CO__DONE when the coroutine is reaped (see coro.c). */
+    _Atomic(co__msg_t *) watchers;
     /* group membership */
     co_group_t *group;
     co_coro_t *gprev, *gnext; /* in the group's running or done list */
@@ -267,6 +268,14 @@ struct co__hub {
 };
 
 #define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
+#define CO__DONE ((co__msg_t *)(uintptr_t)1) /* co_coro_t.watchers once finished */
+
+/* True once co has finished and been reaped: its result is readable from
+ * any thread. */
+static inline bool co__done(const co_coro_t *co)
+{
+    return atomic_load_explicit(&((co_coro_t *)co)->watchers, memory_order_acquire) == CO__DONE;
+}
 
 /* The calling thread's hub, created on first use; aborts if it cannot be
  * created (no fds or memory left for an epoll fd and an eventfd). */
@@ -303,7 +312,7 @@ void co__hub_unref(co__hub_t *h);
 /* coro.c: handles a message for a coroutine of h. */
 void co__coro_message(co__hub_t *h, co__msg_t *m);
 /* coro.c: after a coroutine's stack was released (on the next stack):
- * publishes `done`, wakes other hubs' watchers, drops the running ref. */
+ * marks it done, wakes other hubs' watchers, drops the running ref. */
 void co__coro_reap(co_coro_t *co);
 /* coro.c: ends every coroutine of an exiting hub; forcibly releases those
  * that cannot end. */

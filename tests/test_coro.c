@@ -1,2 +1,352 @@
+/* Coroutines: spawn/join/detach/kill/yield, deadlines, cancellation, misuse. */
+#include "cogent.h"
 #include "harness.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+static void *add_one(void *arg)
+{
+    return (char *)arg + 1;
+}
+
+static void test_spawn_join_result(void)
+{
+    char buf[2];
+    co_coro_t *c = co_spawn(add_one, buf);
+    ASSERT(c);
+    ASSERT(!co_finished(c));
+    void *r = NULL;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_PTR_EQ(r, buf + 1);
+}
+
+static char order[64];
+static void *tagger(void *arg)
+{
+    const char *tag = arg;
+    for (int i = 0; i < 3; i++) {
+        strcat(order, tag);
+        co_yield();
+    }
+    return NULL;
+}
+
+static void test_yield_round_robin(void)
+{
+    order[0] = 0;
+    co_coro_t *a = co_spawn(tagger, "a"), *b = co_spawn(tagger, "b");
+    co_coro_t *cs[] = {a, b};
+    ASSERT_EQ(co_joinall(cs, 2, -1, NULL), 0);
+    ASSERT_STR_EQ(order, "ababab");
+}
+
+static void *check_identity(void *arg)
+{
+    co_coro_t *self = co_current();
+    ASSERT(co_id(self) > 0);
+    ASSERT_STR_EQ(co_name(self), (const char *)arg);
+    return self;
+}
+
+static void test_current_id_name(void)
+{
+    co_coro_t *m = co_current();
+    ASSERT_STR_EQ(co_name(m), "main");
+    co_spawn_opts_t o = {.name = "worker"};
+    co_coro_t *c = co_spawn_ex(check_identity, "worker", &o);
+    ASSERT(co_id(c) != co_id(m));
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_PTR_EQ(r, c); /* co_current() inside was the handle */
+    /* Unnamed: "#<id>". */
+    co_coro_t *d = co_spawn(add_one, NULL);
+    char want[32];
+    snprintf(want, sizeof want, "#%" PRIu64, co_id(d));
+    ASSERT_STR_EQ(co_name(d), want);
+    ASSERT_EQ(co_join(d, -1, NULL), 0);
+    /* Long names are copied whole. */
+    char longname[200];
+    memset(longname, 'x', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    o.name = longname;
+    d = co_spawn_ex(add_one, NULL, &o);
+    longname[0] = 'y';
+    ASSERT_EQ(strlen(co_name(d)), 199);
+    ASSERT_EQ(co_name(d)[0], 'x');
+    ASSERT_EQ(co_join(d, -1, NULL), 0);
+}
+
+static void *sleep_ms(void *arg)
+{
+    if (co_sleep((intptr_t)arg) < 0) return (void *)(intptr_t)errno;
+    return NULL;
+}
+
+static void test_join_deadline(void)
+{
+    co_coro_t *c = co_spawn(sleep_ms, (void *)200);
+    int64_t t0 = co_now();
+    ASSERT_ERR(co_join(c, co_now() + 30, NULL), ETIMEDOUT);
+    ASSERT_TIME(co_now() - t0, 30, 150);
+    ASSERT_ERR(co_join(c, 0, NULL), ETIMEDOUT); /* nowait */
+    ASSERT_ERR(co_wait(c, co_now() + 10), ETIMEDOUT);
+    void *r = (void *)1;
+    ASSERT_EQ(co_join(c, -1, &r), 0); /* the handle stayed valid */
+    ASSERT_PTR_EQ(r, NULL);
+}
+
+static void test_kill_sleeping(void)
+{
+    co_coro_t *c = co_spawn(sleep_ms, (void *)10000);
+    co_sleep(0); /* let it start sleeping */
+    int64_t t0 = co_now();
+    ASSERT_EQ(co_kill(c), 0);
+    ASSERT(co_killed(c));
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, ECANCELED);
+    ASSERT_TIME(co_now() - t0, 0, 500);
+}
+
+static int ran;
+static void *mark_ran(void *arg)
+{
+    (void)arg;
+    ran = 1;
+    return (void *)7;
+}
+
+static void test_kill_before_start_and_after_end(void)
+{
+    ran = 0;
+    co_coro_t *c = co_spawn(mark_ran, NULL);
+    co_kill(c);
+    void *r = (void *)1;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ(ran, 0); /* never ran */
+    ASSERT_PTR_EQ(r, NULL);
+
+    c = co_spawn(mark_ran, NULL);
+    ASSERT_EQ(co_wait(c, -1), 0);
+    ASSERT(co_finished(c));
+    ASSERT_EQ(co_kill(c), 0); /* finished: nothing happens */
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, 7);
+}
+
+/* Killed while joining another: the join fails with ECANCELED, and every
+ * later blocking call too, until it returns. */
+static void *join_other(void *arg)
+{
+    co_coro_t *other = arg;
+    if (co_join(other, -1, NULL) == 0) return "joined";
+    ASSERT_EQ(errno, ECANCELED);
+    ASSERT_ERR(co_sleep(10), ECANCELED);
+    ASSERT_ERR(co_yield(), ECANCELED);
+    return "cancelled";
+}
+
+static void test_kill_while_joining(void)
+{
+    co_coro_t *sleeper = co_spawn(sleep_ms, (void *)100);
+    co_coro_t *joiner = co_spawn(join_other, sleeper);
+    co_sleep(10);
+    co_kill(joiner);
+    void *r;
+    ASSERT_EQ(co_join(joiner, -1, &r), 0);
+    ASSERT_STR_EQ(r, "cancelled");
+    ASSERT_EQ(co_join(sleeper, -1, &r), 0); /* the target was not affected */
+    ASSERT_PTR_EQ(r, NULL);
+}
+
+static void test_killed_main(void)
+{
+    co_coro_t *m = co_current();
+    co_kill(m);
+    ASSERT_ERR(co_sleep(10), ECANCELED);
+    ASSERT_ERR(co_yield(), ECANCELED);
+    co_coro_t *c = co_spawn(add_one, NULL);
+    ASSERT_ERR(co_join(c, -1, NULL), ECANCELED);
+    ASSERT_ERR(co_wait(c, co_now() + 1000), ECANCELED);
+    /* c is left queued: the process ends with it (as gevent's would). */
+}
+
+static void *spawn_tree(void *arg)
+{
+    intptr_t depth = (intptr_t)arg;
+    if (depth == 0) return (void *)1;
+    co_coro_t *l = co_spawn(spawn_tree, (void *)(depth - 1));
+    co_coro_t *r = co_spawn(spawn_tree, (void *)(depth - 1));
+    void *a, *b;
+    ASSERT_EQ(co_join(l, -1, &a), 0);
+    ASSERT_EQ(co_join(r, -1, &b), 0);
+    return (void *)((intptr_t)a + (intptr_t)b);
+}
+
+static void test_nested_spawns(void)
+{
+    co_coro_t *root = co_spawn(spawn_tree, (void *)10);
+    void *n;
+    ASSERT_EQ(co_join(root, -1, &n), 0);
+    ASSERT_EQ((intptr_t)n, 1024);
+    co_hub_stats_t st;
+    co_hub_stats(&st);
+    ASSERT_EQ(st.coroutines, 0);
+}
+
+static int detached_done;
+static void *detached_body(void *arg)
+{
+    co_sleep((intptr_t)arg);
+    detached_done++;
+    return NULL;
+}
+
+static void test_detach(void)
+{
+    detached_done = 0;
+    co_detach(co_spawn(detached_body, (void *)0));
+    co_detach(co_spawn(detached_body, (void *)20));
+    co_coro_t *c = co_spawn(detached_body, (void *)1);
+    co_sleep(5);
+    co_detach(c); /* already finished: freed now */
+    co_sleep(60);
+    ASSERT_EQ(detached_done, 3);
+}
+
+static void test_joinall_errors(void)
+{
+    co_coro_t *cs[3] = {co_spawn(sleep_ms, (void *)1), co_spawn(sleep_ms, (void *)300), co_spawn(sleep_ms, (void *)1)};
+    ASSERT_ERR(co_joinall(cs, 3, co_now() + 20, NULL), ETIMEDOUT);
+    co_kill(cs[1]);
+    void *rs[3];
+    ASSERT_EQ(co_joinall(cs, 3, -1, rs), 0);
+    ASSERT_PTR_EQ(rs[0], NULL);
+    ASSERT_EQ((intptr_t)rs[1], ECANCELED);
+}
+
+static void test_self_and_main_join(void)
+{
+    ASSERT_ERR(co_join(co_current(), -1, NULL), EDEADLK);
+    ASSERT_ERR(co_spawn(NULL, NULL), EINVAL);
+    co_spawn_opts_t o = {.stack_size = 100};
+    ASSERT_ERR(co_spawn_ex(add_one, NULL, &o), EINVAL);
+}
+
+static void *join_main(void *arg)
+{
+    co_coro_t *m = arg;
+    if (co_join(m, -1, NULL) < 0) return (void *)(intptr_t)errno;
+    return NULL;
+}
+
+static void test_join_main_einval(void)
+{
+    co_coro_t *c = co_spawn(join_main, co_current());
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, EINVAL);
+}
+
+static void double_join(void *arg)
+{
+    (void)arg;
+    co_coro_t *c = co_spawn(add_one, NULL);
+    co_join(c, -1, NULL);
+    co_join(c, -1, NULL);
+}
+static void join_detached(void *arg)
+{
+    (void)arg;
+    co_coro_t *c = co_spawn(add_one, NULL);
+    co_detach(c);
+    co_join(c, -1, NULL);
+}
+static void detach_twice(void *arg)
+{
+    (void)arg;
+    co_coro_t *c = co_spawn(sleep_ms, (void *)100);
+    co_detach(c);
+    co_detach(c);
+}
+static void join_null(void *arg)
+{
+    (void)arg;
+    co_join(NULL, -1, NULL);
+}
+
+static void test_misuse_aborts(void)
+{
+    char buf[1024];
+    int st = run_child(double_join, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    ASSERT(strstr(buf, "co_join: coroutine #") && strstr(buf, "already joined"));
+    st = run_child(join_detached, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && strstr(buf, "already detached"));
+    st = run_child(detach_twice, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && strstr(buf, "co_detach") && strstr(buf, "already detached"));
+    st = run_child(join_null, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && strstr(buf, "NULL coroutine"));
+}
+
+/* A generator driven from a coroutine can block on the hub inside. */
+static void *sleepy_gen(co_gen_t *g, void *arg)
+{
+    (void)arg;
+    for (intptr_t i = 0; i < 3; i++) {
+        co_sleep(5);
+        co_gen_yield(g, (void *)i, NULL);
+    }
+    return NULL;
+}
+static int ticks;
+static void *ticker(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5; i++) {
+        ticks++;
+        co_sleep(2);
+    }
+    return NULL;
+}
+static void *spin_generator_inside(void *arg)
+{
+    (void)arg;
+    co_gen_t *g = co_gen_new(sleepy_gen, NULL, 0);
+    void *v;
+    intptr_t sum = 0;
+    while (co_gen_next(g, &v) > 0) sum += (intptr_t)v;
+    co_gen_free(g);
+    return (void *)sum;
+}
+
+static void test_generator_blocks_inside_coroutine(void)
+{
+    ticks = 0;
+    co_coro_t *t = co_spawn(ticker, NULL);
+    co_coro_t *c = co_spawn(spin_generator_inside, NULL);
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, 3);
+    ASSERT(ticks >= 3); /* the ticker ran while the generator slept */
+    ASSERT_EQ(co_join(t, -1, NULL), 0);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(test_spawn_join_result);
+    RUN(test_yield_round_robin);
+    RUN(test_current_id_name);
+    RUN(test_join_deadline);
+    RUN(test_kill_sleeping);
+    RUN(test_kill_before_start_and_after_end);
+    RUN(test_kill_while_joining);
+    RUN(test_nested_spawns);
+    RUN(test_detach);
+    RUN(test_joinall_errors);
+    RUN(test_self_and_main_join);
+    RUN(test_join_main_einval);
+    RUN(test_misuse_aborts);
+    RUN(test_generator_blocks_inside_coroutine);
+    RUN(test_killed_main); /* last: the main coroutine stays killed */
+    return TEST_MAIN_END();
+}

@@ -1,2 +1,161 @@
+/* Fibers (greenlet): values both ways, parent on end, errors. */
+#include "cogent.h"
 #include "harness.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+static co_fiber_t *eat_f, *play_f;
+static char trace[256];
+
+static void note(const char *s)
+{
+    strcat(trace, s);
+    strcat(trace, ";");
+}
+
+static void *eat(co_fiber_t *self, void *name)
+{
+    ASSERT_PTR_EQ(self, eat_f);
+    ASSERT_PTR_EQ(co_fiber_current(), eat_f);
+    note("eat1");
+    void *v = co_fiber_switch(play_f, name);
+    ASSERT_STR_EQ(v, "back");
+    note("eat2");
+    co_fiber_switch(play_f, NULL);
+    note("never");
+    return NULL;
+}
+
+static void *play(co_fiber_t *self, void *name)
+{
+    (void)self;
+    ASSERT_STR_EQ(name, "tom");
+    note("play1");
+    co_fiber_switch(eat_f, "back");
+    note("play2");
+    return "play done";
+}
+
+static void test_eat_play(void)
+{
+    trace[0] = 0;
+    co_fiber_t *main_f = co_fiber_current();
+    ASSERT(main_f != NULL);
+    ASSERT_PTR_EQ(co_fiber_parent(main_f), NULL);
+    eat_f = co_fiber_new(eat, NULL, 0);
+    play_f = co_fiber_new(play, NULL, 0);
+    ASSERT(eat_f && play_f);
+    ASSERT(!co_fiber_started(eat_f));
+    ASSERT_PTR_EQ(co_fiber_parent(eat_f), main_f);
+    /* play ends: its value goes to its parent, main. */
+    void *r = co_fiber_switch(eat_f, "tom");
+    ASSERT_STR_EQ(r, "play done");
+    ASSERT_STR_EQ(trace, "eat1;play1;eat2;play2;");
+    ASSERT(co_fiber_started(eat_f) && !co_fiber_ended(eat_f));
+    ASSERT(co_fiber_ended(play_f));
+    ASSERT_PTR_EQ(co_fiber_current(), main_f);
+    co_fiber_free(eat_f); /* suspended: freed without running */
+    co_fiber_free(play_f);
+}
+
+static void *ret_arg(co_fiber_t *self, void *v)
+{
+    (void)self;
+    return (char *)v + 1;
+}
+
+static void test_end_returns_to_parent_chain(void)
+{
+    /* a's parent is b; b has ended by the time a ends: a returns to main. */
+    co_fiber_t *b = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_t *a = co_fiber_new(ret_arg, NULL, 0);
+    ASSERT_EQ(co_fiber_set_parent(a, b), 0);
+    char buf[4];
+    ASSERT_PTR_EQ(co_fiber_switch(b, buf), buf + 1);
+    ASSERT(co_fiber_ended(b));
+    ASSERT_PTR_EQ(co_fiber_switch(a, buf), buf + 1);
+    co_fiber_free(a);
+    co_fiber_free(b);
+}
+
+static void test_set_parent_errors(void)
+{
+    co_fiber_t *a = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_t *b = co_fiber_new(ret_arg, NULL, 0);
+    ASSERT_EQ(co_fiber_set_parent(b, a), 0);
+    ASSERT_ERR(co_fiber_set_parent(a, b), EINVAL); /* cycle */
+    ASSERT_ERR(co_fiber_set_parent(a, a), EINVAL);
+    co_fiber_switch(a, NULL);
+    ASSERT_ERR(co_fiber_set_parent(b, a), EINVAL); /* a has ended */
+    co_fiber_free(a);
+    co_fiber_free(b);
+}
+
+static void test_bad_arguments(void)
+{
+    ASSERT_ERR(co_fiber_new(NULL, NULL, 0), EINVAL);
+    ASSERT_ERR(co_fiber_new(ret_arg, NULL, 1024), EINVAL);
+    co_fiber_free(NULL);
+    /* Switching to yourself hands the value straight back. */
+    ASSERT_PTR_EQ(co_fiber_switch(co_fiber_current(), "x"), "x");
+}
+
+static void switch_to_ended(void *arg)
+{
+    (void)arg;
+    co_fiber_t *f = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_switch(f, NULL);
+    co_fiber_switch(f, NULL);
+}
+
+static void free_current(void *arg)
+{
+    (void)arg;
+    co_fiber_free(co_fiber_current());
+}
+
+static void test_misuse_aborts(void)
+{
+    char buf[1024];
+    int st = run_child(switch_to_ended, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    ASSERT(strstr(buf, "has ended"));
+    st = run_child(free_current, NULL, buf, sizeof buf);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    ASSERT(strstr(buf, "is not a fiber made by co_fiber_new"));
+}
+
+/* Many fibers alive, switched round-robin, each with its own locals. */
+#define RING 200
+static co_fiber_t *ring[RING];
+static void *ring_body(co_fiber_t *self, void *v)
+{
+    intptr_t me = (intptr_t)co_fiber_data(self);
+    intptr_t sum = (intptr_t)v;
+    for (int round = 0; round < 5; round++) {
+        sum += me;
+        sum = (intptr_t)co_fiber_switch(ring[(me + 1) % RING], (void *)sum);
+    }
+    return (void *)sum;
+}
+
+static void test_ring(void)
+{
+    for (intptr_t i = 0; i < RING; i++) ring[i] = co_fiber_new(ring_body, (void *)i, 0);
+    for (int i = 1; i < RING; i++) co_fiber_set_parent(ring[i], ring[0]); /* ends return along the ring */
+    /* The value passed around accumulates every fiber's id 5 times; the
+     * last fiber to end returns to its parent chain and finally main. */
+    intptr_t r = (intptr_t)co_fiber_switch(ring[0], (void *)0);
+    ASSERT_EQ(r, 5LL * (RING * (RING - 1) / 2));
+    for (int i = 0; i < RING; i++) co_fiber_free(ring[i]);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(test_eat_play);
+    RUN(test_end_returns_to_parent_chain);
+    RUN(test_set_parent_errors);
+    RUN(test_bad_arguments);
+    RUN(test_misuse_aborts);
+    RUN(test_ring);
+    return TEST_MAIN_END();
+}

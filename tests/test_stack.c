@@ -1,2 +1,123 @@
+/* Stacks: overflow is reported with the coroutine's id, name and stack
+ * size, then the process aborts -- in guard-page mode and in canary mode.
+ * Each overflow runs in a fresh child process (re-executing this program)
+ * so that the stack policy can be chosen by environment variable. */
+#include <sys/mman.h>
+
+#include "cogent.h"
 #include "harness.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+static volatile int sink;
+
+/* Uses about `depth` KiB of stack. */
+static int recurse(int depth)
+{
+    volatile char pad[1000];
+    for (int i = 0; i < 1000; i++) pad[i] = (char)depth; /* a frame that is really used */
+    if (depth <= 0) return pad[0];
+    return recurse(depth - 1) + pad[999];
+}
+
+static void *overflow_forever(void *arg)
+{
+    (void)arg;
+    sink = recurse(1 << 20);
+    return NULL;
+}
+
+/* Just a bit past the bottom, then a switch: only the canary can tell. */
+static void *overflow_a_little(void *arg)
+{
+    (void)arg;
+    sink = recurse((int)(CO_STACK_MIN / 1000) + 2);
+    co_yield();
+    return NULL;
+}
+
+static int child_main(const char *what)
+{
+    co_spawn_opts_t o = {.stack_size = CO_STACK_MIN, .name = "deep"};
+    if (!strcmp(what, "coro")) {
+        co_join(co_spawn_ex(overflow_forever, NULL, &o), -1, NULL);
+    } else if (!strcmp(what, "little")) {
+        co_join(co_spawn_ex(overflow_a_little, NULL, &o), -1, NULL);
+    } else if (!strcmp(what, "fiber")) {
+        co_fiber_t *f = co_fiber_new((co_fiber_fn)(void (*)(void))overflow_forever, NULL, CO_STACK_MIN);
+        co_fiber_switch(f, NULL);
+    }
+    return 0; /* not reached if the overflow was caught */
+}
+
+static int child_status(const char *policy, const char *what, char *buf, size_t cap)
+{
+    int p[2];
+    ASSERT(pipe(p) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 2);
+        close(p[0]);
+        close(p[1]);
+        setenv("COGENT_STACK_GUARD", policy, 1);
+        /* Sanitizers have their own SEGV handling: let ours speak. */
+        setenv("ASAN_OPTIONS", "handle_segv=0:handle_abort=0:detect_leaks=0", 1);
+        execl("/proc/self/exe", "test_stack", "--child", what, (char *)NULL);
+        _exit(99);
+    }
+    close(p[1]);
+    size_t n = 0;
+    ssize_t r;
+    while ((r = read(p[0], buf + n, cap - 1 - n)) > 0) n += (size_t)r;
+    buf[n] = 0;
+    close(p[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    return st;
+}
+
+static void expect_report(const char *policy, const char *what, const char *mode, const char *who)
+{
+    char buf[8192];
+    int st = child_status(policy, what, buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s/%s: status %#x, stderr:\n%s", policy, what, st, buf);
+    ASSERT_(strstr(buf, "cogent: stack overflow in ") != NULL, "no report:\n%s", buf);
+    ASSERT_(strstr(buf, who) != NULL, "report does not name %s:\n%s", who, buf);
+    ASSERT_(strstr(buf, mode) != NULL, "report does not say %s:\n%s", mode, buf);
+    ASSERT_(strstr(buf, "stack 16384 bytes") != NULL, "report lacks the size:\n%s", buf);
+}
+
+static void test_guard_page_overflow(void)
+{
+    expect_report("always", "coro", "guard page", "\"deep\"");
+    expect_report("always", "fiber", "guard page", "fiber 0x");
+}
+
+static void test_canary_overflow(void)
+{
+    expect_report("never", "little", "canary mode", "\"deep\"");
+}
+
+static void test_policy_and_stats(void)
+{
+    co_stack_stats_t st;
+    co_stack_stats(&st);
+    ASSERT(st.guard_budget > 1000); /* a quarter of vm.max_map_count */
+    co_coro_t *c = co_spawn(overflow_a_little, NULL); /* default size: fits */
+    co_stack_stats_t st2;
+    co_stack_stats(&st2);
+    ASSERT_EQ(st2.guarded + st2.canary, st.guarded + st.canary + 1);
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    co_stack_stats(&st2);
+    ASSERT(st2.cached >= 1); /* the stack went back to the cache */
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--child")) return child_main(argv[2]);
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(test_guard_page_overflow);
+    RUN(test_canary_overflow);
+    RUN(test_policy_and_stats);
+    return TEST_MAIN_END();
+}

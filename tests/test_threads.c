@@ -1,2 +1,178 @@
+/* Hubs on several threads: cross-thread join and kill through the inbox,
+ * plain threads joining coroutines, thread exit with live coroutines. */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "cogent.h"
 #include "harness.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+
+static void *sleep_ret(void *arg)
+{
+    if (co_sleep((intptr_t)arg) < 0) return (void *)(intptr_t)-errno;
+    return arg;
+}
+
+typedef struct handoff {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    co_coro_t *c;
+    int stop;
+} handoff_t;
+
+/* A thread whose hub runs a coroutine; hands the handle out. */
+static void *owner_thread(void *arg)
+{
+    handoff_t *h = arg;
+    co_coro_t *c = co_spawn(sleep_ret, (void *)30);
+    pthread_mutex_lock(&h->mu);
+    h->c = c;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    /* Keep the hub alive until told; the coroutine runs while we sleep. */
+    while (co_sleep(1) == 0) {
+        pthread_mutex_lock(&h->mu);
+        int stop = h->stop;
+        pthread_mutex_unlock(&h->mu);
+        if (stop) break;
+    }
+    return NULL;
+}
+
+static co_coro_t *wait_handle(handoff_t *h)
+{
+    pthread_mutex_lock(&h->mu);
+    while (!h->c) pthread_cond_wait(&h->cv, &h->mu);
+    co_coro_t *c = h->c;
+    pthread_mutex_unlock(&h->mu);
+    return c;
+}
+
+static void stop_owner(handoff_t *h, pthread_t t)
+{
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(t, NULL);
+}
+
+static void test_join_from_other_thread(void)
+{
+    handoff_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, owner_thread, &h);
+    co_coro_t *c = wait_handle(&h);
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0); /* main's hub parks until the inbox rings */
+    ASSERT_EQ((intptr_t)r, 30);
+    stop_owner(&h, t);
+}
+
+static void test_kill_from_other_thread(void)
+{
+    handoff_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, owner_thread, &h);
+    co_coro_t *c = wait_handle(&h);
+    ASSERT_ERR(co_join(c, co_now() + 5, NULL), ETIMEDOUT);
+    co_kill(c);
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, -ECANCELED);
+    stop_owner(&h, t);
+}
+
+/* A thread exits while its coroutines still run: they are killed and run
+ * to their end; handles held elsewhere stay joinable. */
+static co_coro_t *orphan;
+static void *short_lived(void *arg)
+{
+    (void)arg;
+    orphan = co_spawn(sleep_ret, (void *)100000);
+    co_sleep(1);
+    return NULL; /* exits with orphan still sleeping */
+}
+
+static void test_thread_exit_with_live_coroutines(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, short_lived, NULL);
+    pthread_join(t, NULL);
+    ASSERT(co_finished(orphan));
+    void *r;
+    ASSERT_EQ(co_join(orphan, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, -ECANCELED);
+}
+
+/* Stress: T threads, each with its own hub and K coroutines; every thread
+ * joins the coroutines of the next thread, cross-thread, while its own
+ * run.  No wake-up may be lost (the test would hang). */
+enum { T = 4, K = 200 };
+static co_coro_t *grid[T][K];
+static pthread_barrier_t spawned, joined;
+
+static void *yield_some(void *arg)
+{
+    for (intptr_t i = 0; i < (intptr_t)arg % 7; i++) co_yield();
+    co_sleep((intptr_t)arg % 3);
+    return arg;
+}
+
+static void *grid_thread(void *arg)
+{
+    intptr_t me = (intptr_t)arg;
+    for (intptr_t k = 0; k < K; k++) grid[me][k] = co_spawn(yield_some, (void *)(me * K + k));
+    pthread_barrier_wait(&spawned);
+    intptr_t other = (me + 1) % T;
+    for (intptr_t k = 0; k < K; k++) {
+        void *r;
+        ASSERT_EQ(co_join(grid[other][k], -1, &r), 0);
+        ASSERT_EQ((intptr_t)r, other * K + k);
+    }
+    /* Run our own coroutines to their end before blocking the thread
+     * outside cogent (a blocked thread runs no coroutines). */
+    co_hub_stats_t st;
+    for (co_hub_stats(&st); st.coroutines > 0; co_hub_stats(&st)) co_sleep(1);
+    pthread_barrier_wait(&joined);
+    return NULL;
+}
+
+static void test_cross_thread_join_stress(void)
+{
+    pthread_barrier_init(&spawned, NULL, T);
+    pthread_barrier_init(&joined, NULL, T);
+    pthread_t ts[T];
+    for (intptr_t i = 0; i < T; i++) pthread_create(&ts[i], NULL, grid_thread, (void *)i);
+    for (int i = 0; i < T; i++) pthread_join(ts[i], NULL);
+    pthread_barrier_destroy(&spawned);
+    pthread_barrier_destroy(&joined);
+}
+
+/* A plain thread that never used cogent joins a coroutine: it blocks. */
+static void *plain_joiner(void *arg)
+{
+    void *r = NULL;
+    if (co_join(arg, -1, &r) < 0) return (void *)-1;
+    return r;
+}
+
+static void test_plain_thread_joins(void)
+{
+    co_coro_t *c = co_spawn(sleep_ret, (void *)20);
+    pthread_t t;
+    pthread_create(&t, NULL, plain_joiner, c);
+    co_sleep(60); /* main's hub runs c meanwhile */
+    void *r;
+    pthread_join(t, &r);
+    ASSERT_EQ((intptr_t)r, 20);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(test_join_from_other_thread);
+    RUN(test_kill_from_other_thread);
+    RUN(test_thread_exit_with_live_coroutines);
+    RUN(test_cross_thread_join_stress);
+    RUN(test_plain_thread_joins);
+    return TEST_MAIN_END();
+}

@@ -1,2 +1,121 @@
+/* Deadlines: the heap's order (unit), and sleeping coroutines waking in
+ * deadline order, never early. */
+#include "cogent.h"
 #include "harness.h"
-int main(int argc, char **argv) { (void)argc; (void)argv; return 0; }
+#include "internal.h"
+
+/* The heap itself: random deadlines (some far in the future: no clamping),
+ * random removals, pops in (deadline, insertion) order. */
+static void test_heap_order(void)
+{
+    enum { N = 100000 };
+    co__timers_t h = {0};
+    co__timer_t *t = calloc(N, sizeof *t);
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        int64_t d = rand() % 1000;
+        if (i % 97 == 0) d = ((int64_t)1 << 50) + rand() % 5; /* ~35,000 years */
+        ASSERT_EQ(co__timers_add(&h, &t[i], d), 0);
+    }
+    for (int i = 0; i < N; i += 3) co__timers_remove(&h, &t[i]);
+    co__timers_remove(&h, &t[0]); /* twice: a no-op */
+    int64_t last_d = -1;
+    uint64_t last_seq = 0;
+    size_t n = 0;
+    co__timer_t *f;
+    while ((f = co__timers_first(&h))) {
+        ASSERT(f->deadline > last_d || (f->deadline == last_d && f->seq > last_seq));
+        last_d = f->deadline;
+        last_seq = f->seq;
+        co__timers_remove(&h, f);
+        ASSERT(!co__timer_armed(f));
+        n++;
+    }
+    ASSERT_EQ(n, N - (N + 2) / 3);
+    ASSERT_EQ(last_d >> 50, 1); /* the far ones kept their exact value */
+    co__timers_destroy(&h);
+    free(t);
+}
+
+/* Coroutines sleeping to random deadlines wake in deadline order (FIFO
+ * among equal ones) and never before their deadline. */
+enum { SLEEPERS = 100000 };
+static int64_t *deadlines;
+static int *order;
+static int norder;
+static int early;
+
+static void *sleeper(void *arg)
+{
+    intptr_t i = (intptr_t)arg;
+    ASSERT_EQ(co_sleep_until(deadlines[i]), 0);
+    if (co_now() < deadlines[i]) early++;
+    order[norder++] = (int)i;
+    return NULL;
+}
+
+static void test_many_sleepers_in_order(void)
+{
+    deadlines = calloc(SLEEPERS, sizeof *deadlines);
+    order = calloc(SLEEPERS, sizeof *order);
+    norder = early = 0;
+    co_coro_t **cs = calloc(SLEEPERS, sizeof *cs);
+    co_spawn_opts_t small = {.stack_size = CO_STACK_MIN};
+    for (intptr_t i = 0; i < SLEEPERS; i++) {
+        cs[i] = co_spawn_ex(sleeper, (void *)i, &small);
+        ASSERT(cs[i]);
+    }
+    /* Deadlines well after every sleeper has started (spawn only queues). */
+    int64_t base = co_now() + 500;
+    srand(11);
+    for (int i = 0; i < SLEEPERS; i++) deadlines[i] = base + rand() % 300;
+    ASSERT_EQ(co_joinall(cs, SLEEPERS, -1, NULL), 0);
+    ASSERT_EQ(norder, SLEEPERS);
+    ASSERT_EQ(early, 0);
+    for (int k = 1; k < SLEEPERS; k++) {
+        int a = order[k - 1], b = order[k];
+        ASSERT(deadlines[a] <= deadlines[b]);
+        /* Equal deadlines keep spawn order (all were armed in spawn order). */
+        if (deadlines[a] == deadlines[b]) ASSERT(a < b);
+    }
+    free(cs);
+    free(deadlines);
+    free(order);
+}
+
+static int step;
+static void *yielder(void *arg)
+{
+    (void)arg;
+    step = 1;
+    return NULL;
+}
+
+static void test_sleep_zero_yields(void)
+{
+    step = 0;
+    co_coro_t *c = co_spawn(yielder, NULL);
+    ASSERT_EQ(step, 0); /* spawn queues, does not run */
+    ASSERT_EQ(co_sleep(0), 0);
+    ASSERT_EQ(step, 1); /* sleep(0) let it run */
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    /* A deadline already passed also just yields. */
+    ASSERT_EQ(co_sleep_until(co_now() - 1000), 0);
+}
+
+static void test_sleep_duration(void)
+{
+    int64_t t0 = co_now();
+    ASSERT_EQ(co_sleep(50), 0);
+    ASSERT_TIME(co_now() - t0, 50, 1000);
+}
+
+int main(int argc, char **argv)
+{
+    TEST_MAIN_BEGIN(argc, argv);
+    RUN(test_heap_order);
+    RUN(test_sleep_zero_yields);
+    RUN(test_sleep_duration);
+    RUN(test_many_sleepers_in_order);
+    return TEST_MAIN_END();
+}
