@@ -4,7 +4,7 @@
 
 static void *add_one(void *arg)
 {
-    return (char *)arg + 1;
+    return (void *)((uintptr_t)arg + 1);
 }
 
 static void test_spawn_join_result(void)

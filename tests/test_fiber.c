@@ -59,7 +59,7 @@ static void test_eat_play(void)
 static void *ret_arg(co_fiber_t *self, void *v)
 {
     (void)self;
-    return (char *)v + 1;
+    return (void *)((uintptr_t)v + 1);
 }
 
 static void test_end_returns_to_parent_chain(void)

@@ -48,13 +48,13 @@ static void test_values_both_ways(void)
 /* Callee-saved registers survive a switch: compute with many live values
  * across switches and compare with the same computation without them. */
 static void *regs_main, *regs_ctx;
+volatile double switch_junk;
 static void regs_entry(void *arg, void *value)
 {
     (void)arg;
-    volatile double junk = 0;
     for (;;) {
         /* Clobber as much as the compiler will let us. */
-        for (int i = 0; i < 16; i++) junk += i * (double)(intptr_t)value;
+        for (int i = 0; i < 16; i++) switch_junk += i * (double)(intptr_t)value;
         value = co__switch(&regs_ctx, regs_main, value);
     }
 }

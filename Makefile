@@ -1,0 +1,78 @@
+# cogent: the top-level driver.  CMake does the building; this file names
+# the few things people do: build, test, demo, bench, install.
+#
+#   make          release build in build/
+#   make test     install missing Debian packages (when root), then run every
+#                 test under ASan+UBSan on both pollers, the threaded ones
+#                 under TSan, a release run, and the switch/fiber/generator/
+#                 hub tests cross-built for aarch64 under qemu-user
+#   make demo     the classic demos, with a short summary
+#   make bench    benchmarks against the peers; writes bench/out/results.json
+#   make install  PREFIX=/usr/local by default
+
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc)
+CMAKE ?= cmake
+CTEST ?= ctest --output-on-failure -j$(JOBS)
+
+.PHONY: all release test test-asan test-tsan test-release test-aarch64 deps demo bench install clean format lint
+
+all: release
+
+release:
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	$(CMAKE) --build build -j$(JOBS)
+
+deps:
+	@scripts/deps.sh test
+
+test: deps test-release test-asan test-tsan test-aarch64
+	@echo "make test: all suites passed"
+
+test-release: release
+	cd build && $(CTEST)
+
+test-asan:
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DCOGENT_SANITIZE=address -DCOGENT_EXAMPLES=OFF >/dev/null
+	$(CMAKE) --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
+
+test-tsan:
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
+	  -DCOGENT_SANITIZE=thread -DCOGENT_EXAMPLES=OFF >/dev/null
+	$(CMAKE) --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 $(CTEST) -L threads
+
+test-aarch64:
+	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
+	  echo "test-aarch64: cross compiler or qemu-user missing (scripts/deps.sh installs them as root)"; exit 1; fi
+	$(CMAKE) -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64.cmake -DCMAKE_BUILD_TYPE=Release \
+	  -DCOGENT_EXAMPLES=OFF -DCOGENT_VALGRIND=OFF >/dev/null
+	$(CMAKE) --build build-aarch64 -j$(JOBS)
+	cd build-aarch64 && $(CTEST) -L arch
+
+demo: release
+	@scripts/demo.sh build
+
+bench:
+	@scripts/deps.sh bench
+	$(CMAKE) -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCOGENT_BENCH=ON -DCOGENT_TESTS=OFF \
+	  -DCOGENT_EXAMPLES=OFF -DCOGENT_VALGRIND=OFF >/dev/null
+	$(CMAKE) --build build-bench -j$(JOBS)
+	bench/run.sh build-bench
+
+install: release
+	$(CMAKE) --install build
+
+format:
+	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
+	  --suppress=missingIncludeSystem -Iinclude -Isrc src
+	clang-tidy --quiet src/*.c -- -Iinclude -Isrc -D_GNU_SOURCE -std=gnu11
+
+clean:
+	rm -rf build build-asan build-tsan build-aarch64 build-bench bench/out
