@@ -10,6 +10,7 @@
 #   make bench    benchmarks against the peers; writes bench/out/results.json
 #   make install  PREFIX=/usr/local by default
 
+MAKEFLAGS += --no-print-directory
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 CMAKE ?= cmake
