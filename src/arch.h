@@ -4,7 +4,7 @@
  * says a callee must preserve is pushed on the suspended stack itself, in
  * the frame layout below, so switching is: push, store SP, load SP, pop.
  *
- *   void *co__switch(void **save_sp, void *load_sp, void *value);
+ *   void *co__switch(void **save_sp, void *load_sp, void *value, uintptr_t land);
  *
  * Saves the caller's context, stores its stack pointer in *save_sp, resumes
  * the context whose stack pointer is load_sp, and makes the co__switch call
@@ -20,8 +20,9 @@
 
 typedef void (*co__ctx_entry_fn)(void *arg, void *value);
 
-/* Implemented in src/arch/switch_<abi>.S. */
-void *co__switch(void **save_sp, void *load_sp, void *value);
+/* Implemented in src/arch/switch_<abi>.S.  With `land`, the switch calls
+ * co__fiber_switch_end() (src/fiber.c) on the new stack before resuming. */
+void *co__switch(void **save_sp, void *load_sp, void *value, uintptr_t land);
 /* Lands in a fresh context: calls entry(arg, value); traps if it returns. */
 void co__ctx_boot(void);
 

@@ -74,7 +74,10 @@ static void coro_recycle(co_coro_t *c)
         pool = c;
         pthread_mutex_unlock(&pool_lock);
     }
-    co__hub_unref(h);
+    if (co__tls.hub == h)
+        h->local_refs--; /* the owner thread: no atomic needed */
+    else
+        co__hub_unref(h);
 }
 
 void co__coro_thread_exit(void)
@@ -97,7 +100,12 @@ static void ref(co_coro_t *c)
 
 static void unref(co_coro_t *c)
 {
-    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1 && !c->is_main) coro_recycle(c);
+    /* Holding the only reference, nobody else can take one: skip the
+     * locked decrement (the count is re-initialised at the next spawn). */
+    if (atomic_load_explicit(&c->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+        if (!c->is_main) coro_recycle(c);
+    }
 }
 
 /* ------------------------------------------------------------ spawn */
@@ -167,7 +175,7 @@ co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts)
     if (h->all) h->all->all_prev = c;
     h->all = c;
     h->ncoros++;
-    atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+    h->local_refs++;
     c->state = CO__C_NEW;
     co__ready(h, c);
     return c;
@@ -291,11 +299,15 @@ int co_wait(co_coro_t *c, int64_t deadline)
     return r ? (errno = r, -1) : 0;
 }
 
+/* The handle is the caller's alone (joining or detaching it twice, even
+ * from two threads at once, is the caller's bug): a plain check and store
+ * catch the sequential misuse without a locked instruction. */
 static void release_handle(co_coro_t *c, unsigned char to, const char *fn)
 {
-    unsigned char exp = CO__H_OWNED;
-    CO__CHECK(atomic_compare_exchange_strong(&c->handle, &exp, to), "%s: coroutine #%" PRIu64 " was already %s",
-              fn, c->id, exp == CO__H_DETACHED ? "detached" : "joined");
+    unsigned char was = atomic_load_explicit(&c->handle, memory_order_relaxed);
+    CO__CHECK(was == CO__H_OWNED, "%s: coroutine #%" PRIu64 " was already %s", fn, c->id,
+              was == CO__H_DETACHED ? "detached" : "joined");
+    atomic_store_explicit(&c->handle, to, memory_order_relaxed);
     if (c->group) co__group_member_leave(c);
     unref(c);
 }

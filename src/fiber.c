@@ -6,14 +6,34 @@
  * fiber cannot free the stack it is running on, so the one that lands
  * does it). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#include "arch/layout.h"
+
+/* The assembly fast path of co_fiber_switch reads these. */
+_Static_assert(offsetof(co_fiber_t, sp) == CO__OFF_FIBER_SP, "layout.h: fiber sp");
+_Static_assert(offsetof(co_fiber_t, stack.mode) == CO__OFF_FIBER_MODE, "layout.h: fiber stack mode");
+_Static_assert(offsetof(co_fiber_t, state) == CO__OFF_FIBER_STATE, "layout.h: fiber state");
+_Static_assert(offsetof(co_fiber_t, kind) == CO__OFF_FIBER_KIND, "layout.h: fiber kind");
+_Static_assert(offsetof(co__thread_t, cur) == CO__OFF_THREAD_CUR, "layout.h: thread cur");
+_Static_assert(offsetof(co__thread_t, prev) == CO__OFF_THREAD_PREV, "layout.h: thread prev");
+_Static_assert(CO__F_SUSPENDED == CO__STATE_SUSPENDED && CO__F_RUNNING == CO__STATE_RUNNING &&
+                   CO__F_DEAD == CO__STATE_DEAD,
+               "layout.h: fiber states");
+_Static_assert(CO__K_RAW == CO__KIND_RAW && CO__K_MAIN < CO__K_RAW && CO__K_GEN > CO__K_RAW &&
+                   CO__K_CORO > CO__K_RAW,
+               "layout.h: fiber kinds");
+_Static_assert(CO_STACK_CANARY == CO__MODE_CANARY, "layout.h: canary mode");
 
 #if CO_ASAN
 #include <sanitizer/common_interface_defs.h>
 #endif
 #if CO_TSAN
+#if !defined(__clang__)
+#error "TSan builds of cogent need clang: co__fiber_switch_end must be free of instrumentation"
+#endif
 void *__tsan_get_current_fiber(void);
 void *__tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void *fiber);
@@ -30,7 +50,7 @@ static void release_dead(co__thread_t *t)
     if (d->kind == CO__K_CORO) co__coro_reap((co_coro_t *)d);
 }
 
-/* Runs on the stack just switched to, first thing. */
+/* Runs on the stack just switched to, first thing (co__fiber_switch_end). */
 static inline void landed(co__thread_t *t, co_fiber_t *self)
 {
 #if CO_ASAN
@@ -49,19 +69,18 @@ static inline void landed(co__thread_t *t, co_fiber_t *self)
     if (CO__UNLIKELY(t->dead != NULL)) release_dead(t);
 }
 
-static void check_stack(const co_fiber_t *f)
+static inline void check_stack(const co_fiber_t *f)
 {
-    if (!f->stack.lo) return; /* a thread's own stack */
-    if (CO__UNLIKELY(*(const uint64_t *)f->stack.lo != CO__CANARY))
-        co__stack_overflow(f, "its canary was overwritten");
+    if (f->stack.mode != CO_STACK_CANARY) return; /* guard page, or a thread's own stack */
+    if (CO__UNLIKELY(co__canary_broken(&f->stack))) co__stack_overflow(f, "its canary was overwritten");
     const char *sp = __builtin_frame_address(0);
     if (CO__UNLIKELY(sp < f->stack.lo || sp > f->stack.lo + f->stack.size))
         co__stack_overflow(f, "the stack pointer left the stack");
 }
 
-void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dying)
+/* Everything a switch does before the stack pointer changes. */
+static inline __attribute__((always_inline)) void before_switch(co__thread_t *t, co_fiber_t *from, co_fiber_t *to, bool dying)
 {
-    co__thread_t *t = &co__tls;
     check_stack(from);
     if (dying) {
         from->state = CO__F_DEAD;
@@ -77,23 +96,27 @@ void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dyi
     __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->asan_lo, to->asan_size);
 #endif
 #if CO_TSAN
+    /* The switch itself is told to TSan in co__fiber_switch_end, on the new
+     * stack: nothing instrumented may run between the two. */
     if (!from->tsan) from->tsan = __tsan_get_current_fiber();
     if (!to->tsan) to->tsan = __tsan_create_fiber(0);
-    __tsan_switch_to_fiber(to->tsan, 0);
 #endif
-    void *v = co__switch(&from->sp, to->sp, value);
-    /* Resumed: t->cur == from again. */
-    landed(t, from);
-    return v;
+}
+
+void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dying)
+{
+    co__thread_t *t = &co__tls;
+    before_switch(t, from, to, dying);
+    /* The landing (freeing a dying fiber's stack, telling the sanitizers)
+     * runs on the new stack inside the switch itself. */
+    return co__switch(&from->sp, to->sp, value, dying || CO_ASAN || CO_TSAN);
 }
 
 /* First code on a fresh fiber's stack (called by co__ctx_boot). */
 static void fiber_main(void *arg, void *value)
 {
     co_fiber_t *f = arg;
-    co__thread_t *t = &co__tls;
-    landed(t, f);
-    void *r = f->fn(f, value);
+    void *r = f->fn(f, value); /* (the switch that started us has landed) */
     /* Ended: hand r to the nearest ancestor still alive. */
     co_fiber_t *p = f->parent;
     while (p && p->state == CO__F_DEAD) p = p->parent;
@@ -111,7 +134,7 @@ int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
     f->state = CO__F_NEW;
     f->parent = NULL;
     /* The canary word is at the bottom, the first frame at the top. */
-    f->sp = co__ctx_init(f->stack.lo, f->stack.size, fiber_main, f);
+    f->sp = co__ctx_init(f->stack.lo, f->stack.size - f->stack.color, fiber_main, f);
 #if CO_ASAN
     f->asan_fake = NULL;
     f->asan_lo = f->stack.lo;
@@ -130,9 +153,9 @@ void co__fiber_release(co_fiber_t *f)
     f->tsan = NULL;
 #endif
     if (f->stack.lo) {
-        if (f->state == CO__F_DEAD) {
+        if (f->state == CO__F_DEAD && f->stack.mode == CO_STACK_CANARY) {
             /* Ended normally: the canary is checked one last time. */
-            if (*(const uint64_t *)f->stack.lo != CO__CANARY)
+            if (co__canary_broken(&f->stack))
                 co__stack_overflow(f, "its canary was overwritten (found when it ended)");
         }
         co__stack_put(&f->stack);
@@ -168,15 +191,51 @@ void co_fiber_free(co_fiber_t *f)
     free(f);
 }
 
-void *co_fiber_switch(co_fiber_t *target, void *value)
+/* The C halves of co_fiber_switch (src/arch/switch_*.S).  begin returns
+ * the stack pointer to load (the caller's own: no switch) and whether the
+ * assembly must call end on the new stack: no fiber is ever dying at a
+ * co_fiber_switch, so only the sanitizers need it. */
+typedef struct co__begin {
+    void *sp;
+    uintptr_t call_end;
+} co__begin_t;
+co__begin_t co__fiber_switch_begin(co_fiber_t *target, void *sp);
+void co__fiber_switch_end(void);
+
+co__begin_t co__fiber_switch_begin(co_fiber_t *target, void *sp)
 {
     co__thread_t *t = co__thread();
     CO__CHECK(target != NULL, "co_fiber_switch: NULL target");
     CO__CHECK(target->state != CO__F_DEAD, "co_fiber_switch: fiber %p has ended", (void *)target);
-    if (target == t->cur) return value;
+    co_fiber_t *from = t->cur;
+    if (target == from) return (co__begin_t){sp, 0};
     CO__CHECK(target->kind != CO__K_CORO && target->kind != CO__K_GEN,
               "co_fiber_switch: %p is a coroutine or generator (use co_join / co_gen_send)", (void *)target);
-    return co__fiber_transfer(t->cur, target, value, false);
+    uintptr_t call_end = CO_ASAN || CO_TSAN;
+    before_switch(t, from, target, false);
+    from->sp = sp;
+    return (co__begin_t){target->sp, call_end};
+}
+
+/* Out of line so that it is instrumented as usual. */
+static __attribute__((noinline)) void land_after_tsan(co__thread_t *t)
+{
+    landed(t, t->cur);
+}
+
+/* Runs on the new stack before its registers are restored.  Not
+ * instrumented by TSan: its own entry/exit hooks would straddle the
+ * fiber switch it announces. */
+#if CO_TSAN && defined(__clang__)
+__attribute__((disable_sanitizer_instrumentation))
+#endif
+void co__fiber_switch_end(void)
+{
+    co__thread_t *t = &co__tls;
+#if CO_TSAN
+    __tsan_switch_to_fiber(t->cur->tsan, 0);
+#endif
+    land_after_tsan(t);
 }
 
 co_fiber_t *co_fiber_current(void)

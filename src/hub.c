@@ -96,7 +96,7 @@ co__hub_t *co__hub_get(void)
     strcpy(m->name_buf, "main");
     m->name = m->name_buf;
     h->current = m;
-    atomic_init(&h->refs, 1);
+    atomic_init(&h->refs, CO__HUB_BIAS);
     atomic_init(&h->inbox, NULL);
 
     const char *which = getenv("COGENT_POLLER");
@@ -346,5 +346,11 @@ static void hub_thread_exit(void *arg)
     co__timers_destroy(&h->timers);
     t->hub = NULL;
     co__stack_thread_exit();
-    co__hub_unref(h);
+    /* Merge the thread's own count into the shared one; the bias goes. */
+    int64_t left = atomic_fetch_add_explicit(&h->refs, (int64_t)h->local_refs - CO__HUB_BIAS, memory_order_acq_rel) +
+                   (int64_t)h->local_refs - CO__HUB_BIAS;
+    if (left == 0) {
+        close(h->evfd);
+        free(h);
+    }
 }

@@ -56,14 +56,28 @@ noreturn void co__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2
 /* --------------------------------------------------------------- stacks */
 
 typedef struct co__stack {
-    char *lo;         /* lowest usable byte; the canary lives here */
+    char *lo;         /* lowest byte; the canary zone starts here */
     size_t size;      /* usable bytes above lo */
     uint8_t mode;     /* CO_STACK_GUARD or CO_STACK_CANARY; 0 = none */
     uint8_t valgrind; /* registered with valgrind (id below) */
+    uint16_t color;   /* bytes left unused at the top (see stack.c) */
     unsigned vg_id;
 } co__stack_t;
 
-#define CO__CANARY 0x5a17c0de5a17c0deULL
+/* Canary-mode stacks keep their lowest CO__CANARY_WORDS words zero: an
+ * overflow that writes there is caught at the next switch.  Zero, because
+ * an untouched page reads as zero without being committed: a canary value
+ * would cost every stack a resident page at its bottom. */
+#define CO__CANARY_WORDS 8
+
+/* True if the canary zone of a canary-mode stack was written. */
+static inline bool co__canary_broken(const co__stack_t *st)
+{
+    const uint64_t *z = (const uint64_t *)(const void *)st->lo;
+    uint64_t acc = 0;
+    for (int i = 0; i < CO__CANARY_WORDS; i++) acc |= z[i];
+    return acc != 0;
+}
 
 /* The stack size requested by 0: CO_STACK_DEFAULT or COGENT_STACK_SIZE. */
 size_t co__stack_default(void);
@@ -107,10 +121,11 @@ typedef struct co__hub co__hub_t;
 
 /* Per-thread state: one slice per module (libdill's layout). */
 typedef struct co__thread {
-    co_fiber_t main_fiber; /* the thread's own stack */
+    /* First, at fixed offsets: the assembly fast path reads them. */
     co_fiber_t *cur;       /* the fiber running now (NULL before init) */
     co_fiber_t *dead;      /* an ended fiber whose stack the next landing frees */
     co_fiber_t *prev;      /* the fiber the last switch left (sanitizer bookkeeping) */
+    co_fiber_t main_fiber; /* the thread's own stack */
     co__hub_t *hub;        /* created on first use */
     /* stack.c's slice */
     co__stack_t *cache;
@@ -258,7 +273,12 @@ struct co__hub {
     co__poller_t poller;
     int evfd;                   /* the inbox doorbell */
     _Atomic(co__msg_t *) inbox; /* Treiber stack; CO__INBOX_CLOSED after exit */
-    atomic_size_t refs;         /* the thread + each coroutine handle */
+    /* Biased reference count: while the thread lives, `refs` holds
+     * CO__HUB_BIAS plus what other threads took, and the thread counts its
+     * own coroutines in `local_refs` without atomics; at exit the two are
+     * merged and the last reference frees the hub. */
+    _Atomic int64_t refs;
+    size_t local_refs;
     size_t ncoros;              /* spawned, not yet finished */
     size_t nexternal;           /* parked waits another thread will end */
     uint64_t switches;
@@ -268,6 +288,7 @@ struct co__hub {
 };
 
 #define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
+#define CO__HUB_BIAS ((int64_t)1 << 40)
 #define CO__DONE ((co__msg_t *)(uintptr_t)1) /* co_coro_t.watchers once finished */
 
 /* True once co has finished and been reaped: its result is readable from
@@ -306,7 +327,8 @@ void co__schedule(co__hub_t *h, bool dying);
 /* Sends a message to hub `to` from any thread.  Returns false if that
  * hub's thread has exited: then the message was not sent. */
 bool co__hub_send(co__hub_t *to, co__msg_t *m);
-/* Drops a reference to a hub; the last one frees it. */
+/* Drops a reference taken with atomic_fetch_add on h->refs (any thread);
+ * the last one frees the hub. */
 void co__hub_unref(co__hub_t *h);
 
 /* coro.c: handles a message for a coroutine of h. */

@@ -1,5 +1,6 @@
 /* epoll backend: the default poller. */
 #include <errno.h>
+#include <stdlib.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -10,16 +11,27 @@ static uint32_t to_epoll(unsigned ev)
     return ((ev & CO__POLL_IN) ? EPOLLIN : 0u) | ((ev & CO__POLL_OUT) ? EPOLLOUT : 0u);
 }
 
+/* The kernel's event array lives on the heap, not on the stack of the
+ * coroutine that happens to poll: coroutine stacks stay one page deep. */
 static int ep_create(co__poller_t *p)
 {
+    p->impl = malloc(CO__POLL_BATCH * sizeof(struct epoll_event));
+    if (!p->impl) return -1;
     p->fd = epoll_create1(EPOLL_CLOEXEC);
-    return p->fd < 0 ? -1 : 0;
+    if (p->fd < 0) {
+        free(p->impl);
+        p->impl = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static void ep_destroy(co__poller_t *p)
 {
     if (p->fd >= 0) close(p->fd);
     p->fd = -1;
+    free(p->impl);
+    p->impl = NULL;
 }
 
 static int ep_ctl(co__poller_t *p, int op, int fd, unsigned events, void *data)
@@ -50,7 +62,7 @@ static int ep_del(co__poller_t *p, int fd)
 
 static int ep_wait(co__poller_t *p, int timeout_ms)
 {
-    struct epoll_event ev[CO__POLL_BATCH];
+    struct epoll_event *ev = p->impl;
     int n = epoll_wait(p->fd, ev, CO__POLL_BATCH, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (int i = 0; i < n; i++) {

@@ -13,7 +13,7 @@ static volatile int sink;
 static int recurse(int depth)
 {
     volatile char pad[1000];
-    for (int i = 0; i < 1000; i++) pad[i] = (char)depth; /* a frame that is really used */
+    for (int i = 0; i < 1000; i++) pad[i] = (char)(0x80 | depth); /* a frame really used (non-zero data) */
     if (depth <= 0) return pad[0];
     return recurse(depth - 1) + pad[999];
 }

@@ -21,7 +21,7 @@ static void entry(void *arg, void *value)
     /* Values both ways, many times. */
     for (intptr_t i = (intptr_t)value;; i += 2) {
         (*counter)++;
-        void *back = co__switch(&ctx_sp, main_sp, (void *)(i + 1));
+        void *back = co__switch(&ctx_sp, main_sp, (void *)(i + 1), 0);
         ASSERT_EQ((intptr_t)back, i + 2);
     }
 }
@@ -33,10 +33,10 @@ static void test_values_both_ways(void)
     ASSERT(stack != MAP_FAILED);
     int counter = 0;
     ctx_sp = co__ctx_init(stack, size, entry, &counter);
-    void *v = co__switch(&main_sp, ctx_sp, (void *)(intptr_t)0);
+    void *v = co__switch(&main_sp, ctx_sp, (void *)(intptr_t)0, 0);
     ASSERT_EQ((intptr_t)v, 1);
     for (intptr_t i = 2; i < 2000; i += 2) {
-        v = co__switch(&main_sp, ctx_sp, (void *)i);
+        v = co__switch(&main_sp, ctx_sp, (void *)i, 0);
         ASSERT_EQ((intptr_t)v, i + 1);
     }
     ASSERT_EQ(counter, 1000);
@@ -55,7 +55,7 @@ static void regs_entry(void *arg, void *value)
     for (;;) {
         /* Clobber as much as the compiler will let us. */
         for (int i = 0; i < 16; i++) switch_junk += i * (double)(intptr_t)value;
-        value = co__switch(&regs_ctx, regs_main, value);
+        value = co__switch(&regs_ctx, regs_main, value, 0);
     }
 }
 
@@ -70,7 +70,7 @@ static void test_callee_saved_preserved(void)
     uint64_t ra = 1, rb = 2, rc = 3, rd = 5, re = 8, rf = 13, rg = 21, rh = 34;
     double rx = 1.5, ry = 2.5, rz = 3.5;
     for (int i = 0; i < 1000; i++) {
-        co__switch(&regs_main, regs_ctx, (void *)(intptr_t)i);
+        co__switch(&regs_main, regs_ctx, (void *)(intptr_t)i, 0);
         a = a * 3 + b; b ^= c << 1; c += d; d = d * 7 + e; e -= f; f += g * 3; g ^= h; h += a;
         x = x * 1.0001 + y; y -= z * 0.5; z += x * 0.25;
         ra = ra * 3 + rb; rb ^= rc << 1; rc += rd; rd = rd * 7 + re; re -= rf; rf += rg * 3; rg ^= rh; rh += ra;
@@ -92,7 +92,7 @@ static void fe_entry(void *arg, void *value)
     for (;;) {
         fe_seen = fegetround();
         fesetround(FE_TOWARDZERO); /* the context's own mode */
-        co__switch(&fe_ctx, fe_main, NULL);
+        co__switch(&fe_ctx, fe_main, NULL, 0);
     }
 }
 
@@ -103,11 +103,11 @@ static void test_fpu_control_saved(void)
     ASSERT(stack != MAP_FAILED);
     fesetround(FE_UPWARD);
     fe_ctx = co__ctx_init(stack, size, fe_entry, NULL); /* inherits FE_UPWARD */
-    co__switch(&fe_main, fe_ctx, NULL);
+    co__switch(&fe_main, fe_ctx, NULL, 0);
     ASSERT_EQ(fe_seen, FE_UPWARD);
     ASSERT_EQ(fegetround(), FE_UPWARD); /* its FE_TOWARDZERO did not leak out */
     fesetround(FE_DOWNWARD);
-    co__switch(&fe_main, fe_ctx, NULL);
+    co__switch(&fe_main, fe_ctx, NULL, 0);
     ASSERT_EQ(fe_seen, FE_TOWARDZERO); /* and ours did not leak in */
     ASSERT_EQ(fegetround(), FE_DOWNWARD);
     fesetround(FE_TONEAREST);

@@ -1,0 +1,112 @@
+// Go peers for bench/: run with GOMAXPROCS=1.  One program, one figure per
+// sub-command; prints "RESULT <name> <value> <unit>" like ours.
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+func arg(i int, d int) int {
+	if len(os.Args) > i {
+		if v, err := strconv.Atoi(os.Args[i]); err == nil {
+			return v
+		}
+	}
+	return d
+}
+
+// Two goroutines alternating with runtime.Gosched: ns per switch.
+func gosched(n int) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	t0 := time.Now()
+	for g := 0; g < 2; g++ {
+		go func() {
+			for i := 0; i < n; i++ {
+				runtime.Gosched()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	dt := time.Since(t0)
+	fmt.Printf("RESULT go_gosched_switch %.3f ns/switch\n", float64(dt.Nanoseconds())/float64(2*n))
+	fmt.Printf("RESULT go_gosched_roundtrip %.3f ns/roundtrip\n", float64(dt.Nanoseconds())/float64(n))
+}
+
+// go func + WaitGroup, batches of 100 like bench/spawn_join.c.
+func spawn(n int) {
+	const batch = 100
+	var sink int64
+	var mu sync.Mutex
+	t0 := time.Now()
+	for done := 0; done < n; done += batch {
+		var wg sync.WaitGroup
+		wg.Add(batch)
+		for i := 0; i < batch; i++ {
+			go func(i int) {
+				if i < 0 {
+					mu.Lock()
+					sink++
+					mu.Unlock()
+				}
+				wg.Done()
+			}(i)
+		}
+		wg.Wait()
+	}
+	dt := time.Since(t0)
+	fmt.Printf("RESULT go_spawn_join %.3f ns/coroutine\n", float64(dt.Nanoseconds())/float64(n))
+}
+
+func statusKB(key string) int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, key+":") {
+			f := strings.Fields(l[len(key)+1:])
+			v, _ := strconv.ParseInt(f[0], 10, 64)
+			return v
+		}
+	}
+	return -1
+}
+
+// n goroutines blocked at once: half sleeping, half waiting on a channel.
+func alive(n int) {
+	rss0 := statusKB("VmRSS")
+	gate := make(chan struct{})
+	t0 := time.Now()
+	var started sync.WaitGroup
+	started.Add(n)
+	for i := 0; i < n; i++ {
+		if i&1 == 1 {
+			go func() { started.Done(); <-gate }()
+		} else {
+			go func() { started.Done(); time.Sleep(time.Hour) }()
+		}
+	}
+	started.Wait()
+	dt := time.Since(t0)
+	runtime.GC()
+	rss := statusKB("VmRSS")
+	fmt.Printf("RESULT go_alive_rss %.3f KiB/coroutine\n", float64(rss-rss0)/float64(n))
+	fmt.Printf("RESULT go_alive_spawn %.3f ms\n", float64(dt.Nanoseconds())/1e6)
+	os.Exit(0)
+}
+
+func main() {
+	switch os.Args[1] {
+	case "gosched":
+		gosched(arg(2, 5000000))
+	case "spawn":
+		spawn(arg(2, 1000000))
+	case "alive":
+		alive(arg(2, 1000000))
+	}
+}
