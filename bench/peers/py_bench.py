@@ -1,0 +1,136 @@
+"""Python peers for bench/: greenlet, gevent and asyncio (uvloop when
+installed).  One figure per sub-command; prints "RESULT <name> <value> <unit>"
+like ours.  Run with Debian's /usr/bin/python3."""
+import gc
+import sys
+import time
+
+
+def result(name, value, unit):
+    print(f"RESULT {name} {value:.3f} {unit}", flush=True)
+
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return -1
+
+
+def greenlet_switch(n):
+    from greenlet import greenlet, getcurrent
+    main = getcurrent()
+
+    def pong(v):
+        while True:
+            v = main.switch(v)
+
+    g = greenlet(pong)
+    g.switch(0)
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        g.switch(i)
+    dt = time.perf_counter_ns() - t0
+    result("greenlet_switch", dt / (2 * n), "ns/switch")
+
+
+def gevent_yield(n):
+    import gevent
+
+    def yielder():
+        for _ in range(n):
+            gevent.sleep(0)
+
+    t0 = time.perf_counter_ns()
+    gevent.joinall([gevent.spawn(yielder), gevent.spawn(yielder)])
+    dt = time.perf_counter_ns() - t0
+    result("gevent_yield", dt / n, "ns/roundtrip")
+
+
+def gevent_spawn(n):
+    import gevent
+
+    def trivial(i):
+        return i
+
+    t0 = time.perf_counter_ns()
+    for _ in range(n // 100):
+        gevent.joinall([gevent.spawn(trivial, i) for i in range(100)])
+    dt = time.perf_counter_ns() - t0
+    result("gevent_spawn_join", dt / n, "ns/coroutine")
+
+
+def gevent_alive(n):
+    import gevent
+    from gevent.event import Event
+    gc.collect()
+    rss0 = rss_kb()
+    ev = Event()
+    t0 = time.perf_counter_ns()
+    gs = []
+    for i in range(n):
+        gs.append(gevent.spawn(ev.wait) if i & 1 else gevent.spawn(gevent.sleep, 3600))
+    gevent.sleep(0)  # run them all until they block
+    dt = time.perf_counter_ns() - t0
+    result("gevent_alive_rss", (rss_kb() - rss0) / n, "KiB/coroutine")
+    result("gevent_alive_spawn", dt / 1e6 * (1000000 / n), "ms")
+
+
+def asyncio_run(coro, loop_kind):
+    import asyncio
+    if loop_kind == "uvloop":
+        import uvloop
+        return uvloop.run(coro) if hasattr(uvloop, "run") else uvloop.install() or asyncio.run(coro)
+    return asyncio.run(coro)
+
+
+def asyncio_yield(n, loop_kind):
+    import asyncio
+
+    async def yielder():
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def main():
+        t0 = time.perf_counter_ns()
+        await asyncio.gather(yielder(), yielder())
+        return time.perf_counter_ns() - t0
+
+    dt = asyncio_run(main(), loop_kind)
+    result(f"{loop_kind}_yield", dt / n, "ns/roundtrip")
+
+
+def asyncio_spawn(n, loop_kind):
+    import asyncio
+
+    async def trivial(i):
+        return i
+
+    async def main():
+        t0 = time.perf_counter_ns()
+        for _ in range(n // 100):
+            await asyncio.gather(*[asyncio.create_task(trivial(i)) for i in range(100)])
+        return time.perf_counter_ns() - t0
+
+    dt = asyncio_run(main(), loop_kind)
+    result(f"{loop_kind}_spawn_join", dt / n, "ns/coroutine")
+
+
+if __name__ == "__main__":
+    what = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    if what == "greenlet_switch":
+        greenlet_switch(n or 1000000)
+    elif what == "gevent_yield":
+        gevent_yield(n or 200000)
+    elif what == "gevent_spawn":
+        gevent_spawn(n or 200000)
+    elif what == "gevent_alive":
+        gevent_alive(n or 200000)
+    elif what in ("asyncio_yield", "uvloop_yield"):
+        asyncio_yield(n or 200000, what.split("_")[0])
+    elif what in ("asyncio_spawn", "uvloop_spawn"):
+        asyncio_spawn(n or 200000, what.split("_")[0])
+    else:
+        sys.exit(f"unknown benchmark {what}")

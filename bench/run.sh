@@ -1,0 +1,115 @@
+#!/bin/bash
+# Runs every benchmark figure against its peers, in one run on one machine,
+# REPEAT times each (default 3), and reports medians and ratios.
+#   bench/run.sh BUILD_DIR        (make bench calls it with build-bench)
+# Output: a table on stdout, bench/out/results.json, bench/out/table.md.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:-build-bench}" && pwd)
+repeat=${REPEAT:-3}
+out="$here/out"
+bin="$out/bin"
+mkdir -p "$bin"
+raw="$out/raw.txt"
+: >"$raw"
+
+# ---------------------------------------------------------------- peers
+echo "building peers..."
+g++ -O2 -o "$bin/switch_boost" "$here/peers/switch_boost.cc" -lboost_context
+gcc -O2 -o "$bin/switch_ucontext" "$here/peers/switch_ucontext.c"
+(cd "$here/peers" && GOCACHE="$out/gocache" GO111MODULE=off go build -o "$bin/go_bench" go_bench.go)
+py=/usr/bin/python3
+have_uvloop=0
+$py -c "import uvloop" 2>/dev/null && have_uvloop=1
+
+# One core for the measured program: the machines are noisy enough.
+pin="taskset -c 0"
+command -v taskset >/dev/null || pin=""
+
+run() { # run CMD... : appends its RESULT lines to raw.txt
+  for _ in $(seq "$repeat"); do
+    $pin "$@" 2>/dev/null | grep '^RESULT' >>"$raw" || echo "warning: $* failed" >&2
+  done
+}
+
+echo "running (each figure $repeat times)..."
+b="$build/bench"
+run "$b/bench_switch"
+run "$bin/switch_boost"
+run "$bin/switch_ucontext"
+run env GOMAXPROCS=1 "$bin/go_bench" gosched
+run $py "$here/peers/py_bench.py" greenlet_switch
+run "$b/bench_hub_yield"
+run $py "$here/peers/py_bench.py" gevent_yield
+run $py "$here/peers/py_bench.py" asyncio_yield
+[ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_yield
+run "$b/bench_spawn_join"
+run env GOMAXPROCS=1 "$bin/go_bench" spawn
+run $py "$here/peers/py_bench.py" gevent_spawn
+run $py "$here/peers/py_bench.py" asyncio_spawn
+[ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_spawn
+# The million: fewer repeats, it takes a while.
+repeat=$(( repeat < 3 ? repeat : 3 ))
+run "$b/bench_alive" 1000000
+run env GOMAXPROCS=1 "$bin/go_bench" alive 1000000
+repeat=1
+run $py "$here/peers/py_bench.py" gevent_alive 200000
+
+$py - "$raw" "$out" <<'PY'
+import json, statistics, sys, datetime, platform, subprocess
+raw, out = sys.argv[1], sys.argv[2]
+vals = {}
+units = {}
+for line in open(raw):
+    _, name, value, unit = line.split()
+    vals.setdefault(name, []).append(float(value))
+    units[name] = unit
+med = {k: statistics.median(v) for k, v in vals.items()}
+
+# figure: (our result, lower is better, [(peer label, peer result)], goal text)
+figures = [
+    ("switch", "fiber switch", "switch", [("Boost.Context fcontext", "switch_boost"), ("ucontext swapcontext", "switch_ucontext"),
+      ("Go Gosched (GOMAXPROCS=1)", "go_gosched_switch"), ("greenlet", "greenlet_switch")],
+     "<= 1.0x Boost, >= 20x Go, >= 50x greenlet"),
+    ("hub_yield", "hub yield round trip", "hub_yield", [("Go Gosched round trip", "go_gosched_roundtrip"),
+      ("gevent sleep(0)", "gevent_yield"), ("asyncio sleep(0)", "asyncio_yield"), ("uvloop sleep(0)", "uvloop_yield")],
+     "<= 20 ns"),
+    ("spawn_join", "spawn + run + join", "spawn_join", [("Go go+WaitGroup", "go_spawn_join"),
+      ("gevent spawn+joinall", "gevent_spawn_join"), ("asyncio create_task+gather", "asyncio_spawn_join"),
+      ("uvloop create_task+gather", "uvloop_spawn_join")],
+     "<= 40 ns, >= 5x Go"),
+    ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
+      ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
+    ("alive_spawn", "1M alive: time to spawn all", "alive_spawn", [("Go (1M goroutines)", "go_alive_spawn"),
+      ("gevent (200k, scaled to 1M)", "gevent_alive_spawn")], "<= 1000 ms"),
+]
+results = []
+lines = ["| figure | cogent | peer | peer value | peer / cogent |", "|---|---|---|---|---|"]
+print()
+for key, label, ours, peers, goal in figures:
+    if ours not in med:
+        continue
+    entry = {"name": key, "label": label, "value": med[ours], "unit": units[ours], "goal": goal,
+             "runs": vals[ours], "peers": {}}
+    print(f"{label}: cogent {med[ours]:.2f} {units[ours]}   (goal {goal})")
+    first = True
+    for plabel, pname in peers:
+        if pname not in med:
+            continue
+        ratio = med[pname] / med[ours] if med[ours] else float("nan")
+        entry["peers"][plabel] = {"value": med[pname], "unit": units[pname], "ratio": ratio}
+        print(f"    {plabel:32s} {med[pname]:12.2f} {units[pname]:14s} peer/cogent = {ratio:.2f}x")
+        lines.append(f"| {label if first else ''} | {f'{med[ours]:.2f} {units[ours]}' if first else ''} | {plabel} | {med[pname]:.2f} | {ratio:.2f}x |")
+        first = False
+    results.append(entry)
+if "alive_pte" in med:
+    print(f"1M alive: page tables {med['alive_pte']:.0f} B/coroutine (kernel memory, not in RSS)")
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "kernel": platform.release(),
+        "cores": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()}
+json.dump({"machine": meta, "figures": results}, open(f"{out}/results.json", "w"), indent=2)
+open(f"{out}/table.md", "w").write(
+    f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), Linux {meta['kernel']}; medians.\n\n"
+    + "\n".join(lines) + "\n")
+print(f"\nwrote {out}/results.json and {out}/table.md")
+PY
