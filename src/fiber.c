@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "switch.h"
 #include "arch/layout.h"
 
 /* The assembly fast path of co_fiber_switch reads these. */
@@ -27,18 +28,6 @@ _Static_assert(CO__K_RAW == CO__KIND_RAW && CO__K_MAIN < CO__K_RAW && CO__K_GEN 
                "layout.h: fiber kinds");
 _Static_assert(CO_STACK_CANARY == CO__MODE_CANARY, "layout.h: canary mode");
 
-#if CO_ASAN
-#include <sanitizer/common_interface_defs.h>
-#endif
-#if CO_TSAN
-#if !defined(__clang__)
-#error "TSan builds of cogent need clang: co__fiber_switch_end must be free of instrumentation"
-#endif
-void *__tsan_get_current_fiber(void);
-void *__tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void *fiber);
-void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-#endif
 
 CO__TLS __thread co__thread_t co__tls;
 
@@ -69,48 +58,8 @@ static inline void landed(co__thread_t *t, co_fiber_t *self)
     if (CO__UNLIKELY(t->dead != NULL)) release_dead(t);
 }
 
-static inline void check_stack(const co_fiber_t *f)
-{
-    if (f->stack.mode != CO_STACK_CANARY) return; /* guard page, or a thread's own stack */
-    if (CO__UNLIKELY(co__canary_broken(&f->stack))) co__stack_overflow(f, "its canary was overwritten");
-    const char *sp = __builtin_frame_address(0);
-    if (CO__UNLIKELY(sp < f->stack.lo || sp > f->stack.lo + f->stack.size))
-        co__stack_overflow(f, "the stack pointer left the stack");
-}
 
-/* Everything a switch does before the stack pointer changes. */
-static inline __attribute__((always_inline)) void before_switch(co__thread_t *t, co_fiber_t *from, co_fiber_t *to, bool dying)
-{
-    check_stack(from);
-    if (dying) {
-        from->state = CO__F_DEAD;
-        t->dead = from;
-    } else {
-        from->state = CO__F_SUSPENDED;
-    }
-    to->state = CO__F_RUNNING;
-    t->cur = to;
-    t->prev = from;
-#if CO_ASAN
-    /* A dying fiber passes NULL: ASan may drop its fake frames. */
-    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->asan_lo, to->asan_size);
-#endif
-#if CO_TSAN
-    /* The switch itself is told to TSan in co__fiber_switch_end, on the new
-     * stack: nothing instrumented may run between the two. */
-    if (!from->tsan) from->tsan = __tsan_get_current_fiber();
-    if (!to->tsan) to->tsan = __tsan_create_fiber(0);
-#endif
-}
 
-void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dying)
-{
-    co__thread_t *t = &co__tls;
-    before_switch(t, from, to, dying);
-    /* The landing (freeing a dying fiber's stack, telling the sanitizers)
-     * runs on the new stack inside the switch itself. */
-    return co__switch(&from->sp, to->sp, value, dying || CO_ASAN || CO_TSAN);
-}
 
 /* First code on a fresh fiber's stack (called by co__ctx_boot). */
 static void fiber_main(void *arg, void *value)
@@ -212,7 +161,7 @@ co__begin_t co__fiber_switch_begin(co_fiber_t *target, void *sp)
     CO__CHECK(target->kind != CO__K_CORO && target->kind != CO__K_GEN,
               "co_fiber_switch: %p is a coroutine or generator (use co_join / co_gen_send)", (void *)target);
     uintptr_t call_end = CO_ASAN || CO_TSAN;
-    before_switch(t, from, target, false);
+    co__before_switch(t, from, target, false);
     from->sp = sp;
     return (co__begin_t){target->sp, call_end};
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "switch.h"
 
 struct co_gen {
     co_fiber_t fiber; /* first: co_fiber_t* <-> co_gen_t* */

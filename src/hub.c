@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "switch.h"
 
 #define POLL_EVERY 64 /* picks between two looks at timers and I/O when busy */
 

@@ -151,11 +151,7 @@ static inline co__thread_t *co__thread(void)
  * runs fn(f, value) when first switched to; the parent is left NULL.
  * 0, or -1 with EINVAL / ENOMEM. */
 int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size);
-/* Suspends the running fiber `from` and runs `to` with `value`; returns
- * the value handed back when `from` is resumed.  With `dying`, from has
- * ended: it is marked dead and never resumed; its stack is released
- * right after the switch and the call does not return.  Switches: yes. */
-void *co__fiber_transfer(co_fiber_t *from, co_fiber_t *to, void *value, bool dying);
+/* co__fiber_transfer, the switch of the hub and generators: src/switch.h. */
 /* Releases a fiber's stack (not running, not current).  Idempotent. */
 void co__fiber_release(co_fiber_t *f);
 
