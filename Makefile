@@ -2,10 +2,11 @@
 # the few things people do: build, test, demo, bench, install.
 #
 #   make          release build in build/
-#   make test     install missing Debian packages (when root), then run every
-#                 test under ASan+UBSan on both pollers, the threaded ones
-#                 under TSan, a release run, and the switch/fiber/generator/
-#                 hub tests cross-built for aarch64 under qemu-user
+#   make test     install missing Debian packages (when root), check style and
+#                 static analysis, then run every test in a release build and
+#                 under ASan+UBSan (both pollers), the threaded ones under
+#                 TSan, and the switch/fiber/generator/hub tests cross-built
+#                 for aarch64 under qemu-user
 #   make demo     the classic demos, with a short summary
 #   make bench    benchmarks against the peers; writes bench/out/results.json
 #   make install  PREFIX=/usr/local by default
@@ -16,7 +17,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all release test test-asan test-tsan test-release test-aarch64 deps demo bench install clean format lint
+.PHONY: all release test test-asan test-tsan test-release test-aarch64 deps demo bench install clean format format-check lint
 
 all: release
 
@@ -27,7 +28,7 @@ release:
 deps:
 	@scripts/deps.sh test
 
-test: deps test-release test-asan test-tsan test-aarch64
+test: deps lint format-check test-release test-asan test-tsan test-aarch64
 	@echo "make test: all suites passed"
 
 test-release: release
@@ -67,13 +68,18 @@ bench:
 install: release
 	$(CMAKE) --install build
 
+SOURCES = include/*.h src/*.c src/*.h src/arch/*.h tests/*.c tests/*.h examples/*.c bench/*.c
+
 format:
-	clang-format -i include/*.h src/*.c src/*.h tests/*.c tests/*.h examples/*.c bench/*.c
+	clang-format -i $(SOURCES)
+
+format-check:
+	clang-format --dry-run -Werror $(SOURCES)
 
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability --std=c11 \
 	  --suppress=missingIncludeSystem -Iinclude -Isrc src
-	clang-tidy --quiet src/*.c -- -Iinclude -Isrc -D_GNU_SOURCE -std=gnu11
+	clang-tidy --quiet src/*.c -- -Iinclude -Isrc -D_GNU_SOURCE -std=gnu11 -DCO_VALGRIND=1
 
 clean:
 	rm -rf build build-asan build-tsan build-aarch64 build-bench bench/out

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define TASKS 10
+#define TASKS   10
 #define WAIT_MS 500
 
 static void *task(void *arg)

@@ -62,10 +62,10 @@ CO_API int64_t co_now(void);
 typedef enum co_stack_mode { CO_STACK_GUARD = 1, CO_STACK_CANARY = 2 } co_stack_mode_t;
 
 typedef struct co_stack_stats {
-    size_t guarded;     /* live stacks with a guard page */
-    size_t canary;      /* live stacks in canary mode */
-    size_t cached;      /* free stacks kept for reuse by this thread */
-    size_t guard_budget;/* how many guarded stacks the process may hold */
+    size_t guarded;      /* live stacks with a guard page */
+    size_t canary;       /* live stacks in canary mode */
+    size_t cached;       /* free stacks kept for reuse by this thread */
+    size_t guard_budget; /* how many guarded stacks the process may hold */
 } co_stack_stats_t;
 
 /* Fills *st with the calling thread's view of the stack allocator.
@@ -222,7 +222,7 @@ CO_API bool co_finished(const co_coro_t *c);
 
 /* Lets the other runnable coroutines of this hub run, then returns 0.
  * Returns -1 with ECANCELED if the caller was killed.  Switches: yes. */
-CO_API int co_yield(void);
+CO_API int co_yield (void);
 
 /* Sleeps until the deadline (co_now()-based, ms).  co_sleep(0) just
  * yields.  Returns 0, or -1 with ECANCELED if killed meanwhile.
@@ -256,8 +256,7 @@ CO_API void co_group_free(co_group_t *g);
  * at its limit (members that finished do not hold a slot).  NULL with
  * errno as co_spawn_ex, or ETIMEDOUT / ECANCELED while waiting.
  * Switches: only when it has to wait for a slot. */
-CO_API co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts,
-                                 int64_t deadline);
+CO_API co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline);
 
 /* Waits for every member to finish, then joins them (results dropped).
  * Members taken with co_group_next stay the caller's to join.

@@ -33,20 +33,20 @@ void co__ctx_boot(void);
  *   [7] return address
  * A fresh context puts co__ctx_boot in [7], entry in r12 and arg in r13. */
 #define CO__FRAME_SLOTS 8
-#define CO__SLOT_FPU 0
-#define CO__SLOT_ENTRY 4 /* r12 */
-#define CO__SLOT_ARG 3   /* r13 */
-#define CO__SLOT_RET 7
+#define CO__SLOT_FPU    0
+#define CO__SLOT_ENTRY  4 /* r12 */
+#define CO__SLOT_ARG    3 /* r13 */
+#define CO__SLOT_RET    7
 #elif defined(__aarch64__)
 /* Frame, lowest address first, 8 bytes a slot (176 bytes, 16-aligned):
  *   [0..9]  x19..x28   [10] x29 (fp)  [11] x30 (lr, where ret goes)
  *   [12..19] d8..d15   [20] fpcr      [21] padding
  * A fresh context puts co__ctx_boot in lr, entry in x19 and arg in x20. */
 #define CO__FRAME_SLOTS 22
-#define CO__SLOT_FPU 20
-#define CO__SLOT_ENTRY 0 /* x19 */
-#define CO__SLOT_ARG 1   /* x20 */
-#define CO__SLOT_RET 11
+#define CO__SLOT_FPU    20
+#define CO__SLOT_ENTRY  0 /* x19 */
+#define CO__SLOT_ARG    1 /* x20 */
+#define CO__SLOT_RET    11
 #else
 #error "cogent: no context switch for this architecture (x86-64 and aarch64 only)"
 #endif

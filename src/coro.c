@@ -276,8 +276,8 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         do {
             if (head == CO__DONE) break;
             m->next = head;
-        } while (!atomic_compare_exchange_weak_explicit(&c->watchers, &head, m, memory_order_release,
-                                                        memory_order_acquire));
+        } while (
+            !atomic_compare_exchange_weak_explicit(&c->watchers, &head, m, memory_order_release, memory_order_acquire));
         if (head == CO__DONE) {
             unref(self);
             co__hub_unref(h);
@@ -376,7 +376,7 @@ bool co_finished(const co_coro_t *c)
     return co__done(c);
 }
 
-int co_yield(void)
+int co_yield (void)
 {
     co__hub_t *h = co__hub();
     co_coro_t *self = h->current;
@@ -389,7 +389,7 @@ int co_yield(void)
 int co_sleep_until(int64_t deadline)
 {
     co__hub_t *h = co__hub();
-    if (deadline >= 0 && deadline <= co_now()) return co_yield();
+    if (deadline >= 0 && deadline <= co_now()) return co_yield ();
     int r = co__park(h, deadline, "co_sleep", true);
     if (r == ETIMEDOUT) return 0;
     return errno = r ? r : EINTR, -1;
@@ -397,7 +397,7 @@ int co_sleep_until(int64_t deadline)
 
 int co_sleep(int64_t ms)
 {
-    return ms <= 0 ? co_yield() : co_sleep_until(co_now() + ms);
+    return ms <= 0 ? co_yield () : co_sleep_until(co_now() + ms);
 }
 
 co_coro_t *co_current(void)

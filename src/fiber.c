@@ -23,11 +23,9 @@ _Static_assert(offsetof(co__thread_t, prev) == CO__OFF_THREAD_PREV, "layout.h: t
 _Static_assert(CO__F_SUSPENDED == CO__STATE_SUSPENDED && CO__F_RUNNING == CO__STATE_RUNNING &&
                    CO__F_DEAD == CO__STATE_DEAD,
                "layout.h: fiber states");
-_Static_assert(CO__K_RAW == CO__KIND_RAW && CO__K_MAIN < CO__K_RAW && CO__K_GEN > CO__K_RAW &&
-                   CO__K_CORO > CO__K_RAW,
+_Static_assert(CO__K_RAW == CO__KIND_RAW && CO__K_MAIN < CO__K_RAW && CO__K_GEN > CO__K_RAW && CO__K_CORO > CO__K_RAW,
                "layout.h: fiber kinds");
 _Static_assert(CO_STACK_CANARY == CO__MODE_CANARY, "layout.h: canary mode");
-
 
 CO__TLS __thread co__thread_t co__tls;
 
@@ -57,9 +55,6 @@ static inline void landed(co__thread_t *t, co_fiber_t *self)
 #endif
     if (CO__UNLIKELY(t->dead != NULL)) release_dead(t);
 }
-
-
-
 
 /* First code on a fresh fiber's stack (called by co__ctx_boot). */
 static void fiber_main(void *arg, void *value)
@@ -104,8 +99,7 @@ void co__fiber_release(co_fiber_t *f)
     if (f->stack.lo) {
         if (f->state == CO__F_DEAD && f->stack.mode == CO_STACK_CANARY) {
             /* Ended normally: the canary is checked one last time. */
-            if (co__canary_broken(&f->stack))
-                co__stack_overflow(f, "its canary was overwritten (found when it ended)");
+            if (co__canary_broken(&f->stack)) co__stack_overflow(f, "its canary was overwritten (found when it ended)");
         }
         co__stack_put(&f->stack);
     }

@@ -102,14 +102,14 @@ co__hub_t *co__hub_get(void)
 
     const char *which = getenv("COGENT_POLLER");
     h->poller.ops = (which && !strcmp(which, "poll")) ? &co__poller_poll : &co__poller_epoll;
-    if (which && *which && strcmp(which, "poll") && strcmp(which, "epoll"))
+    if (which && *which && strcmp(which, "poll") != 0 && strcmp(which, "epoll") != 0)
         fprintf(stderr, "cogent: ignoring COGENT_POLLER=%s (want epoll or poll)\n", which);
-    CO__CHECK(h->poller.ops->create(&h->poller) == 0, "cannot create the %s poller: %s",
-              h->poller.ops->name, strerror(errno));
+    CO__CHECK(h->poller.ops->create(&h->poller) == 0, "cannot create the %s poller: %s", h->poller.ops->name,
+              strerror(errno));
     h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     CO__CHECK(h->evfd >= 0, "cannot create the hub's eventfd: %s", strerror(errno));
-    CO__CHECK(h->poller.ops->add(&h->poller, h->evfd, CO__POLL_IN, NULL) == 0,
-              "cannot watch the hub's eventfd: %s", strerror(errno));
+    CO__CHECK(h->poller.ops->add(&h->poller, h->evfd, CO__POLL_IN, NULL) == 0, "cannot watch the hub's eventfd: %s",
+              strerror(errno));
     t->hub = h;
     pthread_setspecific(exit_key, h);
     return h;
@@ -181,8 +181,7 @@ bool co__hub_send(co__hub_t *to, co__msg_t *m)
     do {
         if (head == CO__INBOX_CLOSED) return false;
         m->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, m, memory_order_release,
-                                                    memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, m, memory_order_release, memory_order_relaxed));
     if (head == NULL) {
         /* First message since the hub last emptied the inbox: ring.  The
          * hub drains the eventfd before taking the stack, so a ring is
@@ -261,10 +260,10 @@ static void deadlock(co__hub_t *h)
                 "them); their stacks are released without unwinding\n",
                 (int)h->tid, h->ncoros, h->ncoros == 1 ? "" : "s");
     else
-    fprintf(stderr,
-            "cogent: deadlock: the main coroutine of thread %d waits in %s, and nothing can wake it "
-            "(%zu other coroutine%s blocked, no timer, no I/O, no other thread); failing with EDEADLK\n",
-            (int)h->tid, m->wait_what ? m->wait_what : "a blocking call", others, others == 1 ? "" : "s");
+        fprintf(stderr,
+                "cogent: deadlock: the main coroutine of thread %d waits in %s, and nothing can wake it "
+                "(%zu other coroutine%s blocked, no timer, no I/O, no other thread); failing with EDEADLK\n",
+                (int)h->tid, m->wait_what ? m->wait_what : "a blocking call", others, others == 1 ? "" : "s");
     co__wake(h, m, m->park_seq, EDEADLK);
 }
 
@@ -285,8 +284,7 @@ static co_coro_t *pick(co__hub_t *h)
             int64_t d = t->deadline - co_now();
             timeout = d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
         } else if (h->poller.count <= 1 && h->nexternal == 0 &&
-                   atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL &&
-                   h->main.state == CO__C_PARKED) {
+                   atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL && h->main.state == CO__C_PARKED) {
             /* Nothing runnable, no deadline, no fd, no other thread owes
              * us anything: whoever is parked here stays parked forever. */
             deadlock(h);

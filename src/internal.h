@@ -16,8 +16,8 @@
 
 #include "arch.h"
 
-#define CO__TLS __attribute__((tls_model("initial-exec")))
-#define CO__LIKELY(x) __builtin_expect(!!(x), 1)
+#define CO__TLS         __attribute__((tls_model("initial-exec")))
+#define CO__LIKELY(x)   __builtin_expect(!!(x), 1)
 #define CO__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* Sanitizer builds (the build passes -DCO_ASAN / -DCO_TSAN / -DCO_VALGRIND)
@@ -48,9 +48,9 @@
 /* Prints "cogent: <msg>" to stderr and aborts.  For programming errors:
  * never compiled out. */
 noreturn void co__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define CO__CHECK(cond, ...)                                                                      \
-    do {                                                                                          \
-        if (CO__UNLIKELY(!(cond))) co__panic(__VA_ARGS__);                                        \
+#define CO__CHECK(cond, ...)                                                                                           \
+    do {                                                                                                               \
+        if (CO__UNLIKELY(!(cond))) co__panic(__VA_ARGS__);                                                             \
     } while (0)
 
 /* --------------------------------------------------------------- stacks */
@@ -229,7 +229,7 @@ struct co_coro {
     co_fiber_t fiber;   /* its own stack (unused by a main coroutine) */
     co_fiber_t *resume; /* the fiber to switch to when it runs again */
     co__hub_t *hub;
-    co_coro_t *next;             /* run queue, free pool */
+    co_coro_t *next;                /* run queue, free pool */
     co_coro_t *all_prev, *all_next; /* the hub's list of live coroutines */
     uint64_t id;
     char *name; /* NULL, name_buf, or malloc'd */
@@ -249,7 +249,7 @@ struct co_coro {
     const char *wait_what;
     co__timer_t timer;
     /* who waits for it to finish */
-    co__waitq_t waiters;  /* same hub */
+    co__waitq_t waiters; /* same hub */
     /* Other hubs' waiters: a lock-free stack of WATCH messages that turns
      * into CO__DONE when the coroutine is reaped (see coro.c). */
     _Atomic(co__msg_t *) watchers;
@@ -275,8 +275,8 @@ struct co__hub {
      * merged and the last reference frees the hub. */
     _Atomic int64_t refs;
     size_t local_refs;
-    size_t ncoros;              /* spawned, not yet finished */
-    size_t nexternal;           /* parked waits another thread will end */
+    size_t ncoros;    /* spawned, not yet finished */
+    size_t nexternal; /* parked waits another thread will end */
     uint64_t switches;
     uint32_t since_poll;
     bool exiting;
@@ -284,8 +284,8 @@ struct co__hub {
 };
 
 #define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
-#define CO__HUB_BIAS ((int64_t)1 << 40)
-#define CO__DONE ((co__msg_t *)(uintptr_t)1) /* co_coro_t.watchers once finished */
+#define CO__HUB_BIAS     ((int64_t)1 << 40)
+#define CO__DONE         ((co__msg_t *)(uintptr_t)1) /* co_coro_t.watchers once finished */
 
 /* True once co has finished and been reaped: its result is readable from
  * any thread. */

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CO__POLL_IN 1u
+#define CO__POLL_IN  1u
 #define CO__POLL_OUT 2u
 #define CO__POLL_ERR 4u /* error or hang-up: reported whatever was asked */
 

@@ -37,8 +37,8 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#define CACHE_MAX 256    /* free stacks kept per thread */
-#define SLAB_STACKS 64   /* canary stacks per mapping */
+#define CACHE_MAX     256 /* free stacks kept per thread */
+#define SLAB_STACKS   64  /* canary stacks per mapping */
 #define ALTSTACK_SIZE (64 * 1024)
 
 enum { POLICY_AUTO, POLICY_ALWAYS, POLICY_NEVER };
@@ -69,7 +69,7 @@ noreturn void co__panic(const char *fmt, ...)
     char buf[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start is above
     va_end(ap);
     fprintf(stderr, "cogent: %s\n", buf);
     fflush(stderr);
@@ -100,8 +100,8 @@ static void init_once(void)
     if (env && *env) {
         size_t v = parse_size(env);
         if (v < CO_STACK_MIN)
-            fprintf(stderr, "cogent: ignoring COGENT_STACK_SIZE=%s (want bytes >= %zu, K/M suffix ok)\n",
-                    env, (size_t)CO_STACK_MIN);
+            fprintf(stderr, "cogent: ignoring COGENT_STACK_SIZE=%s (want bytes >= %zu, K/M suffix ok)\n", env,
+                    (size_t)CO_STACK_MIN);
         else
             default_size = v;
     }
@@ -111,7 +111,7 @@ static void init_once(void)
         policy = POLICY_ALWAYS;
     else if (env && (!strcmp(env, "never") || !strcmp(env, "canary")))
         policy = POLICY_NEVER;
-    else if (env && *env && strcmp(env, "auto"))
+    else if (env && *env && strcmp(env, "auto") != 0)
         fprintf(stderr, "cogent: ignoring COGENT_STACK_GUARD=%s (want auto, always or never)\n", env);
 
     size_t max_maps = 65530;
@@ -176,19 +176,24 @@ static int map_guarded(co__stack_t *st, size_t size)
     return 0;
 }
 
+/* The size class for `size`, created if needed; NULL when out of memory.
+ * Called with slab_lock held. */
+static size_class_t *size_class(size_t size)
+{
+    for (size_t i = 0; i < nclasses; i++)
+        if (classes[i].size == size) return &classes[i];
+    size_class_t *n = realloc(classes, (nclasses + 1) * sizeof *n);
+    if (!n) return NULL;
+    classes = n;
+    classes[nclasses] = (size_class_t){.size = size};
+    return &classes[nclasses++];
+}
+
 static int map_canary(co__stack_t *st, size_t size)
 {
     pthread_mutex_lock(&slab_lock);
-    size_class_t *c = NULL;
-    for (size_t i = 0; i < nclasses; i++)
-        if (classes[i].size == size) c = &classes[i];
-    if (!c) {
-        size_class_t *n = realloc(classes, (nclasses + 1) * sizeof *n);
-        if (!n) goto nomem;
-        classes = n;
-        c = &classes[nclasses++];
-        *c = (size_class_t){.size = size};
-    }
+    size_class_t *c = size_class(size);
+    if (!c) goto nomem;
     if (!c->free) {
         char *m = mmap(NULL, size * SLAB_STACKS, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -260,9 +265,9 @@ int co__stack_get(co__stack_t *st, size_t size)
     }
 
     int r = -1;
-    bool want_guard = policy == POLICY_ALWAYS ||
-                      (policy == POLICY_AUTO &&
-                       atomic_load_explicit(&live_guarded, memory_order_relaxed) < guard_budget);
+    bool want_guard =
+        policy == POLICY_ALWAYS ||
+        (policy == POLICY_AUTO && atomic_load_explicit(&live_guarded, memory_order_relaxed) < guard_budget);
     if (want_guard) r = map_guarded(st, size);
     if (r < 0 && policy != POLICY_ALWAYS) r = map_canary(st, size);
     if (r < 0) return errno = ENOMEM, -1;
@@ -402,8 +407,7 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
         uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;
         /* The guard page, or just below it (a frame larger than a page
          * can jump over the guard). */
-        if (a < lo + 256 && a + page_size + 64 * 1024 >= lo)
-            co__stack_overflow(f, "the guard page was hit");
+        if (a < lo + 256 && a + page_size + 64 * 1024 >= lo) co__stack_overflow(f, "the guard page was hit");
     }
     if (f && f->stack.mode == CO_STACK_CANARY) {
         uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;

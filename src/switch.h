@@ -31,7 +31,8 @@ static inline void co__check_stack(const co_fiber_t *f)
 }
 
 /* Everything a switch does before the stack pointer changes. */
-static inline __attribute__((always_inline)) void co__before_switch(co__thread_t *t, co_fiber_t *from, co_fiber_t *to, bool dying)
+static inline __attribute__((always_inline)) void co__before_switch(co__thread_t *t, co_fiber_t *from, co_fiber_t *to,
+                                                                    bool dying)
 {
     co__check_stack(from);
     if (dying) {

@@ -64,7 +64,7 @@ int co__timers_add(co__timers_t *h, co__timer_t *t, int64_t deadline)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 64;
-        co__timer_t **heap = realloc(h->heap, cap * sizeof *heap);
+        co__timer_t **heap = realloc(h->heap, cap * sizeof(co__timer_t *));
         if (!heap) {
             t->index = SIZE_MAX;
             return errno = ENOMEM, -1;

@@ -12,47 +12,47 @@
 
 #define TEST_SKIP 77
 
-#define ASSERT_(cond, fmt, ...)                                                                   \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: assertion failed: " fmt "\n", __FILE__, __LINE__, __VA_ARGS__); \
-            abort();                                                                              \
-        }                                                                                         \
+#define ASSERT_(cond, fmt, ...)                                                                                        \
+    do {                                                                                                               \
+        if (!(cond)) {                                                                                                 \
+            fprintf(stderr, "%s:%d: assertion failed: " fmt "\n", __FILE__, __LINE__, __VA_ARGS__);                    \
+            abort();                                                                                                   \
+        }                                                                                                              \
     } while (0)
 
 #define ASSERT(cond) ASSERT_(cond, "%s", #cond)
-#define ASSERT_EQ(a, b)                                                                           \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        ASSERT_(a_ == b_, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);                             \
+#define ASSERT_EQ(a, b)                                                                                                \
+    do {                                                                                                               \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                                            \
+        ASSERT_(a_ == b_, "%s == %s (%lld vs %lld)", #a, #b, a_, b_);                                                  \
     } while (0)
-#define ASSERT_NE(a, b)                                                                           \
-    do {                                                                                          \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                       \
-        ASSERT_(a_ != b_, "%s != %s (both %lld)", #a, #b, a_);                                    \
+#define ASSERT_NE(a, b)                                                                                                \
+    do {                                                                                                               \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                                            \
+        ASSERT_(a_ != b_, "%s != %s (both %lld)", #a, #b, a_);                                                         \
     } while (0)
-#define ASSERT_PTR_EQ(a, b)                                                                       \
-    do {                                                                                          \
-        const void *a_ = (a), *b_ = (b);                                                          \
-        ASSERT_(a_ == b_, "%s == %s (%p vs %p)", #a, #b, a_, b_);                                 \
+#define ASSERT_PTR_EQ(a, b)                                                                                            \
+    do {                                                                                                               \
+        const void *a_ = (a), *b_ = (b);                                                                               \
+        ASSERT_(a_ == b_, "%s == %s (%p vs %p)", #a, #b, a_, b_);                                                      \
     } while (0)
-#define ASSERT_STR_EQ(a, b)                                                                       \
-    do {                                                                                          \
-        const char *a_ = (a), *b_ = (b);                                                          \
-        ASSERT_(a_ && b_ && !strcmp(a_, b_), "%s == %s (\"%s\" vs \"%s\")", #a, #b, a_ ? a_ : "(null)", \
-                b_ ? b_ : "(null)");                                                              \
+#define ASSERT_STR_EQ(a, b)                                                                                            \
+    do {                                                                                                               \
+        const char *a_ = (a), *b_ = (b);                                                                               \
+        ASSERT_(a_ &&b_ && !strcmp(a_, b_), "%s == %s (\"%s\" vs \"%s\")", #a, #b, a_ ? a_ : "(null)",                 \
+                b_ ? b_ : "(null)");                                                                                   \
     } while (0)
 /* A call that must fail with -1 (or NULL) and this errno. */
-#define ASSERT_ERR(call, err)                                                                     \
-    do {                                                                                          \
-        errno = 0;                                                                                \
-        long long r_ = (long long)(intptr_t)(call);                                               \
-        int e_ = errno;                                                                           \
-        ASSERT_((r_ == -1 || r_ == 0) && e_ == (err), "%s fails with %s (got %lld, errno %d %s)", #call, #err, \
-                r_, e_, strerror(e_));                                                            \
+#define ASSERT_ERR(call, err)                                                                                          \
+    do {                                                                                                               \
+        errno = 0;                                                                                                     \
+        long long r_ = (long long)(intptr_t)(call);                                                                    \
+        int e_ = errno;                                                                                                \
+        ASSERT_((r_ == -1 || r_ == 0) && e_ == (err), "%s fails with %s (got %lld, errno %d %s)", #call, #err, r_, e_, \
+                strerror(e_));                                                                                         \
     } while (0)
 /* Elapsed time within [lo, hi] ms: generous bounds, never a benchmark. */
-#define ASSERT_TIME(ms, lo, hi)                                                                   \
+#define ASSERT_TIME(ms, lo, hi)                                                                                        \
     ASSERT_((ms) >= (lo) && (ms) <= (hi), "elapsed %lld ms within [%d, %d]", (long long)(ms), (lo), (hi))
 
 static int test_argc_ __attribute__((unused));
@@ -67,18 +67,18 @@ static inline int test_selected(const char *name)
     return 0;
 }
 
-#define RUN(fn)                                                                                   \
-    do {                                                                                          \
-        if (test_selected(#fn)) {                                                                 \
-            fprintf(stderr, "  %s\n", #fn);                                                        \
-            fn();                                                                                 \
-            test_ran_++;                                                                          \
-        }                                                                                         \
+#define RUN(fn)                                                                                                        \
+    do {                                                                                                               \
+        if (test_selected(#fn)) {                                                                                      \
+            fprintf(stderr, "  %s\n", #fn);                                                                            \
+            fn();                                                                                                      \
+            test_ran_++;                                                                                               \
+        }                                                                                                              \
     } while (0)
 
-#define TEST_MAIN_BEGIN(argc, argv)                                                               \
-    test_argc_ = (argc);                                                                          \
-    test_argv_ = (argv);                                                                          \
+#define TEST_MAIN_BEGIN(argc, argv)                                                                                    \
+    test_argc_ = (argc);                                                                                               \
+    test_argv_ = (argv);                                                                                               \
     fprintf(stderr, "%s\n", (argv)[0])
 #define TEST_MAIN_END() (test_ran_ > 0 ? 0 : (fprintf(stderr, "no test case matched\n"), 1))
 

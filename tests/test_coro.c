@@ -24,7 +24,7 @@ static void *tagger(void *arg)
     const char *tag = arg;
     for (int i = 0; i < 3; i++) {
         strcat(order, tag);
-        co_yield();
+        co_yield ();
     }
     return NULL;
 }
@@ -140,7 +140,7 @@ static void *join_other(void *arg)
     if (co_join(other, -1, NULL) == 0) return "joined";
     ASSERT_EQ(errno, ECANCELED);
     ASSERT_ERR(co_sleep(10), ECANCELED);
-    ASSERT_ERR(co_yield(), ECANCELED);
+    ASSERT_ERR(co_yield (), ECANCELED);
     return "cancelled";
 }
 
@@ -162,7 +162,7 @@ static void test_killed_main(void)
     co_coro_t *m = co_current();
     co_kill(m);
     ASSERT_ERR(co_sleep(10), ECANCELED);
-    ASSERT_ERR(co_yield(), ECANCELED);
+    ASSERT_ERR(co_yield (), ECANCELED);
     co_coro_t *c = co_spawn(add_one, NULL);
     ASSERT_ERR(co_join(c, -1, NULL), ECANCELED);
     ASSERT_ERR(co_wait(c, co_now() + 1000), ECANCELED);

@@ -87,7 +87,7 @@ static void group_stuck(void *arg)
     co_group_t *h = co_group_new(0);
     co_group_spawn(h, late, NULL, NULL, -1);
     co_group_spawn(g, waits_group, g, NULL, -1); /* waits on its own group: forever */
-    co_sleep(50);                                 /* h's member finishes meanwhile */
+    co_sleep(50);                                /* h's member finishes meanwhile */
     int r = co_group_join(g, -1);
     _exit(r == -1 && errno == EDEADLK ? 0 : 2);
 }

@@ -30,7 +30,7 @@ static void *overflow_a_little(void *arg)
 {
     (void)arg;
     sink = recurse((int)(CO_STACK_MIN / 1000) + 2);
-    co_yield();
+    co_yield ();
     return NULL;
 }
 
@@ -102,7 +102,7 @@ static void test_policy_and_stats(void)
 {
     co_stack_stats_t st;
     co_stack_stats(&st);
-    ASSERT(st.guard_budget > 1000); /* a quarter of vm.max_map_count */
+    ASSERT(st.guard_budget > 1000);                   /* a quarter of vm.max_map_count */
     co_coro_t *c = co_spawn(overflow_a_little, NULL); /* default size: fits */
     co_stack_stats_t st2;
     co_stack_stats(&st2);

@@ -71,10 +71,28 @@ static void test_callee_saved_preserved(void)
     double rx = 1.5, ry = 2.5, rz = 3.5;
     for (int i = 0; i < 1000; i++) {
         co__switch(&regs_main, regs_ctx, (void *)(intptr_t)i, 0);
-        a = a * 3 + b; b ^= c << 1; c += d; d = d * 7 + e; e -= f; f += g * 3; g ^= h; h += a;
-        x = x * 1.0001 + y; y -= z * 0.5; z += x * 0.25;
-        ra = ra * 3 + rb; rb ^= rc << 1; rc += rd; rd = rd * 7 + re; re -= rf; rf += rg * 3; rg ^= rh; rh += ra;
-        rx = rx * 1.0001 + ry; ry -= rz * 0.5; rz += rx * 0.25;
+        a = a * 3 + b;
+        b ^= c << 1;
+        c += d;
+        d = d * 7 + e;
+        e -= f;
+        f += g * 3;
+        g ^= h;
+        h += a;
+        x = x * 1.0001 + y;
+        y -= z * 0.5;
+        z += x * 0.25;
+        ra = ra * 3 + rb;
+        rb ^= rc << 1;
+        rc += rd;
+        rd = rd * 7 + re;
+        re -= rf;
+        rf += rg * 3;
+        rg ^= rh;
+        rh += ra;
+        rx = rx * 1.0001 + ry;
+        ry -= rz * 0.5;
+        rz += rx * 0.25;
         __asm__ volatile("" ::: "memory");
     }
     ASSERT(a == ra && b == rb && c == rc && d == rd && e == re && f == rf && g == rg && h == rh);

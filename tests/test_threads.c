@@ -112,7 +112,7 @@ static pthread_barrier_t spawned, joined;
 
 static void *yield_some(void *arg)
 {
-    for (intptr_t i = 0; i < (intptr_t)arg % 7; i++) co_yield();
+    for (intptr_t i = 0; i < (intptr_t)arg % 7; i++) co_yield ();
     co_sleep((intptr_t)arg % 3);
     return arg;
 }
