@@ -17,7 +17,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all release test test-asan test-tsan test-release test-aarch64 deps demo bench install clean format format-check lint
+.PHONY: all release test test-valgrind test-asan test-tsan test-release test-aarch64 deps demo bench install clean format format-check lint
 
 all: release
 
@@ -28,11 +28,20 @@ release:
 deps:
 	@scripts/deps.sh test
 
-test: deps lint format-check test-release test-asan test-tsan test-aarch64
+test: deps lint format-check test-release test-valgrind test-asan test-tsan test-aarch64
 	@echo "make test: all suites passed"
 
 test-release: release
 	cd build && $(CTEST)
+
+# valgrind follows the switches through VALGRIND_STACK_REGISTER: no error,
+# no definite leak, on the single-threaded suites.
+VALGRIND_TESTS = switch fiber gen coro group deadlock
+test-valgrind: release
+	@for t in $(VALGRIND_TESTS); do \
+	  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+	    build/test_$$t >/dev/null 2>build/valgrind_$$t.log || { cat build/valgrind_$$t.log; exit 1; }; \
+	  echo "valgrind: test_$$t clean"; done
 
 test-asan:
 	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
