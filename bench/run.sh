@@ -23,7 +23,7 @@ have_uvloop=0
 $py -c "import uvloop" 2>/dev/null && have_uvloop=1
 
 # One core for the measured program: the machines are noisy enough.
-pin="taskset -c 0"
+pin="taskset -c $(( $(nproc) - 1 ))"
 command -v taskset >/dev/null || pin=""
 
 run() { # run CMD... : appends its RESULT lines to raw.txt
