@@ -59,8 +59,10 @@ _Static_assert((CO__FRAME_SLOTS * 8) % 16 == 0, "the switch frame must keep SP 1
 static inline void *co__ctx_init(void *lo, size_t size, co__ctx_entry_fn entry, void *arg)
 {
     uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    /* Only the slots below are read: the other callee-saved registers
+     * start with whatever the frame holds (co__ctx_boot clears the frame
+     * pointer itself). */
     uint64_t *sp = (uint64_t *)(top - CO__FRAME_SLOTS * 8);
-    for (int i = 0; i < CO__FRAME_SLOTS; i++) sp[i] = 0;
 #if defined(__x86_64__)
     /* The final `ret` pops slot 7, so co__ctx_boot starts with SP == top,
      * 16-aligned: its own `call` then gives entry the alignment the ABI

@@ -28,9 +28,33 @@ static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
 static void hub_thread_exit(void *arg);
+static void fork_child(void);
 static void make_key(void)
 {
     CO__CHECK(pthread_key_create(&exit_key, hub_thread_exit) == 0, "pthread_key_create failed");
+    CO__CHECK(pthread_atfork(NULL, NULL, fork_child) == 0, "pthread_atfork failed");
+}
+
+/* After fork() the child has only the forking thread.  Its hub keeps its
+ * coroutines (copies of the parent's, as gevent's do after fork) but must
+ * not share the parent's epoll instance or eventfd: both are made anew.
+ * Messages other threads had queued are dropped, and the child holds no
+ * references from them: those threads do not exist in the child. */
+static void fork_child(void)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) return;
+    h->poller.ops->destroy(&h->poller);
+    close(h->evfd);
+    CO__CHECK(h->poller.ops->create(&h->poller) == 0, "fork: cannot create the %s poller: %s", h->poller.ops->name,
+              strerror(errno));
+    h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    CO__CHECK(h->evfd >= 0, "fork: cannot create the hub's eventfd: %s", strerror(errno));
+    CO__CHECK(h->poller.ops->add(&h->poller, h->evfd, CO__POLL_IN, NULL) == 0,
+              "fork: cannot watch the hub's eventfd: %s", strerror(errno));
+    atomic_store_explicit(&h->inbox, NULL, memory_order_relaxed);
+    h->nexternal = 0;
+    h->tid = (pid_t)syscall(SYS_gettid);
 }
 
 /* --------------------------------------------------------- wait lists */

@@ -87,7 +87,7 @@ size_t co__stack_default(void);
  * EINVAL.  Installs the overflow handler on first use. */
 int co__stack_get(co__stack_t *st, size_t size);
 /* Gives a stack back (cache, slab free list or munmap).  Must not be the
- * stack we are running on.  st is zeroed. */
+ * stack we are running on.  st->lo and st->mode are cleared. */
 void co__stack_put(co__stack_t *st);
 /* Reports an overflow of the stack of `f` and aborts. */
 noreturn void co__stack_overflow(const co_fiber_t *f, const char *how);

@@ -15,6 +15,7 @@ static uint32_t to_epoll(unsigned ev)
  * coroutine that happens to poll: coroutine stacks stay one page deep. */
 static int ep_create(co__poller_t *p)
 {
+    p->count = 0;
     p->impl = malloc(CO__POLL_BATCH * sizeof(struct epoll_event));
     if (!p->impl) return -1;
     p->fd = epoll_create1(EPOLL_CLOEXEC);

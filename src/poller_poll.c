@@ -21,6 +21,7 @@ static short to_poll(unsigned ev)
 
 static int pl_create(co__poller_t *p)
 {
+    p->count = 0;
     p->fd = -1;
     p->impl = calloc(1, sizeof(pstate_t));
     return p->impl ? 0 : -1;

@@ -246,11 +246,21 @@ static void unmap(co__stack_t *st)
 
 int co__stack_get(co__stack_t *st, size_t size)
 {
+    co__thread_t *t = &co__tls;
+    /* The common case first: a default-size stack from this thread's cache
+     * (a non-empty cache means the module and the thread are set up). */
+    if (CO__LIKELY(size == 0 && t->ncache > 0 && t->cache[t->ncache - 1].size == default_size)) {
+        *st = t->cache[--t->ncache];
+#if CO_ASAN
+        ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
+#endif
+        return 0;
+    }
     pthread_once(&once, init_once);
     if (size == 0) size = default_size;
     if (size < CO_STACK_MIN || size > ((size_t)1 << 40)) return errno = EINVAL, -1;
     size = (size + page_size - 1) & ~(page_size - 1);
-    co__thread_t *t = co__thread();
+    t = co__thread();
     ensure_altstack(t);
 
     for (size_t i = t->ncache; i-- > 0;) {
@@ -288,6 +298,12 @@ void co__stack_put(co__stack_t *st)
 {
     if (!st->lo) return;
     co__thread_t *t = &co__tls;
+    if (CO__LIKELY(t->ncache < t->cache_cap)) {
+        t->cache[t->ncache++] = *st; /* a canary zone is still zero: checked at exit */
+        st->lo = NULL;
+        st->mode = 0;
+        return;
+    }
     if (t->ncache == t->cache_cap && t->cache_cap < CACHE_MAX) {
         size_t cap = t->cache_cap ? t->cache_cap * 2 : 16;
         co__stack_t *c = realloc(t->cache, cap * sizeof *c);

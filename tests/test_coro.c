@@ -330,6 +330,36 @@ static void test_generator_blocks_inside_coroutine(void)
     ASSERT_EQ(co_join(t, -1, NULL), 0);
 }
 
+/* fork(): the child gets a hub of its own (fresh epoll and eventfd) with
+ * copies of the coroutines, and both sides keep working. */
+static void *count_sleeps(void *arg)
+{
+    for (int i = 0; i < 3; i++) co_sleep(5);
+    return arg;
+}
+
+static void test_fork(void)
+{
+    co_coro_t *c = co_spawn(count_sleeps, (void *)21);
+    co_sleep(1); /* c is sleeping when we fork */
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        void *r;
+        int ok = co_join(c, co_now() + 5000, &r) == 0 && (intptr_t)r == 21;
+        co_coro_t *d = co_spawn(count_sleeps, (void *)2);
+        ok = ok && co_join(d, co_now() + 5000, &r) == 0 && (intptr_t)r == 2;
+        _exit(ok ? 0 : 1);
+    }
+    void *r;
+    ASSERT_EQ(co_join(c, co_now() + 5000, &r), 0);
+    ASSERT_EQ((intptr_t)r, 21);
+    int st;
+    ASSERT_EQ(waitpid(pid, &st, 0), pid);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -347,6 +377,7 @@ int main(int argc, char **argv)
     RUN(test_join_main_einval);
     RUN(test_misuse_aborts);
     RUN(test_generator_blocks_inside_coroutine);
+    RUN(test_fork);
     RUN(test_killed_main); /* last: the main coroutine stays killed */
     return TEST_MAIN_END();
 }
