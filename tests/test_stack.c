@@ -112,6 +112,51 @@ static void test_policy_and_stats(void)
     ASSERT(st2.cached >= 1); /* the stack went back to the cache */
 }
 
+/* Out of address space: spawning fails with ENOMEM, cleanly, and what was
+ * spawned before still runs and joins.  In a child, under RLIMIT_AS. */
+#include <sys/resource.h>
+static void *nop(void *arg)
+{
+    co_sleep(1);
+    return arg;
+}
+
+static void exhaust(void *arg)
+{
+    (void)arg;
+    co_coro_t *warm = co_spawn(nop, NULL); /* hub, poller and caches exist */
+    co_join(warm, -1, NULL);
+    struct rlimit rl = {.rlim_cur = 0, .rlim_max = RLIM_INFINITY};
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long vm_kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmSize:", 7)) vm_kb = atol(line + 7);
+    if (f) fclose(f);
+    rl.rlim_cur = (rlim_t)(vm_kb + 64 * 1024) * 1024; /* 64 MiB more than now */
+    setrlimit(RLIMIT_AS, &rl);
+    enum { MAX = 100000 };
+    static co_coro_t *cs[MAX];
+    int n = 0;
+    co_spawn_opts_t o = {.stack_size = 256 * 1024};
+    while (n < MAX && (cs[n] = co_spawn_ex(nop, (void *)(intptr_t)n, &o)) != NULL) n++;
+    int e = errno;
+    int joined = 0;
+    for (int i = 0; i < n; i++) {
+        void *r;
+        if (co_join(cs[i], -1, &r) == 0 && (intptr_t)r == i) joined++;
+    }
+    fprintf(stderr, "spawned %d, then errno %d; joined %d\n", n, e, joined);
+    _exit(n > 10 && n < MAX && e == ENOMEM && joined == n ? 0 : 1);
+}
+
+static void test_out_of_memory(void)
+{
+    char buf[1024];
+    int st = run_child(exhaust, NULL, buf, sizeof buf);
+    ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %#x: %s", st, buf);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--child")) return child_main(argv[2]);
@@ -119,5 +164,6 @@ int main(int argc, char **argv)
     RUN(test_guard_page_overflow);
     RUN(test_canary_overflow);
     RUN(test_policy_and_stats);
+    RUN(test_out_of_memory);
     return TEST_MAIN_END();
 }
