@@ -166,19 +166,7 @@ void co__hub_unref(co__hub_t *h)
 
 /* ---------------------------------------------------------- run queue */
 
-void co__ready(co__hub_t *h, co_coro_t *co)
-{
-    co->state = co->state == CO__C_NEW ? CO__C_NEW : CO__C_READY;
-    co->next = NULL;
-    if (h->runq_tail)
-        h->runq_tail->next = co;
-    else
-        h->runq_head = co;
-    h->runq_tail = co;
-    h->nrunq++;
-}
-
-static co_coro_t *pop(co__hub_t *h)
+static inline co_coro_t *pop(co__hub_t *h)
 {
     co_coro_t *co = h->runq_head;
     if (co) {
@@ -291,17 +279,17 @@ static void deadlock(co__hub_t *h)
     co__wake(h, m, m->park_seq, EDEADLK);
 }
 
-/* Finds the next coroutine to run, waiting for one if needed. */
-static co_coro_t *pick(co__hub_t *h)
+/* The slow half of picking: a look at timers, I/O and the inbox every
+ * POLL_EVERY picks, or waiting when nothing is runnable.  Out of line so
+ * that the common path of co__schedule stays a few instructions. */
+static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
 {
+    h->since_poll = 0;
+    if (h->runq_head) {
+        poll_events(h, 0);
+        return pop(h);
+    }
     for (;;) {
-        if (h->runq_head) {
-            if (CO__LIKELY(++h->since_poll < POLL_EVERY)) return pop(h);
-            h->since_poll = 0;
-            poll_events(h, 0);
-            return pop(h);
-        }
-        h->since_poll = 0;
         int timeout = -1;
         co__timer_t *t = co__timers_first(&h->timers);
         if (t) {
@@ -312,16 +300,20 @@ static co_coro_t *pick(co__hub_t *h)
             /* Nothing runnable, no deadline, no fd, no other thread owes
              * us anything: whoever is parked here stays parked forever. */
             deadlock(h);
-            continue;
         }
-        poll_events(h, timeout);
+        if (!h->runq_head) poll_events(h, timeout);
+        if (h->runq_head) return pop(h);
     }
 }
 
 void co__schedule(co__hub_t *h, bool dying)
 {
     co_coro_t *self = h->current;
-    co_coro_t *next = pick(h);
+    co_coro_t *next;
+    if (CO__LIKELY(h->runq_head != NULL && ++h->since_poll < POLL_EVERY))
+        next = pop(h);
+    else
+        next = pick_slow(h);
     next->state = CO__C_RUNNING;
     h->current = next;
     if (next == self) return;

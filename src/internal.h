@@ -314,8 +314,18 @@ int co__park(co__hub_t *h, int64_t deadline, const char *what, bool cancellable)
 /* Makes co (parked on h, the calling thread's hub) runnable with its park
  * returning `result`; ignored unless it is parked with park_seq == seq. */
 void co__wake(co__hub_t *h, co_coro_t *co, uint64_t seq, int result);
-/* Appends a runnable coroutine to h's run queue. */
-void co__ready(co__hub_t *h, co_coro_t *co);
+/* Appends a runnable coroutine to h's run queue (a new one stays NEW). */
+static inline void co__ready(co__hub_t *h, co_coro_t *co)
+{
+    if (co->state != CO__C_NEW) co->state = CO__C_READY;
+    co->next = NULL;
+    if (h->runq_tail)
+        h->runq_tail->next = co;
+    else
+        h->runq_head = co;
+    h->runq_tail = co;
+    h->nrunq++;
+}
 /* Gives up the CPU: the running coroutine, already parked or queued by the
  * caller (or finished when `dying`), is switched away from; returns when
  * it runs again (never when dying).  Switches: yes. */
