@@ -16,16 +16,9 @@
  * Frame (176 bytes, see src/arch.h), low to high, 8 bytes a slot:
  *   [0..9] x19..x28  [10] x29  [11] x30  [12..19] d8..d15  [20] fpcr  [21] pad
  */
-    .text
-    .globl  co__switch
-    .hidden co__switch
-    .type   co__switch, %function
-    .p2align 4
-co__switch:
-    .cfi_startproc
-#if defined(__ARM_FEATURE_BTI_DEFAULT)
-    bti     c
-#endif
+
+/* Push the frame above (SP stays 16-aligned). */
+.macro SAVE_FRAME
     sub     sp, sp, #176
     stp     x19, x20, [sp, #0]
     stp     x21, x22, [sp, #16]
@@ -39,15 +32,10 @@ co__switch:
     stp     d14, d15, [sp, #144]
     mrs     x9, fpcr
     str     x9, [sp, #160]
-    mov     x9, sp
-    str     x9, [x0]            /* *save_sp = our frame */
-    mov     x19, x2             /* the value, in a register already saved */
+.endm
 
-    mov     sp, x1              /* now on the target's stack */
-    cbz     x3, 5f
-    bl      co__fiber_switch_end
-5:
-    mov     x0, x19             /* the value handed over is the return value */
+/* Pop it again on whichever stack SP now points into. */
+.macro RESTORE_FRAME
     ldp     x19, x20, [sp, #0]
     ldp     x21, x22, [sp, #16]
     ldp     x23, x24, [sp, #32]
@@ -61,6 +49,29 @@ co__switch:
     ldr     x9, [sp, #160]
     msr     fpcr, x9
     add     sp, sp, #176
+.endm
+
+    .text
+    .globl  co__switch
+    .hidden co__switch
+    .type   co__switch, %function
+    .p2align 4
+co__switch:
+    .cfi_startproc
+#if defined(__ARM_FEATURE_BTI_DEFAULT)
+    bti     c
+#endif
+    SAVE_FRAME
+    mov     x9, sp
+    str     x9, [x0]            /* *save_sp = our frame */
+    mov     x19, x2             /* the value, in a register already saved */
+
+    mov     sp, x1              /* now on the target's stack */
+    cbz     x3, 5f
+    bl      co__fiber_switch_end
+5:
+    mov     x0, x19             /* the value handed over is the return value */
+    RESTORE_FRAME
     ret                         /* to x30: the target's caller, or boot */
     .cfi_endproc
     .size   co__switch, .-co__switch
@@ -79,19 +90,7 @@ co_fiber_switch:
 #if defined(__ARM_FEATURE_BTI_DEFAULT)
     bti     c
 #endif
-    sub     sp, sp, #176
-    stp     x19, x20, [sp, #0]
-    stp     x21, x22, [sp, #16]
-    stp     x23, x24, [sp, #32]
-    stp     x25, x26, [sp, #48]
-    stp     x27, x28, [sp, #64]
-    stp     x29, x30, [sp, #80]
-    stp     d8,  d9,  [sp, #96]
-    stp     d10, d11, [sp, #112]
-    stp     d12, d13, [sp, #128]
-    stp     d14, d15, [sp, #144]
-    mrs     x9, fpcr
-    str     x9, [sp, #160]
+    SAVE_FRAME
     mov     x19, x1             /* the value rides in a callee-saved register */
     mov     x1, sp
     bl      co__fiber_switch_begin  /* x0: SP to load, x1: call end? */
@@ -103,19 +102,7 @@ co_fiber_switch:
     bl      co__fiber_switch_end
 1:
     mov     x0, x19             /* the value handed over */
-    ldp     x19, x20, [sp, #0]
-    ldp     x21, x22, [sp, #16]
-    ldp     x23, x24, [sp, #32]
-    ldp     x25, x26, [sp, #48]
-    ldp     x27, x28, [sp, #64]
-    ldp     x29, x30, [sp, #80]
-    ldp     d8,  d9,  [sp, #96]
-    ldp     d10, d11, [sp, #112]
-    ldp     d12, d13, [sp, #128]
-    ldp     d14, d15, [sp, #144]
-    ldr     x9, [sp, #160]
-    msr     fpcr, x9
-    add     sp, sp, #176
+    RESTORE_FRAME
     ret
     .cfi_endproc
     .size   co_fiber_switch, .-co_fiber_switch

@@ -28,6 +28,25 @@
 #define ENDBR
 #endif
 
+/* The integer half of the frame (rbp is pushed first, so it is on top of
+ * the return address: the frame table in src/arch.h). */
+.macro PUSH_CALLEE_SAVED
+    pushq   %rbp
+    pushq   %rbx
+    pushq   %r12
+    pushq   %r13
+    pushq   %r14
+    pushq   %r15
+.endm
+
+/* Pops r15..r12; rbx and rbp follow separately (rbx carries the value). */
+.macro POP_R15_TO_R12
+    popq    %r15
+    popq    %r14
+    popq    %r13
+    popq    %r12
+.endm
+
     .text
     .globl  co__switch
     .hidden co__switch
@@ -36,12 +55,7 @@
 co__switch:
     .cfi_startproc
     ENDBR
-    pushq   %rbp                /* callee-saved integer registers */
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    PUSH_CALLEE_SAVED
     pushq   $0                  /* room for the two FPU control words */
     stmxcsr (%rsp)              /* SSE control/status (rounding, masks) */
     fnstcw  4(%rsp)             /* x87 control word (precision, rounding) */
@@ -63,10 +77,7 @@ co__switch:
     call    co__fiber_switch_end    /* SP is 16-aligned here */
 5:
     addq    $8, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
+    POP_R15_TO_R12
     movq    %rbx, %rax          /* the value handed over is the return value */
     popq    %rbx
     popq    %rbp
@@ -99,12 +110,7 @@ co__switch:
 co_fiber_switch:
     .cfi_startproc
     ENDBR
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+    PUSH_CALLEE_SAVED
     pushq   $0                  /* SP is now 16-aligned: C calls are fine */
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
@@ -156,10 +162,7 @@ co_fiber_switch:
     fldcw   4(%rsp)
 5:
     addq    $8, %rsp
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
+    POP_R15_TO_R12
     popq    %rbx
     popq    %rbp
     popq    %rcx
