@@ -85,7 +85,7 @@ static void test_join_deadline(void)
     co_coro_t *c = co_spawn(sleep_ms, (void *)200);
     int64_t t0 = co_now();
     ASSERT_ERR(co_join(c, co_now() + 30, NULL), ETIMEDOUT);
-    ASSERT_TIME(co_now() - t0, 30, 150);
+    ASSERT_TIME(co_now() - t0, 30, 2000);       /* never early; late only on a loaded machine */
     ASSERT_ERR(co_join(c, 0, NULL), ETIMEDOUT); /* nowait */
     ASSERT_ERR(co_wait(c, co_now() + 10), ETIMEDOUT);
     void *r = (void *)1;
@@ -103,7 +103,8 @@ static void test_kill_sleeping(void)
     void *r;
     ASSERT_EQ(co_join(c, -1, &r), 0);
     ASSERT_EQ((intptr_t)r, ECANCELED);
-    ASSERT_TIME(co_now() - t0, 0, 500);
+    ASSERT_TIME(co_now() - t0, 0, 5000); /* the kill, not the 10 s sleep, ended it */
+    ;
 }
 
 static int ran;
