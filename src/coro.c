@@ -444,19 +444,22 @@ void co__coro_exit_all(co__hub_t *h)
             if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
         }
         if (co__park(h, -1, "thread exit", false) != EDEADLK) continue;
-        /* What is left can never finish: drop it without unwinding. */
+        /* What is left can never finish: drop it without unwinding.  All
+         * bookkeeping first (wait-list nodes live on these stacks), then
+         * the stacks go. */
         co_coro_t *stuck = h->all;
         for (co_coro_t *c = stuck; c; c = c->all_next) c->state = CO__C_DONE;
+        for (co_coro_t *c = stuck; c; c = c->all_next) {
+            if (c->group) co__group_member_done(c);
+            if (co__timer_armed(&c->timer)) co__timers_remove(&h->timers, &c->timer);
+        }
         h->all = NULL;
         h->ncoros = 0;
         while (stuck) {
             co_coro_t *c = stuck;
             stuck = c->all_next;
-            if (c->group) co__group_member_done(c);
-            if (co__timer_armed(&c->timer)) co__timers_remove(&h->timers, &c->timer);
             co__fiber_release(&c->fiber);
             co__coro_reap(c);
         }
     }
-    co__coro_thread_exit();
 }

@@ -361,6 +361,7 @@ static void hub_thread_exit(void *arg)
     co__timers_destroy(&h->timers);
     t->hub = NULL;
     co__stack_thread_exit();
+    co__coro_thread_exit(); /* last: the messages above may have recycled records */
     /* Merge the thread's own count into the shared one; the bias goes. */
     int64_t left = atomic_fetch_add_explicit(&h->refs, (int64_t)h->local_refs - CO__HUB_BIAS, memory_order_acq_rel) +
                    (int64_t)h->local_refs - CO__HUB_BIAS;

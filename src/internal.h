@@ -342,8 +342,8 @@ void co__coro_message(co__hub_t *h, co__msg_t *m);
 /* coro.c: after a coroutine's stack was released (on the next stack):
  * marks it done, wakes other hubs' watchers, drops the running ref. */
 void co__coro_reap(co_coro_t *co);
-/* coro.c: ends every coroutine of an exiting hub; forcibly releases those
- * that cannot end. */
+/* coro.c: ends every coroutine of an exiting hub (killed, run to their
+ * end); releases without unwinding those that can never end. */
 void co__coro_exit_all(co__hub_t *h);
 
 /* coro.c: a process-wide unique coroutine id. */
