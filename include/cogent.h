@@ -109,11 +109,13 @@ CO_API void *co_fiber_switch(co_fiber_t *target, void *value);
  * Switches: no. */
 CO_API co_fiber_t *co_fiber_current(void);
 
-/* The fiber resumed when f ends (NULL for a thread's main fiber). */
+/* The fiber resumed when f ends (NULL for a thread's main fiber).
+ * Switches: no. */
 CO_API co_fiber_t *co_fiber_parent(const co_fiber_t *f);
 /* Changes f's parent.  Returns -1 with EINVAL if that would make a cycle
  * or the parent has ended.  Switches: no. */
 CO_API int co_fiber_set_parent(co_fiber_t *f, co_fiber_t *parent);
+/* State and the `ud` given at creation.  Switches: no. */
 CO_API bool co_fiber_started(const co_fiber_t *f);
 CO_API bool co_fiber_ended(const co_fiber_t *f);
 CO_API void *co_fiber_data(const co_fiber_t *f);
@@ -157,7 +159,7 @@ CO_API int co_gen_yield(co_gen_t *g, void *out, void **in);
  * Switches: yes, when the generator was suspended. */
 CO_API int co_gen_close(co_gen_t *g);
 
-/* True once the generator returned or was closed. */
+/* True once the generator returned or was closed.  Switches: no. */
 CO_API bool co_gen_finished(const co_gen_t *g);
 
 /* Closes (if needed) and frees g.  NULL is a no-op.  Switches: as close. */
@@ -215,9 +217,10 @@ CO_API void co_detach(co_coro_t *c);
  * Returns 0.  Switches: no. */
 CO_API int co_kill(co_coro_t *c);
 
-/* True if c was killed (whether or not it has finished). */
+/* True if c was killed (whether or not it has finished).  Switches: no. */
 CO_API bool co_killed(const co_coro_t *c);
-/* True once c has returned (or was killed before it started). */
+/* True once c has returned (or was killed before it started); its result
+ * is then ready for co_join.  Any thread.  Switches: no. */
 CO_API bool co_finished(const co_coro_t *c);
 
 /* Lets the other runnable coroutines of this hub run, then returns 0.
@@ -234,9 +237,12 @@ CO_API int co_sleep(int64_t ms);
 /* The running coroutine (the thread's main coroutine outside any spawned
  * one).  Never NULL.  Switches: no. */
 CO_API co_coro_t *co_current(void);
-/* A process-wide unique id, > 0; main coroutines have ids too. */
+/* A process-wide unique id, > 0; main coroutines have ids too.
+ * Switches: no. */
 CO_API uint64_t co_id(const co_coro_t *c);
-/* The name given at spawn, or "main" / "#<id>".  Valid while c is. */
+/* The name given at spawn (valid while c is), "main", or for an unnamed
+ * coroutine "#<id>" in a per-thread buffer that the next such call
+ * overwrites.  Switches: no. */
 CO_API const char *co_name(const co_coro_t *c);
 
 /* ---------------------------------------------------------------- groups */
@@ -272,9 +278,9 @@ CO_API int co_group_kill(co_group_t *g);
  * ETIMEDOUT / ECANCELED.  Switches: yes, unless one has finished already. */
 CO_API co_coro_t *co_group_next(co_group_t *g, int64_t deadline);
 
-/* Members not yet joined or taken: running plus finished. */
+/* Members not yet joined or taken: running plus finished.  Switches: no. */
 CO_API size_t co_group_size(const co_group_t *g);
-/* Members still running. */
+/* Members still running.  Switches: no. */
 CO_API size_t co_group_running(const co_group_t *g);
 
 /* ------------------------------------------------------------------- hub */

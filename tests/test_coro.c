@@ -224,6 +224,13 @@ static void test_joinall_errors(void)
     ASSERT_EQ((intptr_t)rs[1], ECANCELED);
 }
 
+static void test_poller_in_use(void)
+{
+    /* The _poll variants of the suite really run on poll(2). */
+    const char *want = getenv("COGENT_POLLER");
+    ASSERT_STR_EQ(co_hub_poller(), want && !strcmp(want, "poll") ? "poll" : "epoll");
+}
+
 static void test_self_and_main_join(void)
 {
     ASSERT_ERR(co_join(co_current(), -1, NULL), EDEADLK);
@@ -365,6 +372,7 @@ int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_spawn_join_result);
+    RUN(test_poller_in_use);
     RUN(test_yield_round_robin);
     RUN(test_current_id_name);
     RUN(test_join_deadline);
