@@ -79,8 +79,6 @@ static inline bool co__canary_broken(const co__stack_t *st)
     return acc != 0;
 }
 
-/* The stack size requested by 0: CO_STACK_DEFAULT or COGENT_STACK_SIZE. */
-size_t co__stack_default(void);
 /* Gets a stack of `size` usable bytes (rounded up to pages) from this
  * thread's cache or the kernel, in the mode the process policy picks
  * (docs/stacks.md), with the canary written.  0, or -1 with ENOMEM /

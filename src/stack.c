@@ -134,12 +134,6 @@ static void init_once(void)
     sigaction(SIGBUS, &sa, &old_bus);
 }
 
-size_t co__stack_default(void)
-{
-    pthread_once(&once, init_once);
-    return default_size;
-}
-
 /* Every thread that runs fibers needs an alternate signal stack, or the
  * overflow handler would itself run on the overflowed stack. */
 static void ensure_altstack(co__thread_t *t)
