@@ -81,7 +81,7 @@ static inline bool co__canary_broken(const co__stack_t *st)
 
 /* Gets a stack of `size` usable bytes (rounded up to pages) from this
  * thread's cache or the kernel, in the mode the process policy picks
- * (docs/stacks.md), with the canary written.  0, or -1 with ENOMEM /
+ * (docs/stacks.md); its canary zone is zero.  0, or -1 with ENOMEM /
  * EINVAL.  Installs the overflow handler on first use. */
 int co__stack_get(co__stack_t *st, size_t size);
 /* Gives a stack back (cache, slab free list or munmap).  Must not be the
