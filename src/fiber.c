@@ -1,10 +1,12 @@
 /* Fibers: stackful coroutines switched explicitly (greenlet's model).
  *
- * Every switch in cogent, hub or raw, goes through co__fiber_transfer: it
- * checks the canary of the stack it leaves, tells the sanitizers which
- * stack comes next, and frees the stack of a fiber that just ended (a
- * fiber cannot free the stack it is running on, so the one that lands
- * does it). */
+ * Every switch goes through one of two doors sharing one frame layout:
+ * co__fiber_transfer (src/switch.h, for the hub and generators) and the
+ * public co_fiber_switch (assembly, with its C halves here).  Either way
+ * the stack being left has its canary checked, the sanitizers are told
+ * which stack comes next, and co__fiber_switch_end, running on the new
+ * stack, frees the stack of a fiber that just ended (a fiber cannot free
+ * the stack it is running on). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>

@@ -195,9 +195,11 @@ bool co__hub_send(co__hub_t *to, co__msg_t *m)
         m->next = head;
     } while (!atomic_compare_exchange_weak_explicit(&to->inbox, &head, m, memory_order_release, memory_order_relaxed));
     if (head == NULL) {
-        /* First message since the hub last emptied the inbox: ring.  The
-         * hub drains the eventfd before taking the stack, so a ring is
-         * never lost between the two. */
+        /* First message since the hub last emptied the inbox: ring.  When
+         * the poller reports the ring, the hub reads the eventfd before
+         * taking the stack, so a ring is never lost between the two; a
+         * stack it takes without a ring (its busy-time check) at worst
+         * leaves one ring for a spurious, harmless wake-up. */
         uint64_t one = 1;
         ssize_t w = write(to->evfd, &one, sizeof one);
         (void)w; /* EAGAIN: the counter is saturated, the hub is awake anyway */
