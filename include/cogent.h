@@ -186,6 +186,11 @@ typedef struct co_spawn_opts {
  * NULL with EINVAL (fn NULL, bad stack size) or ENOMEM.  Switches: no. */
 CO_API co_coro_t *co_spawn(co_fn fn, void *arg);
 CO_API co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts);
+/* As co_spawn_ex, recording where it was called for co_dump.  The macros
+ * below make co_spawn and co_spawn_ex pass the caller's file and line. */
+CO_API co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line);
+#define co_spawn(fn, arg)          co_spawn_at((fn), (arg), NULL, __FILE__, __LINE__)
+#define co_spawn_ex(fn, arg, opts) co_spawn_at((fn), (arg), (opts), __FILE__, __LINE__)
 
 /* Waits until c has returned, stores its return value in *result (may be
  * NULL) and frees the handle.  Errors (the handle stays valid):
@@ -263,6 +268,10 @@ CO_API void co_group_free(co_group_t *g);
  * errno as co_spawn_ex, or ETIMEDOUT / ECANCELED while waiting.
  * Switches: only when it has to wait for a slot. */
 CO_API co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline);
+CO_API co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline,
+                                    const char *file, int line);
+#define co_group_spawn(g, fn, arg, opts, deadline)                                                                     \
+    co_group_spawn_at((g), (fn), (arg), (opts), (deadline), __FILE__, __LINE__)
 
 /* Waits for every member to finish, then joins them (results dropped).
  * Members taken with co_group_next stay the caller's to join.
@@ -300,6 +309,304 @@ typedef struct co_hub_stats {
 /* Statistics of the calling thread's hub (zeros if it has none).
  * Switches: no. */
 CO_API void co_hub_stats(co_hub_stats_t *st);
+
+/* ------------------------------------------------------ synchronisation */
+/* Locks, semaphores, events, conditions and barriers (Python's threading
+ * and gevent.lock).  One object works between coroutines of one hub,
+ * coroutines of different threads' hubs, and plain threads without a hub:
+ * a coroutine that waits parks only itself, a thread without a hub blocks.
+ * Every wait takes a deadline, is a cancellation point, and waiters are
+ * served in FIFO order.  docs/sync.md.
+ *
+ * The structs below are public only so that they can live in your own
+ * structs and globals with a static initialiser; their fields are private.
+ * Zero-filled memory is a valid lock, rlock, event and (unbounded, 0)
+ * semaphore.  An object must not be copied or moved once used. */
+
+struct co__waiter; /* a parked waiter, on its own stack */
+
+typedef struct co_lock {
+    uintptr_t _state; /* owner | flags */
+    unsigned _spin;
+    unsigned _flags;
+    struct co__waiter *_head, *_tail;
+    const char *_name; /* for reports; NULL: shown by address */
+    const char *_file; /* where the owner took it */
+    int _line;
+} co_lock_t;
+#define CO_LOCK_INIT            {0}
+#define CO_LOCK_INIT_NAMED(str) {._name = (str)}
+
+typedef struct co_rlock {
+    co_lock_t _lock;
+    unsigned long _count;
+} co_rlock_t;
+#define CO_RLOCK_INIT            {CO_LOCK_INIT, 0}
+#define CO_RLOCK_INIT_NAMED(str) {CO_LOCK_INIT_NAMED(str), 0}
+
+typedef struct co_sem {
+    unsigned _spin;
+    unsigned _bounded;
+    long _value, _initial;
+    struct co__waiter *_head, *_tail;
+} co_sem_t;
+#define CO_SEM_INIT(n)  {._value = (n), ._initial = (n)}
+#define CO_BSEM_INIT(n) {._value = (n), ._initial = (n), ._bounded = 1}
+
+typedef struct co_event {
+    unsigned _spin;
+    unsigned _set;
+    struct co__waiter *_head, *_tail;
+} co_event_t;
+#define CO_EVENT_INIT {0}
+
+typedef struct co_cond {
+    unsigned _spin;
+    co_lock_t *_lock;
+    struct co__waiter *_head, *_tail;
+} co_cond_t;
+#define CO_COND_INIT(lockp) {._lock = (lockp)}
+
+typedef struct co_barrier {
+    unsigned _spin;
+    unsigned _parties, _count;
+    unsigned _broken;
+    struct co__waiter *_head, *_tail;
+} co_barrier_t;
+#define CO_BARRIER_INIT(n) {._parties = (n)}
+
+/* Where a call was made, for deadlock reports and dumps: the function-like
+ * macros (co_lock_acquire, co_spawn...) pass the caller's file and line to
+ * the _at form; calling the plain function (through a pointer, or with
+ * the name in parentheses) records no place. */
+#define CO__HERE __FILE__, __LINE__
+
+/* ---- lock (threading.Lock, with owner checks) */
+
+/* Initialises a lock (same as CO_LOCK_INIT); `name` (may be NULL, not
+ * copied) is shown in reports.  Switches: no. */
+CO_API void co_lock_init(co_lock_t *l, const char *name);
+/* Checks that l is free with no waiter.  0, or -1 with EBUSY (then l is
+ * untouched).  Switches: no. */
+CO_API int co_lock_destroy(co_lock_t *l);
+/* Takes l, waiting until the deadline (0: try once).  Errors:
+ *   EAGAIN     deadline 0 and l is held by another (the try form);
+ *   ETIMEDOUT  still held by another at the deadline;
+ *   ECANCELED  the caller was killed;
+ *   EDEADLK    the caller already holds l (reported on stderr), waiting
+ *              would close a cycle of waits (the cycle is reported), or
+ *              nothing could ever release it.
+ * The owner is the calling coroutine (or the thread, outside any hub).
+ * Switches: yes, when l is held by another. */
+CO_API int co_lock_acquire(co_lock_t *l, int64_t deadline);
+CO_API int co_lock_acquire_at(co_lock_t *l, int64_t deadline, const char *file, int line);
+#define co_lock_acquire(l, deadline) co_lock_acquire_at((l), (deadline), CO__HERE)
+/* Releases l, handing it to the oldest waiter if any.  Releasing a lock
+ * the caller does not hold aborts with a message.  Switches: no. */
+CO_API void co_lock_release(co_lock_t *l);
+/* True if someone holds l.  Switches: no. */
+CO_API bool co_lock_locked(const co_lock_t *l);
+
+/* ---- rlock (threading.RLock): re-entrant by its owner */
+
+CO_API void co_rlock_init(co_rlock_t *r, const char *name);
+/* 0, or -1 with EBUSY if held or waited on.  Switches: no. */
+CO_API int co_rlock_destroy(co_rlock_t *r);
+/* Takes r, or adds one level if the caller owns it already.  Errors as
+ * co_lock_acquire (without the self-deadlock).  Switches: yes, when r is
+ * held by another. */
+CO_API int co_rlock_acquire(co_rlock_t *r, int64_t deadline);
+CO_API int co_rlock_acquire_at(co_rlock_t *r, int64_t deadline, const char *file, int line);
+#define co_rlock_acquire(r, deadline) co_rlock_acquire_at((r), (deadline), CO__HERE)
+/* Drops one level; the last one releases r.  A non-owner aborts.
+ * Switches: no. */
+CO_API void co_rlock_release(co_rlock_t *r);
+/* Levels the caller holds (0 if it is not the owner).  Switches: no. */
+CO_API unsigned long co_rlock_count(const co_rlock_t *r);
+
+/* ---- semaphore and bounded semaphore */
+
+/* A semaphore starting at `value` (>= 0); bounded: releasing above the
+ * initial value is an error.  Switches: no. */
+CO_API void co_sem_init(co_sem_t *s, long value, bool bounded);
+/* 0, or -1 with EBUSY if someone waits.  Switches: no. */
+CO_API int co_sem_destroy(co_sem_t *s);
+/* Takes one unit, waiting until the deadline.  Errors: EAGAIN (deadline 0,
+ * none free), ETIMEDOUT, ECANCELED, EDEADLK (nothing could release one).
+ * Switches: yes, when no unit is free. */
+CO_API int co_sem_acquire(co_sem_t *s, int64_t deadline);
+/* Gives one unit back (to the oldest waiter if any).  -1 with EINVAL, and
+ * nothing changes, if s is bounded and already at its initial value.
+ * Switches: no. */
+CO_API int co_sem_release(co_sem_t *s);
+/* Units free now.  Switches: no. */
+CO_API long co_sem_value(const co_sem_t *s);
+
+/* ---- event (threading.Event) */
+
+CO_API void co_event_init(co_event_t *e);
+/* 0, or -1 with EBUSY if someone waits.  Switches: no. */
+CO_API int co_event_destroy(co_event_t *e);
+/* Sets the flag and wakes every waiter.  Switches: no. */
+CO_API void co_event_set(co_event_t *e);
+/* Clears the flag.  Switches: no. */
+CO_API void co_event_clear(co_event_t *e);
+/* Switches: no. */
+CO_API bool co_event_is_set(const co_event_t *e);
+/* Returns 0 once the flag is set (at once if it is).  Errors: ETIMEDOUT
+ * (deadline 0 included), ECANCELED, EDEADLK.  Switches: yes, unless set. */
+CO_API int co_event_wait(co_event_t *e, int64_t deadline);
+
+/* ---- condition (threading.Condition) over a co_lock_t */
+
+/* A condition whose waits release and retake `lock`.  Switches: no. */
+CO_API void co_cond_init(co_cond_t *c, co_lock_t *lock);
+/* 0, or -1 with EBUSY if someone waits.  Switches: no. */
+CO_API int co_cond_destroy(co_cond_t *c);
+/* The caller must hold the lock (else abort).  Releases it, waits for a
+ * notify, and takes the lock again before returning — also when it fails
+ * with ETIMEDOUT or ECANCELED (EDEADLK: nothing could notify).
+ * Switches: yes. */
+CO_API int co_cond_wait(co_cond_t *c, int64_t deadline);
+/* Waits until pred(arg) is true (checked first, with the lock held).
+ * 0 once it is; -1 with the errno of the wait that failed.  Switches: yes,
+ * unless pred is true at once. */
+CO_API int co_cond_wait_for(co_cond_t *c, bool (*pred)(void *arg), void *arg, int64_t deadline);
+/* Wakes the oldest n waiters / all of them.  The caller should hold the
+ * lock (as in Python; not checked).  Returns how many were woken.
+ * Switches: no. */
+CO_API size_t co_cond_notify(co_cond_t *c, size_t n);
+CO_API size_t co_cond_notify_all(co_cond_t *c);
+
+/* ---- barrier (threading.Barrier) */
+
+/* A barrier for `parties` (>= 1) callers.  Switches: no. */
+CO_API void co_barrier_init(co_barrier_t *b, unsigned parties);
+/* 0, or -1 with EBUSY if someone waits.  Switches: no. */
+CO_API int co_barrier_destroy(co_barrier_t *b);
+/* Waits until `parties` callers have arrived; returns each one's arrival
+ * index, 0 .. parties-1 (the last to arrive gets parties-1), and the
+ * barrier is ready for the next round.  A wait that times out or is
+ * cancelled breaks the barrier: that caller gets ETIMEDOUT / ECANCELED,
+ * every other waiter -1 with EPIPE, and so does every later wait until
+ * co_barrier_reset.  EDEADLK: the other parties can never arrive.
+ * Switches: yes, unless the caller is the last to arrive. */
+CO_API int co_barrier_wait(co_barrier_t *b, int64_t deadline);
+/* Breaks the barrier (waiters fail with EPIPE) and makes it usable again.
+ * Switches: no. */
+CO_API void co_barrier_reset(co_barrier_t *b);
+/* Breaks it for good (until reset).  Switches: no. */
+CO_API void co_barrier_abort(co_barrier_t *b);
+/* Callers waiting now; whether it is broken.  Switches: no. */
+CO_API unsigned co_barrier_waiting(const co_barrier_t *b);
+CO_API bool co_barrier_broken(const co_barrier_t *b);
+
+/* ---------------------------------------------------------------- queues */
+/* FIFO, LIFO and priority queues of pointers (queue.Queue, LifoQueue,
+ * PriorityQueue, JoinableQueue; gevent.queue), bounded or not, shared
+ * freely between coroutines of any hub and plain threads.  Items are
+ * opaque pointers: the queue never dereferences or frees them.  An item
+ * belongs to the queue from a successful put until a get returns it;
+ * whatever close or free leaves inside is the caller's (co_queue_free
+ * hands them to a callback).  docs/queue.md. */
+
+typedef struct co_queue co_queue_t;
+
+typedef enum co_queue_kind { CO_QUEUE_FIFO = 0, CO_QUEUE_LIFO, CO_QUEUE_PRIORITY } co_queue_kind_t;
+
+typedef struct co_queue_opts {
+    co_queue_kind_t kind;
+    size_t maxsize; /* 0: unbounded */
+    /* CO_QUEUE_PRIORITY only: a comparator for items (negative: a comes
+     * out first).  NULL: the integer priority given to co_queue_put_prio
+     * orders them, smallest first.  Equal items come out in put order. */
+    int (*cmp)(const void *a, const void *b, void *ctx);
+    void *cmp_ctx;
+} co_queue_opts_t;
+
+/* A new queue (opts NULL: unbounded FIFO).  NULL with EINVAL (unknown
+ * kind, comparator on a non-priority queue) or ENOMEM.  Switches: no. */
+CO_API co_queue_t *co_queue_new(const co_queue_opts_t *opts);
+/* Frees q; items still inside are passed to drop (may be NULL).  Aborts
+ * if anyone waits on q.  NULL is a no-op.  Switches: no. */
+CO_API void co_queue_free(co_queue_t *q, void (*drop)(void *item));
+
+/* Puts item, waiting until the deadline for room in a full bounded queue
+ * (0: do not wait).  A waiting getter receives it directly.  Errors:
+ *   EAGAIN     full and deadline 0 (the nowait form);
+ *   ETIMEDOUT  still full at the deadline;
+ *   EPIPE      the queue is closed (also when closed while waiting);
+ *   ECANCELED  the caller was killed while waiting;
+ *   ENOMEM     an unbounded queue could not grow;
+ *   EDEADLK    nothing could ever make room.
+ * On error the item is not in the queue.  Switches: yes, when full. */
+CO_API int co_queue_put(co_queue_t *q, void *item, int64_t deadline);
+/* As co_queue_put with an integer priority (smaller first) for a priority
+ * queue without comparator; other queues ignore prio.  Switches: as put. */
+CO_API int co_queue_put_prio(co_queue_t *q, void *item, int64_t prio, int64_t deadline);
+/* Takes the next item into *item, waiting until the deadline.  Errors:
+ *   EAGAIN     empty and deadline 0;  ETIMEDOUT  still empty;
+ *   EPIPE      closed and empty (items left at close are still returned);
+ *   ECANCELED  killed while waiting: no item was taken;
+ *   EDEADLK    nothing could ever put one.
+ * Switches: yes, when empty. */
+CO_API int co_queue_get(co_queue_t *q, void **item, int64_t deadline);
+/* The nowait forms: deadline 0. */
+CO_API int co_queue_put_nowait(co_queue_t *q, void *item);
+CO_API int co_queue_get_nowait(co_queue_t *q, void **item);
+/* Closes q: puts fail with EPIPE from now on, waiting putters too; gets
+ * drain what is left, then fail with EPIPE.  Idempotent.  Switches: no. */
+CO_API void co_queue_close(co_queue_t *q);
+CO_API bool co_queue_closed(const co_queue_t *q);
+/* Items inside now; maxsize reached (false if unbounded).  Switches: no. */
+CO_API size_t co_queue_size(const co_queue_t *q);
+CO_API bool co_queue_empty(const co_queue_t *q);
+CO_API bool co_queue_full(const co_queue_t *q);
+
+/* Joinable use: every successful put counts one unfinished task;
+ * task_done marks one finished.  -1 with EINVAL (nothing changes) if
+ * called more times than items were put.  Switches: no. */
+CO_API int co_queue_task_done(co_queue_t *q);
+/* Waits until every item put has been marked done.  Errors: ETIMEDOUT,
+ * ECANCELED, EDEADLK.  Switches: yes, unless all are done. */
+CO_API int co_queue_join(co_queue_t *q, int64_t deadline);
+/* Tasks put and not yet marked done.  Switches: no. */
+CO_API size_t co_queue_unfinished(const co_queue_t *q);
+
+/* ------------------------------------------------------------- debugging */
+/* docs/debugging.md. */
+
+/* Writes every coroutine of every hub (and every thread blocked in a
+ * cogent wait without a hub) to fd: id, name, state, what it waits on and
+ * for how long, where it was spawned.  Other hubs are asked to describe
+ * themselves; one that does not answer within 200 ms (busy running a
+ * coroutine) is shown with the coroutine it runs.  0, or -1 with errno of
+ * a failed write.  Switches: no (it blocks while others answer). */
+CO_API int co_dump(int fd);
+/* Dumps to stderr whenever the process receives `signo` (SIGQUIT is the
+ * usual one; COGENT_DUMP_SIGNAL=1 in the environment enables SIGQUIT at
+ * the first hub).  0 = stop.  0, or -1 with EINVAL / ENOMEM.
+ * Switches: no. */
+CO_API int co_dump_on_signal(int signo);
+
+/* Starts the blocking monitor: a thread that reports (stderr) any
+ * coroutine running longer than threshold_ms without giving up the CPU,
+ * with its name and thread, once per stall.  threshold_ms 0 stops it.
+ * COGENT_MONITOR=<ms> in the environment starts it at the first hub.
+ * 0, or -1 with EINVAL / EAGAIN.  Switches: no. */
+CO_API int co_monitor_start(int64_t threshold_ms);
+/* Stalls reported so far.  Switches: no. */
+CO_API uint64_t co_monitor_reports(void);
+
+/* Lock-order checking (like the kernel's lockdep): every acquisition of a
+ * lock or rlock while holding others records the order; the first time
+ * two locks are seen taken in both orders a warning with both places goes
+ * to stderr, even if no deadlock happened.  COGENT_LOCKDEP=1 in the
+ * environment turns it on at start.  Turn it on before taking locks.
+ * Switches: no. */
+CO_API void co_lockdep_enable(bool on);
+/* Order inversions reported so far.  Switches: no. */
+CO_API uint64_t co_lockdep_reports(void);
 
 #ifdef __cplusplus
 }

@@ -113,7 +113,7 @@ static void unref(co_coro_t *c)
 static noreturn void finish(co__hub_t *h, co_coro_t *c)
 {
     c->state = CO__C_DONE;
-    h->ncoros--;
+    __atomic_store_n(&h->ncoros, h->ncoros - 1, __ATOMIC_RELAXED);
     if (c->all_prev)
         c->all_prev->all_next = c->all_next;
     else
@@ -134,7 +134,7 @@ static void *coro_entry(co_fiber_t *f, void *unused)
     finish(c->hub, c);
 }
 
-co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts)
+co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line)
 {
     if (!fn) return errno = EINVAL, NULL;
     co__hub_t *h = co__hub();
@@ -180,6 +180,10 @@ co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts)
     c->wake_result = 0;
     c->cancellable = false;
     c->wait_what = NULL;
+    c->wait_obj = NULL;
+    c->spawn_file = file;
+    c->spawn_line = line;
+    c->actor = NULL;
     c->timer.index = SIZE_MAX;
     c->waiters.head = c->waiters.tail = NULL;
     c->group = NULL;
@@ -188,16 +192,21 @@ co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts)
     c->all_next = h->all;
     if (h->all) h->all->all_prev = c;
     h->all = c;
-    h->ncoros++;
+    __atomic_store_n(&h->ncoros, h->ncoros + 1, __ATOMIC_RELAXED); /* the monitor reads it */
     h->local_refs++;
     c->state = CO__C_NEW;
     co__ready(h, c);
     return c;
 }
 
-co_coro_t *co_spawn(co_fn fn, void *arg)
+co_coro_t *(co_spawn_ex)(co_fn fn, void *arg, const co_spawn_opts_t *opts)
 {
-    return co_spawn_ex(fn, arg, NULL);
+    return co_spawn_at(fn, arg, opts, NULL, 0);
+}
+
+co_coro_t *(co_spawn)(co_fn fn, void *arg)
+{
+    return co_spawn_at(fn, arg, NULL, NULL, 0);
 }
 
 /* ------------------------------------------------ cross-thread parts */
@@ -226,6 +235,10 @@ void co__coro_reap(co_coro_t *c)
         answer_watch(w);
         w = n;
     }
+    if (c->actor) {
+        co__actor_release(c->actor);
+        c->actor = NULL;
+    }
     unref(c);
 }
 
@@ -237,6 +250,12 @@ void co__coro_message(co__hub_t *h, co__msg_t *m)
         co__wake(h, c, m->seq, m->result);
         unref(c);
         free(m);
+        break;
+    case CO__M_GRANT:
+        co__grant_delivered(h, m);
+        break;
+    case CO__M_DUMP:
+        co__dump_answer(h, m);
         break;
     case CO__M_KILL:
         if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);

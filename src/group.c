@@ -71,7 +71,8 @@ void co_group_free(co_group_t *g)
     free(g);
 }
 
-co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline)
+co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline,
+                             const char *file, int line)
 {
     check_owner(g, "co_group_spawn");
     co__hub_t *h = g->hub;
@@ -82,7 +83,7 @@ co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opt
         co__waitq_remove(&g->slot_waiters, &node);
         if (r) return errno = r, NULL;
     }
-    co_coro_t *c = co_spawn_ex(fn, arg, opts);
+    co_coro_t *c = co_spawn_at(fn, arg, opts, file, line);
     if (!c) return NULL;
     c->group = g;
     list_push(&g->running, c);
@@ -171,4 +172,9 @@ size_t co_group_size(const co_group_t *g)
 size_t co_group_running(const co_group_t *g)
 {
     return g->nrunning;
+}
+
+co_coro_t *(co_group_spawn)(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline)
+{
+    return co_group_spawn_at(g, fn, arg, opts, deadline, NULL, 0);
 }

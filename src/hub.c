@@ -121,6 +121,8 @@ co__hub_t *co__hub_get(void)
     strcpy(m->name_buf, "main");
     m->name = m->name_buf;
     h->current = m;
+    h->running = m;
+    h->now = co_now();
     atomic_init(&h->refs, CO__HUB_BIAS);
     atomic_init(&h->inbox, NULL);
 
@@ -136,6 +138,7 @@ co__hub_t *co__hub_get(void)
               strerror(errno));
     t->hub = h;
     pthread_setspecific(exit_key, h);
+    co__debug_hub_created(h);
     return h;
 }
 
@@ -231,7 +234,7 @@ static void fire_timers(co__hub_t *h)
 {
     co__timer_t *t = co__timers_first(&h->timers);
     if (!t) return;
-    int64_t now = co_now();
+    int64_t now = h->now;
     while ((t = co__timers_first(&h->timers)) && t->deadline <= now) {
         co__timers_remove(&h->timers, t);
         co_coro_t *co = (co_coro_t *)((char *)t - offsetof(co_coro_t, timer));
@@ -245,7 +248,9 @@ static void poll_events(co__hub_t *h, int timeout_ms)
     bool inbox = atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL;
     if (timeout_ms != 0 || h->poller.count > 1) {
         if (inbox) timeout_ms = 0;
+        if (timeout_ms) __atomic_store_n(&h->idle, 1, __ATOMIC_RELAXED);
         int n = h->poller.ops->wait(&h->poller, timeout_ms);
+        if (timeout_ms) __atomic_store_n(&h->idle, 0, __ATOMIC_RELAXED);
         CO__CHECK(n >= 0, "the %s poller failed: %s", h->poller.ops->name, strerror(errno));
         for (int i = 0; i < n; i++) {
             co__poll_event_t *e = &h->poller.events[i];
@@ -259,6 +264,7 @@ static void poll_events(co__hub_t *h, int timeout_ms)
         }
     }
     if (inbox) drain_inbox(h);
+    h->now = co_now();
     fire_timers(h);
 }
 
@@ -298,9 +304,12 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
             int64_t d = t->deadline - co_now();
             timeout = d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
         } else if (h->poller.count <= 1 && h->nexternal == 0 &&
-                   atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL && h->main.state == CO__C_PARKED) {
+                   atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL && h->main.state == CO__C_PARKED &&
+                   (h->nsync == 0 || !co__multithreaded())) {
             /* Nothing runnable, no deadline, no fd, no other thread owes
-             * us anything: whoever is parked here stays parked forever. */
+             * us anything (and none exists that could release a lock or
+             * fill a queue we wait on): whoever is parked here stays
+             * parked forever. */
             deadlock(h);
         }
         if (!h->runq_head) poll_events(h, timeout);
@@ -318,6 +327,9 @@ void co__schedule(co__hub_t *h, bool dying)
         next = pick_slow(h);
     next->state = CO__C_RUNNING;
     h->current = next;
+    /* For the monitor thread: plain stores on x86 and cheap elsewhere. */
+    __atomic_store_n(&h->ticks, h->ticks + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&h->running, next, __ATOMIC_RELEASE);
     if (next == self) return;
     h->switches++;
     co_fiber_t *from = h->thr->cur;
@@ -334,6 +346,7 @@ int co__park(co__hub_t *h, int64_t deadline, const char *what, bool cancellable)
         if (co__timers_add(&h->timers, &self->timer, deadline) < 0) return ENOMEM;
     }
     self->state = CO__C_PARKED;
+    self->park_since = h->now;
     self->wake_result = 0;
     self->cancellable = cancellable;
     self->wait_what = what;
@@ -359,8 +372,11 @@ static void hub_thread_exit(void *arg)
         list = m->next;
         co__coro_message(h, m);
     }
+    co__debug_hub_exiting(h);
     h->poller.ops->destroy(&h->poller);
     co__timers_destroy(&h->timers);
+    if (h->main.actor) co__actor_release(h->main.actor);
+    h->main.actor = NULL;
     t->hub = NULL;
     co__stack_thread_exit();
     co__coro_thread_exit(); /* last: the messages above may have recycled records */

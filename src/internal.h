@@ -212,7 +212,7 @@ enum { CO__C_NEW = 0, CO__C_READY, CO__C_RUNNING, CO__C_PARKED, CO__C_DONE };
 enum { CO__H_OWNED = 0, CO__H_DETACHED, CO__H_JOINED };
 
 /* A message from another thread to a hub (see hub.c's inbox). */
-enum { CO__M_WAKE = 1, CO__M_KILL, CO__M_WATCH };
+enum { CO__M_WAKE = 1, CO__M_KILL, CO__M_WATCH, CO__M_GRANT, CO__M_DUMP };
 typedef struct co__msg {
     struct co__msg *next;
     int kind;
@@ -221,6 +221,7 @@ typedef struct co__msg {
     co_coro_t *from;     /* WATCH: who to wake when co finishes */
     co__hub_t *from_hub; /* WATCH: its hub */
     uint64_t seq;        /* WAKE/WATCH: the park being ended */
+    void *ptr;           /* GRANT: the waiter; DUMP: the request */
 } co__msg_t;
 
 struct co_coro {
@@ -245,6 +246,8 @@ struct co_coro {
     int wake_result;   /* 0, ETIMEDOUT, ECANCELED, EDEADLK */
     bool cancellable;
     const char *wait_what;
+    const void *wait_obj;   /* the sync object or coroutine waited on */
+    int64_t park_since;     /* h->now when it parked (dumps) */
     co__timer_t timer;
     /* who waits for it to finish */
     co__waitq_t waiters; /* same hub */
@@ -254,6 +257,10 @@ struct co_coro {
     /* group membership */
     co_group_t *group;
     co_coro_t *gprev, *gnext; /* in the group's running or done list */
+    /* debugging (docs/debugging.md) */
+    const char *spawn_file; /* where it was spawned, if known */
+    int spawn_line;
+    struct co__actor *actor; /* lock ownership record, made on first lock */
 };
 
 struct co__hub {
@@ -276,6 +283,15 @@ struct co__hub {
     size_t ncoros;    /* spawned, not yet finished */
     size_t nexternal; /* parked waits another thread will end */
     uint64_t switches;
+    uint64_t ticks;        /* atomic (relaxed): picks made; the monitor watches it */
+    co_coro_t *running;    /* atomic (release): h->current, for other threads */
+    unsigned idle;         /* atomic: 1 while waiting in the poller */
+    size_t nsync;          /* parked in sync-object waits */
+    int64_t now;           /* co_now() at the last look at timers */
+    co__hub_t *reg_next, *reg_prev; /* the process's hub registry */
+    uint64_t mon_ticks;             /* the monitor thread's own notes */
+    int64_t mon_since;
+    bool mon_reported;
     uint32_t since_poll;
     bool exiting;
     pid_t tid;
@@ -353,5 +369,126 @@ void co__coro_thread_exit(void);
 void co__group_member_done(co_coro_t *co);
 /* group.c: a member is joined or detached by its owner: leaves the group. */
 void co__group_member_leave(co_coro_t *co);
+
+/* ------------------------------------------------------ sync waiting */
+/* Shared by every sync object (sync.c, queue.c): a spin lock guards each
+ * object's state for a few dozen instructions and is never held across
+ * a switch; waiters queue as co__waiter_t nodes on their own stacks.
+ *
+ * Protocol.  A waiter, holding the object's spin lock, fills a node
+ * (co__waiter_prepare), appends it and calls co__wait_block, which drops
+ * the spin lock and parks (a coroutine) or sleeps on a futex (a thread
+ * without a hub).  A waker, holding the spin lock, unlinks nodes with
+ * co__grant (setting what the waiter gets: a result and an item) onto a
+ * local wake list, drops the spin lock, then calls co__wake_list.  A
+ * waiter that times out or is cancelled retakes the spin lock: still
+ * linked, it leaves empty-handed; already granted, it takes what it was
+ * given (a wake-up that won the race is never lost). */
+
+/* Who owns a lock: a coroutine, or a thread outside any hub.  Type-stable
+ * (pooled, never freed) so that a stale owner pointer stays readable. */
+typedef struct co__actor {
+    struct co__actor *next; /* free pool */
+    co_coro_t *co;          /* NULL: a thread */
+    pid_t tid;
+    const void *blocked_on; /* atomic: the lock it waits for, no deadline */
+    const char *wfile;      /* where it waits */
+    int wline;
+    void *held;             /* lockdep.c: locks held, in order */
+    size_t nheld;           /* locks it owns (touched by itself only) */
+    bool abandoned;         /* ended while owning locks: never reused */
+} co__actor_t;
+
+/* The calling coroutine's (or hub-less thread's) actor; NULL only when
+ * out of memory. */
+co__actor_t *co__actor_self(void);
+/* Returns an actor to the pool when its coroutine or thread ends; one
+ * that still owns locks is reported and kept (those locks stay held). */
+void co__actor_release(co__actor_t *a);
+/* "coroutine 'name' (#id) of thread T" or "thread T"; buf >= 96 bytes. */
+const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n);
+
+/* The contended half of co__spin_lock: spins, then yields the CPU. */
+void co__spin_wait(unsigned *l);
+static inline void co__spin_lock(unsigned *l)
+{
+    if (CO__UNLIKELY(__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))) co__spin_wait(l);
+}
+static inline void co__spin_unlock(unsigned *l)
+{
+    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+typedef struct co__waiter {
+    struct co__waiter *next, *prev; /* the object's list */
+    struct co__waiter *wnext;       /* the waker's wake list */
+    co_coro_t *co;                  /* NULL: a thread without a hub (futex) */
+    co__hub_t *hub;
+    uint64_t seq;    /* the park a same-hub or message wake ends */
+    unsigned done;   /* atomic: set by the waker once granted */
+    bool linked;     /* on the object's list (spin lock held to touch) */
+    bool remote;     /* granted from another thread's hub: a message comes */
+    bool delivered;  /* that message was handled (the waiter's thread) */
+    int result;      /* what the waker granted: 0 or an errno */
+    void *item;      /* what the waker handed over (queues) */
+    int64_t key;     /* the waiter's own data (priority, index...) */
+    co__msg_t msg;   /* the GRANT message of a remote wake */
+} co__waiter_t;
+
+typedef struct co__wlist {
+    co__waiter_t *head, *tail;
+} co__wlist_t;
+
+/* Fills w for the calling coroutine or thread.  Spin lock held. */
+void co__waiter_prepare(co__waiter_t *w);
+/* Appends w to the object's list (head, tail).  Spin lock held. */
+void co__wq_push(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w);
+/* Unlinks w.  Spin lock held. */
+void co__wq_remove(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w);
+/* Unlinks w and puts it on the wake list `wl` with what it gets.  Spin
+ * lock held.  Nothing is woken until co__wake_list. */
+void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item, co__wlist_t *wl);
+/* Wakes what co__grant collected.  Spin lock NOT held.  Switches: no. */
+void co__wake_list(co__wlist_t *wl);
+/* Blocks the caller, whose node w is linked on head/tail, after dropping
+ * *spin.  Returns 0 when granted (w->result and w->item say what; spin
+ * lock not held), or ETIMEDOUT / ECANCELED / EDEADLK with w unlinked and
+ * the spin lock HELD, so that the caller can repair the object's state.
+ * `what` names the call for dumps; `obj` is the object.  A thread
+ * without a hub is not cancellable.  Switches: yes. */
+int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__waiter_t **tail, int64_t deadline,
+                   const char *what, const void *obj, bool cancellable);
+/* The message handler for a remote grant (on the waiter's hub). */
+void co__grant_delivered(co__hub_t *h, co__msg_t *m);
+
+/* lock.c: for conditions: retakes l whatever happens (no deadline, not a
+ * cancellation point).  Switches: yes. */
+void co__lock_retake(co_lock_t *l);
+/* lock.c: true if the caller owns l. */
+bool co__lock_owned(const co_lock_t *l);
+
+/* True once the process has been seen with more than one thread (sticky;
+ * checked through /proc only while it is false). */
+bool co__multithreaded(void);
+
+/* lockdep.c: called with the lock just taken / about to be released by
+ * the caller, when lock-order checking is on. */
+extern bool co__lockdep_on;
+static inline bool co__lockdep(void)
+{
+    return __atomic_load_n(&co__lockdep_on, __ATOMIC_RELAXED);
+}
+void co__lockdep_acquired(co__actor_t *self, const co_lock_t *l, const char *file, int line);
+void co__lockdep_released(co__actor_t *self, const co_lock_t *l);
+void co__lockdep_forget(const co_lock_t *l);
+
+/* debug.c: the hub registry and the environment switches, at hub creation. */
+void co__debug_hub_created(co__hub_t *h);
+void co__debug_hub_exiting(co__hub_t *h);
+/* In a fork child: locks other threads may have held are made anew. */
+void co__wait_fork_child(void);
+void co__lockdep_fork_child(void);
+/* debug.c: answers a DUMP message (on the hub's thread). */
+void co__dump_answer(co__hub_t *h, co__msg_t *m);
 
 #endif

@@ -1,0 +1,407 @@
+/* Debugging aids: the registry of hubs, the coroutine dump (on demand or
+ * on a signal), the blocking monitor, and the environment switches.
+ *
+ * A hub's coroutines belong to its thread, so a dump asks each other hub
+ * to describe itself (a DUMP message, answered the next time that hub
+ * looks at its inbox: at once if it is idle or blocked).  A hub that does
+ * not answer in time is busy running something: it is shown with the
+ * coroutine it last switched to.  The signal handler only writes a byte
+ * to a pipe; a dumper thread does the rest, outside signal context. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define DUMP_WAIT_MS 200
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static co__hub_t *hubs;
+
+void co__debug_hub_created(co__hub_t *h)
+{
+    pthread_mutex_lock(&reg_lock);
+    h->reg_prev = NULL;
+    h->reg_next = hubs;
+    if (hubs) hubs->reg_prev = h;
+    hubs = h;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+void co__debug_hub_exiting(co__hub_t *h)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (h->reg_prev)
+        h->reg_prev->reg_next = h->reg_next;
+    else
+        hubs = h->reg_next;
+    if (h->reg_next) h->reg_next->reg_prev = h->reg_prev;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* ---------------------------------------------------------------- dump */
+
+static const char *state_name(const co_coro_t *c)
+{
+    switch (c->state) {
+    case CO__C_NEW: return "new";
+    case CO__C_READY: return "runnable";
+    case CO__C_RUNNING: return "running";
+    case CO__C_PARKED: return "waiting";
+    default: return "finished";
+    }
+}
+
+static void describe_coro(FILE *f, const co__hub_t *h, const co_coro_t *c, int64_t now)
+{
+    if (c->name)
+        fprintf(f, "  #%-6" PRIu64 " %-16s %-9s", c->id, c->name, state_name(c));
+    else
+        fprintf(f, "  #%-6" PRIu64 " %-16s %-9s", c->id, "-", state_name(c));
+    if (c->state == CO__C_PARKED) {
+        fprintf(f, " in %s", c->wait_what ? c->wait_what : "?");
+        if (c->wait_obj) fprintf(f, " on %p", c->wait_obj);
+        fprintf(f, " for %" PRId64 " ms", now - c->park_since);
+        if (co__timer_armed(&c->timer)) fprintf(f, " (deadline in %" PRId64 " ms)", c->timer.deadline - now);
+    }
+    if (c == h->current) fprintf(f, " (this dump)");
+    if (c->spawn_file) fprintf(f, ", spawned at %s:%d", c->spawn_file, c->spawn_line);
+    if (atomic_load_explicit(&((co_coro_t *)c)->killed, memory_order_relaxed)) fprintf(f, ", killed");
+    fputc('\n', f);
+}
+
+/* Describes h's coroutines (on h's thread). */
+static void describe_hub(FILE *f, const co__hub_t *h)
+{
+    int64_t now = co_now();
+    fprintf(f, "thread %d: %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, h->ncoros + 1,
+            h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s", h->poller.ops->name);
+    describe_coro(f, h, &h->main, now);
+    for (const co_coro_t *c = h->all; c; c = c->all_next) describe_coro(f, h, c, now);
+}
+
+typedef struct dump_req {
+    co__msg_t msg;
+    int refs;      /* atomic: the asker and the hub */
+    unsigned done; /* atomic; a futex */
+    char *buf;
+    size_t len;
+} dump_req_t;
+
+static void req_unref(dump_req_t *r)
+{
+    if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(r->buf);
+        free(r);
+    }
+}
+
+void co__dump_answer(co__hub_t *h, co__msg_t *m)
+{
+    dump_req_t *r = m->ptr;
+    FILE *f = open_memstream(&r->buf, &r->len);
+    if (f) {
+        describe_hub(f, h);
+        fclose(f);
+    }
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &r->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    req_unref(r);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+typedef struct asked {
+    co__hub_t *hub;
+    dump_req_t *req; /* NULL: its inbox was closed (exiting) */
+} asked_t;
+
+int co_dump(int fd)
+{
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *f = open_memstream(&out, &outlen);
+    if (!f) return -1;
+    co__hub_t *self = co__tls.hub;
+    asked_t *asked = NULL;
+    size_t nasked = 0, cap = 0;
+
+    pthread_mutex_lock(&reg_lock);
+    for (co__hub_t *h = hubs; h; h = h->reg_next) {
+        if (h == self) continue;
+        if (nasked == cap) {
+            cap = cap ? cap * 2 : 8;
+            asked_t *n = realloc(asked, cap * sizeof *n);
+            if (!n) break;
+            asked = n;
+        }
+        dump_req_t *r = calloc(1, sizeof *r);
+        if (r) {
+            r->refs = 2;
+            r->msg = (co__msg_t){.kind = CO__M_DUMP, .ptr = r};
+            if (!co__hub_send(h, &r->msg)) {
+                free(r);
+                r = NULL;
+            }
+        }
+        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+        asked[nasked++] = (asked_t){h, r};
+    }
+    pthread_mutex_unlock(&reg_lock);
+
+    fprintf(f, "cogent: dump of %zu hub%s (pid %d)\n", nasked + (self != NULL), nasked + (self != NULL) == 1 ? "" : "s",
+            (int)getpid());
+    if (self) describe_hub(f, self);
+    int64_t deadline = co_now() + DUMP_WAIT_MS;
+    for (size_t i = 0; i < nasked; i++) {
+        dump_req_t *r = asked[i].req;
+        co__hub_t *h = asked[i].hub;
+        while (r && !__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+            int64_t left = deadline - co_now();
+            if (left <= 0) break;
+            struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
+            syscall(SYS_futex, &r->done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+        }
+        if (r && __atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+            if (r->buf) fwrite(r->buf, 1, r->len, f);
+        } else if (r) {
+            co_coro_t *c = __atomic_load_n(&h->running, __ATOMIC_ACQUIRE);
+            fprintf(f, "thread %d: busy, did not answer within %d ms; running coroutine #%" PRIu64 " %s\n",
+                    (int)h->tid, DUMP_WAIT_MS, c ? c->id : 0, c && c->name ? c->name : "");
+        } else {
+            fprintf(f, "thread %d: exiting\n", (int)h->tid);
+        }
+        if (r) req_unref(r);
+        co__hub_unref(h);
+    }
+    free(asked);
+    fclose(f);
+    int rc = write_all(fd, out, outlen);
+    int e = errno;
+    free(out);
+    return rc < 0 ? (errno = e, -1) : 0;
+}
+
+/* -------------------------------------------------------------- signal */
+
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+static int sig_pipe[2] = {-1, -1};
+static int sig_current;
+
+static void on_signal(int signo)
+{
+    (void)signo;
+    int e = errno;
+    char b = 1;
+    ssize_t w = write(sig_pipe[1], &b, 1);
+    (void)w;
+    errno = e;
+}
+
+static void *dumper(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        char b[16];
+        ssize_t n = read(sig_pipe[0], b, sizeof b);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return NULL;
+        co_dump(STDERR_FILENO);
+    }
+}
+
+int co_dump_on_signal(int signo)
+{
+    if (signo < 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP) return errno = EINVAL, -1;
+    pthread_mutex_lock(&sig_lock);
+    if (sig_current) signal(sig_current, SIG_DFL);
+    sig_current = 0;
+    if (signo == 0) {
+        pthread_mutex_unlock(&sig_lock);
+        return 0;
+    }
+    if (sig_pipe[0] < 0) {
+        if (pipe2(sig_pipe, O_CLOEXEC) < 0) {
+            int e = errno;
+            pthread_mutex_unlock(&sig_lock);
+            return errno = e, -1;
+        }
+        fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &a, dumper, NULL);
+        pthread_attr_destroy(&a);
+        if (e) {
+            close(sig_pipe[0]);
+            close(sig_pipe[1]);
+            sig_pipe[0] = sig_pipe[1] = -1;
+            pthread_mutex_unlock(&sig_lock);
+            return errno = e, -1;
+        }
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(signo, &sa, NULL);
+    sig_current = signo;
+    pthread_mutex_unlock(&sig_lock);
+    return 0;
+}
+
+/* ------------------------------------------------------------- monitor */
+
+static pthread_mutex_t mon_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t mon_threshold; /* atomic: 0 = off */
+static bool mon_started;
+static uint64_t mon_reports;
+
+static void monitor_check(int64_t threshold)
+{
+    int64_t now = co_now();
+    pthread_mutex_lock(&reg_lock);
+    for (co__hub_t *h = hubs; h; h = h->reg_next) {
+        uint64_t t = __atomic_load_n(&h->ticks, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&h->idle, __ATOMIC_RELAXED) || t != h->mon_ticks) {
+            h->mon_ticks = t;
+            h->mon_since = now;
+            h->mon_reported = false;
+            continue;
+        }
+        if (h->mon_reported || now - h->mon_since < threshold) continue;
+        h->mon_reported = true;
+        __atomic_fetch_add(&mon_reports, 1, __ATOMIC_RELAXED);
+        co_coro_t *c = __atomic_load_n(&h->running, __ATOMIC_ACQUIRE);
+        char name[64];
+        if (!c || c->is_main)
+            snprintf(name, sizeof name, "the main coroutine");
+        else if (c->name)
+            snprintf(name, sizeof name, "coroutine '%s' (#%" PRIu64 ")", c->name, c->id);
+        else
+            snprintf(name, sizeof name, "coroutine #%" PRIu64, c->id);
+        fprintf(stderr,
+                "cogent: monitor: %s of thread %d has run for %" PRId64
+                " ms without giving up the CPU (threshold %" PRId64 " ms): a blocking call or a long computation "
+                "stalls every coroutine of that thread\n",
+                name, (int)h->tid, now - h->mon_since, threshold);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void *monitor(void *unused)
+{
+    (void)unused;
+    for (;;) {
+        int64_t th = __atomic_load_n(&mon_threshold, __ATOMIC_RELAXED);
+        int64_t step = th > 0 ? th / 4 : 100;
+        if (step < 2) step = 2;
+        struct timespec ts = {step / 1000, (long)(step % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        if (th > 0) monitor_check(th);
+    }
+    return NULL;
+}
+
+int co_monitor_start(int64_t threshold_ms)
+{
+    if (threshold_ms < 0) return errno = EINVAL, -1;
+    pthread_mutex_lock(&mon_lock);
+    __atomic_store_n(&mon_threshold, threshold_ms, __ATOMIC_RELAXED);
+    if (threshold_ms > 0 && !mon_started) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &a, monitor, NULL);
+        pthread_attr_destroy(&a);
+        if (e) {
+            pthread_mutex_unlock(&mon_lock);
+            return errno = EAGAIN, -1;
+        }
+        mon_started = true;
+    }
+    pthread_mutex_unlock(&mon_lock);
+    return 0;
+}
+
+uint64_t co_monitor_reports(void)
+{
+    return __atomic_load_n(&mon_reports, __ATOMIC_RELAXED);
+}
+
+/* --------------------------------------------------------- environment */
+
+static bool env_on(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* After fork() only the forking thread exists: the registry keeps its
+ * hub alone, locks other threads may have held are reset, and the helper
+ * threads (dumper, monitor) are started again if they were running. */
+static void debug_fork_child(void)
+{
+    pthread_mutex_init(&reg_lock, NULL);
+    hubs = NULL;
+    co__hub_t *h = co__tls.hub;
+    if (h) {
+        h->reg_prev = h->reg_next = NULL;
+        hubs = h;
+    }
+    co__wait_fork_child();
+    co__lockdep_fork_child();
+    pthread_mutex_init(&sig_lock, NULL);
+    if (sig_pipe[0] >= 0) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &a, dumper, NULL) != 0) fprintf(stderr, "cogent: fork: cannot restart the dumper\n");
+        pthread_attr_destroy(&a);
+    }
+    pthread_mutex_init(&mon_lock, NULL);
+    mon_started = false;
+    int64_t th = __atomic_load_n(&mon_threshold, __ATOMIC_RELAXED);
+    if (th > 0) co_monitor_start(th);
+}
+
+__attribute__((constructor)) static void debug_from_env(void)
+{
+    pthread_atfork(NULL, NULL, debug_fork_child);
+    if (env_on("COGENT_LOCKDEP")) co_lockdep_enable(true);
+    if (env_on("COGENT_DUMP_SIGNAL")) co_dump_on_signal(SIGQUIT);
+    const char *m = getenv("COGENT_MONITOR");
+    if (m && *m) {
+        char *end;
+        long long ms = strtoll(m, &end, 10);
+        if (*end || ms <= 0)
+            fprintf(stderr, "cogent: ignoring COGENT_MONITOR=%s (want a threshold in ms)\n", m);
+        else
+            co_monitor_start(ms);
+    }
+}
