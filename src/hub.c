@@ -120,6 +120,7 @@ co__hub_t *co__hub_get(void)
     atomic_init(&m->refs, 1);
     strcpy(m->name_buf, "main");
     m->name = m->name_buf;
+    m->actor = co__actor_adopt_thread(m);
     h->current = m;
     h->running = m;
     h->now = co_now();

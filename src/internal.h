@@ -405,6 +405,9 @@ co__actor_t *co__actor_self(void);
 /* Returns an actor to the pool when its coroutine or thread ends; one
  * that still owns locks is reported and kept (those locks stay held). */
 void co__actor_release(co__actor_t *a);
+/* At hub creation: the thread's actor, if it has one, becomes the main
+ * coroutine's (locks it holds stay held by the same owner). */
+co__actor_t *co__actor_adopt_thread(co_coro_t *main_co);
 /* "coroutine 'name' (#id) of thread T" or "thread T"; buf >= 96 bytes. */
 const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n);
 

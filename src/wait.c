@@ -77,6 +77,7 @@ static co__actor_t *actor_pool;
 static pthread_key_t actor_key;
 static pthread_once_t actor_once = PTHREAD_ONCE_INIT;
 static CO__TLS __thread co__actor_t *thread_actor;
+static bool multithreaded; /* sticky: see co__multithreaded */
 
 static void actor_thread_exit(void *a)
 {
@@ -129,8 +130,21 @@ void co__actor_release(co__actor_t *a)
     pthread_mutex_unlock(&actor_lock);
 }
 
+co__actor_t *co__actor_adopt_thread(co_coro_t *main_co)
+{
+    co__actor_t *a = thread_actor;
+    if (!a) return NULL;
+    /* The thread's locks stay its own once it has a hub: the record now
+     * belongs to its main coroutine (released with the hub). */
+    thread_actor = NULL;
+    pthread_setspecific(actor_key, NULL);
+    a->co = main_co;
+    return a;
+}
+
 void co__wait_fork_child(void)
 {
+    __atomic_store_n(&multithreaded, false, __ATOMIC_RELAXED); /* the child has one thread */
     pthread_mutex_init(&actor_lock, NULL);
 }
 
@@ -167,8 +181,6 @@ const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n)
 }
 
 /* ----------------------------------------------------- process threads */
-
-static bool multithreaded;
 
 bool co__multithreaded(void)
 {
