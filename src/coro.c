@@ -154,8 +154,12 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     }
     if (opts && opts->name) {
         size_t n = strlen(opts->name);
+        /* name_buf always holds the name, cut if long: other threads'
+         * diagnostics read it there (debug.c). */
+        size_t cut = n < sizeof c->name_buf ? n : sizeof c->name_buf - 1;
+        memcpy(c->name_buf, opts->name, cut);
+        c->name_buf[cut] = '\0';
         if (n < sizeof c->name_buf) {
-            memcpy(c->name_buf, opts->name, n + 1);
             c->name = c->name_buf;
         } else if (!(c->name = strdup(opts->name))) {
             co__fiber_release(&c->fiber);
@@ -164,8 +168,10 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
             ntcache++;
             return errno = ENOMEM, NULL;
         }
-    } else
+    } else {
         c->name = NULL;
+        c->name_buf[0] = '\0';
+    }
     c->resume = &c->fiber;
     c->hub = h;
     c->id = co__new_id();

@@ -50,6 +50,32 @@ void co__debug_hub_exiting(co__hub_t *h)
 
 /* ---------------------------------------------------------------- dump */
 
+/* Describes the coroutine another thread's hub is running, from that
+ * thread's point of view a snapshot taken without its consent: the hub
+ * may move on while we read.  Records are type-stable and name_buf is
+ * inline, so the reads stay inside live memory; what they return can be
+ * stale, which a diagnostic accepts.  Not instrumented by TSan for that
+ * reason (the race is by design, and bounded to this copy). */
+__attribute__((no_sanitize("thread"))) static void snapshot_running(co__hub_t *h, char *out, size_t n)
+{
+    co_coro_t *c = __atomic_load_n(&h->running, __ATOMIC_ACQUIRE);
+    if (!c || c->is_main) {
+        snprintf(out, n, "the main coroutine");
+        return;
+    }
+    char name[sizeof c->name_buf];
+    const volatile char *src = c->name_buf;
+    size_t i = 0;
+    for (; i + 1 < sizeof name && src[i]; i++) name[i] = src[i];
+    name[i] = '\0';
+    uint64_t id = *(volatile uint64_t *)&c->id;
+    if (name[0])
+        snprintf(out, n, "coroutine '%s' (#%" PRIu64 ")", name, id);
+    else
+        snprintf(out, n, "coroutine #%" PRIu64, id);
+}
+
+
 static const char *state_name(const co_coro_t *c)
 {
     switch (c->state) {
@@ -61,32 +87,30 @@ static const char *state_name(const co_coro_t *c)
     }
 }
 
-static void describe_coro(FILE *f, const co__hub_t *h, const co_coro_t *c, int64_t now)
+static void describe_coro(FILE *f, const co_coro_t *c, int64_t now, bool self)
 {
-    if (c->name)
-        fprintf(f, "  #%-6" PRIu64 " %-16s %-9s", c->id, c->name, state_name(c));
-    else
-        fprintf(f, "  #%-6" PRIu64 " %-16s %-9s", c->id, "-", state_name(c));
+    fprintf(f, "  #%" PRIu64 " %s: %s", c->id, c->name ? c->name : "-", state_name(c));
     if (c->state == CO__C_PARKED) {
         fprintf(f, " in %s", c->wait_what ? c->wait_what : "?");
         if (c->wait_obj) fprintf(f, " on %p", c->wait_obj);
         fprintf(f, " for %" PRId64 " ms", now - c->park_since);
         if (co__timer_armed(&c->timer)) fprintf(f, " (deadline in %" PRId64 " ms)", c->timer.deadline - now);
     }
-    if (c == h->current) fprintf(f, " (this dump)");
-    if (c->spawn_file) fprintf(f, ", spawned at %s:%d", c->spawn_file, c->spawn_line);
+    if (self) fprintf(f, " (this dump)");
+    if (c->spawn_file) fprintf(f, "; spawned at %s:%d", c->spawn_file, c->spawn_line);
     if (atomic_load_explicit(&((co_coro_t *)c)->killed, memory_order_relaxed)) fprintf(f, ", killed");
     fputc('\n', f);
 }
 
-/* Describes h's coroutines (on h's thread). */
-static void describe_hub(FILE *f, const co__hub_t *h)
+/* Describes h's coroutines (on h's thread); `caller` is the coroutine
+ * calling co_dump, if it is one of them. */
+static void describe_hub(FILE *f, const co__hub_t *h, const co_coro_t *caller)
 {
     int64_t now = co_now();
     fprintf(f, "thread %d: %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, h->ncoros + 1,
             h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s", h->poller.ops->name);
-    describe_coro(f, h, &h->main, now);
-    for (const co_coro_t *c = h->all; c; c = c->all_next) describe_coro(f, h, c, now);
+    describe_coro(f, &h->main, now, &h->main == caller);
+    for (const co_coro_t *c = h->all; c; c = c->all_next) describe_coro(f, c, now, c == caller);
 }
 
 typedef struct dump_req {
@@ -110,7 +134,7 @@ void co__dump_answer(co__hub_t *h, co__msg_t *m)
     dump_req_t *r = m->ptr;
     FILE *f = open_memstream(&r->buf, &r->len);
     if (f) {
-        describe_hub(f, h);
+        describe_hub(f, h, NULL);
         fclose(f);
     }
     __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
@@ -172,7 +196,7 @@ int co_dump(int fd)
 
     fprintf(f, "cogent: dump of %zu hub%s (pid %d)\n", nasked + (self != NULL), nasked + (self != NULL) == 1 ? "" : "s",
             (int)getpid());
-    if (self) describe_hub(f, self);
+    if (self) describe_hub(f, self, self->current);
     int64_t deadline = co_now() + DUMP_WAIT_MS;
     for (size_t i = 0; i < nasked; i++) {
         dump_req_t *r = asked[i].req;
@@ -186,9 +210,9 @@ int co_dump(int fd)
         if (r && __atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
             if (r->buf) fwrite(r->buf, 1, r->len, f);
         } else if (r) {
-            co_coro_t *c = __atomic_load_n(&h->running, __ATOMIC_ACQUIRE);
-            fprintf(f, "thread %d: busy, did not answer within %d ms; running coroutine #%" PRIu64 " %s\n",
-                    (int)h->tid, DUMP_WAIT_MS, c ? c->id : 0, c && c->name ? c->name : "");
+            char name[96];
+            snapshot_running(h, name, sizeof name);
+            fprintf(f, "thread %d: busy, did not answer within %d ms; running %s\n", (int)h->tid, DUMP_WAIT_MS, name);
         } else {
             fprintf(f, "thread %d: exiting\n", (int)h->tid);
         }
@@ -226,7 +250,10 @@ static void *dumper(void *unused)
         char b[16];
         ssize_t n = read(sig_pipe[0], b, sizeof b);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return NULL;
+        if (n <= 0) {
+            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
         co_dump(STDERR_FILENO);
     }
 }
@@ -252,9 +279,11 @@ int co_dump_on_signal(int signo)
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED); /* counted before it exists */
         int e = pthread_create(&t, &a, dumper, NULL);
         pthread_attr_destroy(&a);
         if (e) {
+            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
             close(sig_pipe[0]);
             close(sig_pipe[1]);
             sig_pipe[0] = sig_pipe[1] = -1;
@@ -294,20 +323,14 @@ static void monitor_check(int64_t threshold)
         }
         if (h->mon_reported || now - h->mon_since < threshold) continue;
         h->mon_reported = true;
-        __atomic_fetch_add(&mon_reports, 1, __ATOMIC_RELAXED);
-        co_coro_t *c = __atomic_load_n(&h->running, __ATOMIC_ACQUIRE);
-        char name[64];
-        if (!c || c->is_main)
-            snprintf(name, sizeof name, "the main coroutine");
-        else if (c->name)
-            snprintf(name, sizeof name, "coroutine '%s' (#%" PRIu64 ")", c->name, c->id);
-        else
-            snprintf(name, sizeof name, "coroutine #%" PRIu64, c->id);
+        char name[96];
+        snapshot_running(h, name, sizeof name);
         fprintf(stderr,
                 "cogent: monitor: %s of thread %d has run for %" PRId64
                 " ms without giving up the CPU (threshold %" PRId64 " ms): a blocking call or a long computation "
                 "stalls every coroutine of that thread\n",
                 name, (int)h->tid, now - h->mon_since, threshold);
+        __atomic_fetch_add(&mon_reports, 1, __ATOMIC_RELEASE); /* counted once written */
     }
     pthread_mutex_unlock(&reg_lock);
 }
@@ -336,9 +359,11 @@ int co_monitor_start(int64_t threshold_ms)
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED);
         int e = pthread_create(&t, &a, monitor, NULL);
         pthread_attr_destroy(&a);
         if (e) {
+            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
             pthread_mutex_unlock(&mon_lock);
             return errno = EAGAIN, -1;
         }
@@ -366,6 +391,7 @@ static bool env_on(const char *name)
  * threads (dumper, monitor) are started again if they were running. */
 static void debug_fork_child(void)
 {
+    __atomic_store_n(&co__helper_threads, 0, __ATOMIC_RELAXED); /* restarted below */
     pthread_mutex_init(&reg_lock, NULL);
     hubs = NULL;
     co__hub_t *h = co__tls.hub;
@@ -381,7 +407,11 @@ static void debug_fork_child(void)
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &a, dumper, NULL) != 0) fprintf(stderr, "cogent: fork: cannot restart the dumper\n");
+        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED);
+        if (pthread_create(&t, &a, dumper, NULL) != 0) {
+            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
+            fprintf(stderr, "cogent: fork: cannot restart the dumper\n");
+        }
         pthread_attr_destroy(&a);
     }
     pthread_mutex_init(&mon_lock, NULL);

@@ -473,6 +473,8 @@ bool co__lock_owned(const co_lock_t *l);
 /* True once the process has been seen with more than one thread (sticky;
  * checked through /proc only while it is false). */
 bool co__multithreaded(void);
+/* Threads cogent runs for itself (atomic): not counted above. */
+extern unsigned co__helper_threads;
 
 /* lockdep.c: called with the lock just taken / about to be released by
  * the caller, when lock-order checking is on. */

@@ -131,7 +131,6 @@ static void report(co__actor_t *self, const held_t *h, const co_lock_t *l, const
                    size_t len)
 {
     char a[96], b[96], s1[160], s2[160], who[128];
-    __atomic_fetch_add(&reports, 1, __ATOMIC_RELAXED);
     fprintf(stderr, "cogent: lockdep: lock order inversion (a deadlock waiting to happen)\n");
     fprintf(stderr, "  %s takes lock %s at %s while holding lock %s (taken at %s)\n",
             co__actor_describe(self, who, sizeof who), lname(l, a, sizeof a), site(file, line, s1, sizeof s1),
@@ -144,6 +143,7 @@ static void report(co__actor_t *self, const held_t *h, const co_lock_t *l, const
                 lname(from, b, sizeof b), site(path[i]->from_file, path[i]->from_line, s2, sizeof s2));
         from = path[i]->to;
     }
+    __atomic_fetch_add(&reports, 1, __ATOMIC_RELEASE);
 }
 
 void co__lockdep_acquired(co__actor_t *self, const co_lock_t *l, const char *file, int line)

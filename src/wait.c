@@ -78,6 +78,7 @@ static pthread_key_t actor_key;
 static pthread_once_t actor_once = PTHREAD_ONCE_INIT;
 static CO__TLS __thread co__actor_t *thread_actor;
 static bool multithreaded; /* sticky: see co__multithreaded */
+unsigned co__helper_threads;
 
 static void actor_thread_exit(void *a)
 {
@@ -185,9 +186,12 @@ const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n)
 bool co__multithreaded(void)
 {
     if (__atomic_load_n(&multithreaded, __ATOMIC_RELAXED)) return true;
-    /* /proc/self/task holds one directory per thread (plus . and ..). */
+    /* /proc/self/task holds one directory per thread (plus . and ..).
+     * Threads that never wake anyone are not counted: cogent's own
+     * helpers (dumper, monitor) and ThreadSanitizer's background thread. */
     struct stat st;
-    if (stat("/proc/self/task", &st) < 0 || st.st_nlink > 3) {
+    unsigned long helpers = __atomic_load_n(&co__helper_threads, __ATOMIC_RELAXED) + (CO_TSAN ? 1 : 0);
+    if (stat("/proc/self/task", &st) < 0 || st.st_nlink > 3 + helpers) {
         __atomic_store_n(&multithreaded, true, __ATOMIC_RELAXED);
         return true; /* unknown counts as "someone else might wake it" */
     }
