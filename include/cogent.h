@@ -334,15 +334,27 @@ typedef struct co_lock {
     const char *_file; /* where the owner took it */
     int _line;
 } co_lock_t;
-#define CO_LOCK_INIT            {0}
-#define CO_LOCK_INIT_NAMED(str) {._name = (str)}
+#define CO_LOCK_INIT                                                                                                   \
+    {                                                                                                                  \
+        0                                                                                                              \
+    }
+#define CO_LOCK_INIT_NAMED(str)                                                                                        \
+    {                                                                                                                  \
+        ._name = (str)                                                                                                 \
+    }
 
 typedef struct co_rlock {
     co_lock_t _lock;
     unsigned long _count;
 } co_rlock_t;
-#define CO_RLOCK_INIT            {CO_LOCK_INIT, 0}
-#define CO_RLOCK_INIT_NAMED(str) {CO_LOCK_INIT_NAMED(str), 0}
+#define CO_RLOCK_INIT                                                                                                  \
+    {                                                                                                                  \
+        CO_LOCK_INIT, 0                                                                                                \
+    }
+#define CO_RLOCK_INIT_NAMED(str)                                                                                       \
+    {                                                                                                                  \
+        CO_LOCK_INIT_NAMED(str), 0                                                                                     \
+    }
 
 typedef struct co_sem {
     unsigned _spin;
@@ -350,22 +362,34 @@ typedef struct co_sem {
     long _value, _initial;
     struct co__waiter *_head, *_tail;
 } co_sem_t;
-#define CO_SEM_INIT(n)  {._value = (n), ._initial = (n)}
-#define CO_BSEM_INIT(n) {._value = (n), ._initial = (n), ._bounded = 1}
+#define CO_SEM_INIT(n)                                                                                                 \
+    {                                                                                                                  \
+        ._value = (n), ._initial = (n)                                                                                 \
+    }
+#define CO_BSEM_INIT(n)                                                                                                \
+    {                                                                                                                  \
+        ._value = (n), ._initial = (n), ._bounded = 1                                                                  \
+    }
 
 typedef struct co_event {
     unsigned _spin;
     unsigned _set;
     struct co__waiter *_head, *_tail;
 } co_event_t;
-#define CO_EVENT_INIT {0}
+#define CO_EVENT_INIT                                                                                                  \
+    {                                                                                                                  \
+        0                                                                                                              \
+    }
 
 typedef struct co_cond {
     unsigned _spin;
     co_lock_t *_lock;
     struct co__waiter *_head, *_tail;
 } co_cond_t;
-#define CO_COND_INIT(lockp) {._lock = (lockp)}
+#define CO_COND_INIT(lockp)                                                                                            \
+    {                                                                                                                  \
+        ._lock = (lockp)                                                                                               \
+    }
 
 typedef struct co_barrier {
     unsigned _spin;
@@ -373,7 +397,10 @@ typedef struct co_barrier {
     unsigned _broken;
     struct co__waiter *_head, *_tail;
 } co_barrier_t;
-#define CO_BARRIER_INIT(n) {._parties = (n)}
+#define CO_BARRIER_INIT(n)                                                                                             \
+    {                                                                                                                  \
+        ._parties = (n)                                                                                                \
+    }
 
 /* Where a call was made, for deadlock reports and dumps: the function-like
  * macros (co_lock_acquire, co_spawn...) pass the caller's file and line to

@@ -75,15 +75,19 @@ __attribute__((no_sanitize("thread"))) static void snapshot_running(co__hub_t *h
         snprintf(out, n, "coroutine #%" PRIu64, id);
 }
 
-
 static const char *state_name(const co_coro_t *c)
 {
     switch (c->state) {
-    case CO__C_NEW: return "new";
-    case CO__C_READY: return "runnable";
-    case CO__C_RUNNING: return "running";
-    case CO__C_PARKED: return "waiting";
-    default: return "finished";
+    case CO__C_NEW:
+        return "new";
+    case CO__C_READY:
+        return "runnable";
+    case CO__C_RUNNING:
+        return "running";
+    case CO__C_PARKED:
+        return "waiting";
+    default:
+        return "finished";
     }
 }
 

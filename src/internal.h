@@ -246,8 +246,8 @@ struct co_coro {
     int wake_result;   /* 0, ETIMEDOUT, ECANCELED, EDEADLK */
     bool cancellable;
     const char *wait_what;
-    const void *wait_obj;   /* the sync object or coroutine waited on */
-    int64_t park_since;     /* h->now when it parked (dumps) */
+    const void *wait_obj; /* the sync object or coroutine waited on */
+    int64_t park_since;   /* h->now when it parked (dumps) */
     co__timer_t timer;
     /* who waits for it to finish */
     co__waitq_t waiters; /* same hub */
@@ -283,11 +283,11 @@ struct co__hub {
     size_t ncoros;    /* spawned, not yet finished */
     size_t nexternal; /* parked waits another thread will end */
     uint64_t switches;
-    uint64_t ticks;        /* atomic (relaxed): picks made; the monitor watches it */
-    co_coro_t *running;    /* atomic (release): h->current, for other threads */
-    unsigned idle;         /* atomic: 1 while waiting in the poller */
-    size_t nsync;          /* parked in sync-object waits */
-    int64_t now;           /* co_now() at the last look at timers */
+    uint64_t ticks;                 /* atomic (relaxed): picks made; the monitor watches it */
+    co_coro_t *running;             /* atomic (release): h->current, for other threads */
+    unsigned idle;                  /* atomic: 1 while waiting in the poller */
+    size_t nsync;                   /* parked in sync-object waits */
+    int64_t now;                    /* co_now() at the last look at timers */
     co__hub_t *reg_next, *reg_prev; /* the process's hub registry */
     uint64_t mon_ticks;             /* the monitor thread's own notes */
     int64_t mon_since;
@@ -394,9 +394,9 @@ typedef struct co__actor {
     const void *blocked_on; /* atomic: the lock it waits for, no deadline */
     const char *wfile;      /* where it waits */
     int wline;
-    void *held;             /* lockdep.c: locks held, in order */
-    size_t nheld;           /* locks it owns (touched by itself only) */
-    bool abandoned;         /* ended while owning locks: never reused */
+    void *held;     /* lockdep.c: locks held, in order */
+    size_t nheld;   /* locks it owns (touched by itself only) */
+    bool abandoned; /* ended while owning locks: never reused */
 } co__actor_t;
 
 /* The calling coroutine's (or hub-less thread's) actor; NULL only when
@@ -427,15 +427,15 @@ typedef struct co__waiter {
     struct co__waiter *wnext;       /* the waker's wake list */
     co_coro_t *co;                  /* NULL: a thread without a hub (futex) */
     co__hub_t *hub;
-    uint64_t seq;    /* the park a same-hub or message wake ends */
-    unsigned done;   /* atomic: set by the waker once granted */
-    bool linked;     /* on the object's list (spin lock held to touch) */
-    bool remote;     /* granted from another thread's hub: a message comes */
-    bool delivered;  /* that message was handled (the waiter's thread) */
-    int result;      /* what the waker granted: 0 or an errno */
-    void *item;      /* what the waker handed over (queues) */
-    int64_t key;     /* the waiter's own data (priority, index...) */
-    co__msg_t msg;   /* the GRANT message of a remote wake */
+    uint64_t seq;   /* the park a same-hub or message wake ends */
+    unsigned done;  /* atomic: set by the waker once granted */
+    bool linked;    /* on the object's list (spin lock held to touch) */
+    bool remote;    /* granted from another thread's hub: a message comes */
+    bool delivered; /* that message was handled (the waiter's thread) */
+    int result;     /* what the waker granted: 0 or an errno */
+    void *item;     /* what the waker handed over (queues) */
+    int64_t key;    /* the waiter's own data (priority, index...) */
+    co__msg_t msg;  /* the GRANT message of a remote wake */
 } co__waiter_t;
 
 typedef struct co__wlist {

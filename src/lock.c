@@ -20,7 +20,7 @@
 
 #include "internal.h"
 
-#define WAITERS ((uintptr_t)1)
+#define WAITERS  ((uintptr_t)1)
 #define OWNER(s) ((co__actor_t *)((s) & ~WAITERS))
 
 static inline uintptr_t state(const co_lock_t *l)
@@ -120,7 +120,7 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
     for (;;) {
         uintptr_t s = state(l);
         if (s == 0) {
-            if (__atomic_compare_exchange_n(&l->_state, &s, (uintptr_t)self, false, __ATOMIC_ACQUIRE,
+            if (__atomic_compare_exchange_n(&l->_state, &s, (uintptr_t)self, false, __ATOMIC_ACQ_REL,
                                             __ATOMIC_RELAXED)) {
                 co__spin_unlock(&l->_spin);
                 took(l, self, file, line);
@@ -177,12 +177,15 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
     return r;
 }
 
-/* Takes l for self.  0 or an errno value. */
+/* Takes l for self.  0 or an errno value.  The swap is acquire-release:
+ * it also publishes self's actor record to other threads' cycle checks,
+ * which read it through the state word (free on x86, where every locked
+ * instruction is a full barrier). */
 static inline int lock_take(co_lock_t *l, co__actor_t *self, int64_t deadline, const char *file, int line,
                             bool cancellable)
 {
     uintptr_t zero = 0;
-    if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &zero, (uintptr_t)self, false, __ATOMIC_ACQUIRE,
+    if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &zero, (uintptr_t)self, false, __ATOMIC_ACQ_REL,
                                                __ATOMIC_RELAXED))) {
         took(l, self, file, line);
         return 0;
@@ -231,17 +234,19 @@ static void lock_handoff(co_lock_t *l)
 void co_lock_release(co_lock_t *l)
 {
     co__actor_t *self = co__actor_self();
+    CO__CHECK(self != NULL, "co_lock_release: out of memory for the caller's owner record");
     uintptr_t s = (uintptr_t)self;
-    if (CO__UNLIKELY(co__lockdep()) && self) co__lockdep_released(self, l);
-    if (CO__LIKELY(self && __atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
+    if (CO__UNLIKELY(co__lockdep())) co__lockdep_released(self, l);
+    if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
         self->nheld--;
         return;
     }
-    if (!self || OWNER(s) != self) {
+    if (OWNER(s) != self) {
         char who[128], owner[128], lk[128];
         describe_lock(l, lk, sizeof lk);
         co__panic("co_lock_release: %s releases %s, which is %s%s", co__actor_describe(self, who, sizeof who), lk,
-                  OWNER(s) ? "held by " : "not held", OWNER(s) ? co__actor_describe(OWNER(s), owner, sizeof owner) : "");
+                  OWNER(s) ? "held by " : "not held",
+                  OWNER(s) ? co__actor_describe(OWNER(s), owner, sizeof owner) : "");
     }
     self->nheld--;
     lock_handoff(l);

@@ -166,8 +166,8 @@ void co__lockdep_acquired(co__actor_t *self, const co_lock_t *l, const char *fil
         if (len) report(self, h, l, file, line, path, len);
         edge_t *e = calloc(1, sizeof *e);
         if (!e) continue;
-        *e = (edge_t){.next = from->out, .to = l, .from_file = h->file, .from_line = h->line, .to_file = file,
-                      .to_line = line};
+        *e = (edge_t){
+            .next = from->out, .to = l, .from_file = h->file, .from_line = h->line, .to_file = file, .to_line = line};
         from->out = e;
     }
     pthread_mutex_unlock(&graph_lock);

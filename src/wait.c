@@ -115,9 +115,8 @@ void co__actor_release(co__actor_t *a)
     if (!a) return;
     if (a->nheld) {
         char who[128];
-        fprintf(stderr, "cogent: %s ended holding %zu lock%s; %s locked\n",
-                co__actor_describe(a, who, sizeof who), a->nheld, a->nheld == 1 ? "" : "s",
-                a->nheld == 1 ? "it stays" : "they stay");
+        fprintf(stderr, "cogent: %s ended holding %zu lock%s; %s locked\n", co__actor_describe(a, who, sizeof who),
+                a->nheld, a->nheld == 1 ? "" : "s", a->nheld == 1 ? "it stays" : "they stay");
         a->co = NULL;
         a->abandoned = true;
         return;

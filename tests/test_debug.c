@@ -89,7 +89,7 @@ static void test_lockdep_env(void)
     pid_t pid = fork();
     if (pid == 0) {
         setenv("COGENT_LOCKDEP", "1", 1);
-        execl("/proc/self/exe", "test_debug", "lockdep_env_child", (char *)NULL);
+        execl(test_argv_[0], "test_debug", "lockdep_env_child", (char *)NULL);
         _exit(127);
     }
     int st;

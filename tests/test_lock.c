@@ -31,7 +31,7 @@ static void test_basic(void)
     co_coro_t *c = co_spawn(try_lock, NULL);
     void *r;
     ASSERT_EQ(co_join(c, -1, &r), 0);
-    ASSERT_EQ((intptr_t)r, EAGAIN); /* the try form, held by main */
+    ASSERT_EQ((intptr_t)r, EAGAIN);             /* the try form, held by main */
     ASSERT_ERR(co_lock_acquire(&L, 0), EAGAIN); /* trying a lock we hold is not a hang */
     ASSERT_EQ(co_lock_destroy(&L), -1);
     ASSERT_EQ(errno, EBUSY);
@@ -52,7 +52,7 @@ static void test_timeout_keeps_state(void)
     int64_t t0 = co_now();
     ASSERT_ERR(co_lock_acquire(&L, co_now() + 20), ETIMEDOUT);
     ASSERT_TIME(co_now() - t0, 15, 2000);
-    ASSERT(co_lock_locked(&L)); /* still the holder's */
+    ASSERT(co_lock_locked(&L));                         /* still the holder's */
     ASSERT_EQ(co_lock_acquire(&L, co_now() + 5000), 0); /* handed over at release */
     co_lock_release(&L);
     ASSERT_EQ(co_join(h, -1, NULL), 0);
@@ -404,7 +404,7 @@ static void test_hubless_alone(void)
     /* A fresh process (no hub, one thread): waiting forever is reported. */
     pid_t pid = fork();
     if (pid == 0) {
-        execl("/proc/self/exe", "test_lock", "hubless_child", (char *)NULL);
+        execl(test_argv_[0], "test_lock", "hubless_child", (char *)NULL);
         _exit(127);
     }
     int st;

@@ -140,7 +140,7 @@ static void test_cancellation(void)
     ASSERT_EQ(co_queue_get(Q, &it, -1), 0);
     ASSERT_EQ(I(it), 7);
     ASSERT_ERR(co_queue_get_nowait(Q, &it), EAGAIN); /* no 8 */
-    ASSERT_EQ(co_queue_unfinished(Q), 1);           /* only 7 was ever put */
+    ASSERT_EQ(co_queue_unfinished(Q), 1);            /* only 7 was ever put */
     co_queue_free(Q, NULL);
 }
 
@@ -271,7 +271,9 @@ static void queue_forever(void *arg)
     (void)arg;
     co_queue_t *q = co_queue_new(NULL);
     int r = co_queue_get(q, NULL, -1);
-    _exit(r == -1 && errno == EDEADLK ? 3 : 1);
+    int e = errno;
+    co_queue_free(q, NULL);
+    _exit(r == -1 && e == EDEADLK ? 3 : 1);
 }
 
 static void test_deadlock(void)

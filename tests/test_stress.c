@@ -8,8 +8,8 @@
 #include "harness.h"
 
 #define CORO_PER_HUB 50
-#define PLAIN 2
-#define ROUNDS 500
+#define PLAIN        2
+#define ROUNDS       500
 
 static co_lock_t lock = CO_LOCK_INIT;
 static co_sem_t sem = CO_SEM_INIT(3);
