@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
+#include <sys/single_threaded.h>
 #include <sys/types.h>
 
 #include "arch.h"
@@ -129,6 +130,8 @@ typedef struct co__thread {
     co__stack_t *cache;
     size_t ncache, cache_cap;
     void *altstack;
+    /* wait.c's slice: the lock-owner record of a thread without a hub */
+    struct co__actor *actor;
 } co__thread_t;
 
 extern CO__TLS __thread co__thread_t co__tls;
@@ -400,8 +403,14 @@ typedef struct co__actor {
 } co__actor_t;
 
 /* The calling coroutine's (or hub-less thread's) actor; NULL only when
- * out of memory. */
-co__actor_t *co__actor_self(void);
+ * out of memory.  The first call of each makes the record. */
+co__actor_t *co__actor_self_slow(void);
+static inline co__actor_t *co__actor_self(void)
+{
+    co__hub_t *h = co__tls.hub;
+    co__actor_t *a = h ? h->current->actor : co__tls.actor;
+    return CO__LIKELY(a != NULL) ? a : co__actor_self_slow();
+}
 /* Returns an actor to the pool when its coroutine or thread ends; one
  * that still owns locks is reported and kept (those locks stay held). */
 void co__actor_release(co__actor_t *a);
@@ -411,10 +420,23 @@ co__actor_t *co__actor_adopt_thread(co_coro_t *main_co);
 /* "coroutine 'name' (#id) of thread T" or "thread T"; buf >= 96 bytes. */
 const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n);
 
+/* True while the process has only ever had one thread (glibc's flag, the
+ * one its own mutexes use): nobody can race us, so the fast paths of
+ * locks skip their locked instructions.  A thread can only appear by this
+ * thread's own pthread_create, which is never called inside a section. */
+static inline bool co__single_threaded(void)
+{
+    return __libc_single_threaded != 0;
+}
+
 /* The contended half of co__spin_lock: spins, then yields the CPU. */
 void co__spin_wait(unsigned *l);
 static inline void co__spin_lock(unsigned *l)
 {
+    if (co__single_threaded()) {
+        __atomic_store_n(l, 1, __ATOMIC_RELAXED);
+        return;
+    }
     if (CO__UNLIKELY(__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))) co__spin_wait(l);
 }
 static inline void co__spin_unlock(unsigned *l)

@@ -61,8 +61,11 @@ static bool closes_cycle(const co_lock_t *l, const co__actor_t *self)
         co__actor_t *o = OWNER(__atomic_load_n(&cur->_state, __ATOMIC_SEQ_CST));
         if (!o) return false;
         if (o == self) return true;
-        cur = __atomic_load_n(&o->blocked_on, __ATOMIC_SEQ_CST);
-        if (!cur) return false;
+        const co_lock_t *next = __atomic_load_n(&o->blocked_on, __ATOMIC_SEQ_CST);
+        /* o waits on the lock it was just handed (it has not run since):
+         * not waiting at all. */
+        if (!next || next == cur) return false;
+        cur = next;
     }
     return false;
 }
@@ -185,8 +188,14 @@ static inline int lock_take(co_lock_t *l, co__actor_t *self, int64_t deadline, c
                             bool cancellable)
 {
     uintptr_t zero = 0;
-    if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &zero, (uintptr_t)self, false, __ATOMIC_ACQ_REL,
-                                               __ATOMIC_RELAXED))) {
+    if (co__single_threaded()) {
+        if (CO__LIKELY(__atomic_load_n(&l->_state, __ATOMIC_RELAXED) == 0)) {
+            __atomic_store_n(&l->_state, (uintptr_t)self, __ATOMIC_RELAXED);
+            took(l, self, file, line);
+            return 0;
+        }
+    } else if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &zero, (uintptr_t)self, false, __ATOMIC_ACQ_REL,
+                                                      __ATOMIC_RELAXED))) {
         took(l, self, file, line);
         return 0;
     }
@@ -224,7 +233,10 @@ static void lock_handoff(co_lock_t *l)
         return;
     }
     co__wlist_t wl = {0};
-    uintptr_t next = (uintptr_t)w->key | (w->next ? WAITERS : 0);
+    co__actor_t *heir = (co__actor_t *)(intptr_t)w->key;
+    /* It waits no longer: a cycle check must not follow it back here. */
+    __atomic_store_n(&heir->blocked_on, NULL, __ATOMIC_SEQ_CST);
+    uintptr_t next = (uintptr_t)heir | (w->next ? WAITERS : 0);
     __atomic_store_n(&l->_state, next, __ATOMIC_RELEASE);
     co__grant(&l->_head, &l->_tail, w, 0, NULL, &wl);
     co__spin_unlock(&l->_spin);
@@ -237,7 +249,15 @@ void co_lock_release(co_lock_t *l)
     CO__CHECK(self != NULL, "co_lock_release: out of memory for the caller's owner record");
     uintptr_t s = (uintptr_t)self;
     if (CO__UNLIKELY(co__lockdep())) co__lockdep_released(self, l);
-    if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
+    if (co__single_threaded()) {
+        s = __atomic_load_n(&l->_state, __ATOMIC_RELAXED);
+        if (CO__LIKELY(s == (uintptr_t)self)) {
+            __atomic_store_n(&l->_state, 0, __ATOMIC_RELAXED);
+            self->nheld--;
+            return;
+        }
+    } else if (CO__LIKELY(
+                   __atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
         self->nheld--;
         return;
     }

@@ -29,6 +29,26 @@
 
 #include "internal.h"
 
+/* A waiter's `done` word: the futex of a thread without a hub. */
+enum { W_WAITING = 0, W_DONE = 1, W_SLEEPING = 2 };
+
+/* Spins of a waiting thread before it sleeps; 0 on a single CPU, where
+ * spinning only delays the thread that would grant. */
+static unsigned spin_budget;
+__attribute__((constructor)) static void pick_spin_budget(void)
+{
+    spin_budget = sysconf(_SC_NPROCESSORS_ONLN) > 1 ? 200 : 0;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
 /* ----------------------------------------------------------- spin lock */
 
 void co__spin_wait(unsigned *l)
@@ -36,11 +56,7 @@ void co__spin_wait(unsigned *l)
     for (unsigned n = 0;; n++) {
         if (!__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) return;
         if (n < 64) {
-#if defined(__x86_64__)
-            __builtin_ia32_pause();
-#elif defined(__aarch64__)
-            __asm__ volatile("yield");
-#endif
+            cpu_relax();
         } else {
             /* The holder was preempted mid-section: let it run. */
             sched_yield();
@@ -76,7 +92,7 @@ static pthread_mutex_t actor_lock = PTHREAD_MUTEX_INITIALIZER;
 static co__actor_t *actor_pool;
 static pthread_key_t actor_key;
 static pthread_once_t actor_once = PTHREAD_ONCE_INIT;
-static CO__TLS __thread co__actor_t *thread_actor;
+#define thread_actor (co__tls.actor)
 static bool multithreaded; /* sticky: see co__multithreaded */
 unsigned co__helper_threads;
 
@@ -148,7 +164,7 @@ void co__wait_fork_child(void)
     pthread_mutex_init(&actor_lock, NULL);
 }
 
-co__actor_t *co__actor_self(void)
+co__actor_t *co__actor_self_slow(void)
 {
     co__hub_t *h = co__tls.hub;
     if (h) {
@@ -205,7 +221,7 @@ void co__waiter_prepare(co__waiter_t *w)
     w->co = h ? h->current : NULL;
     w->hub = h;
     w->seq = h ? h->current->park_seq : 0;
-    __atomic_store_n(&w->done, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&w->done, W_WAITING, __ATOMIC_RELAXED);
     w->remote = false;
     w->delivered = false;
     w->result = 0;
@@ -263,17 +279,18 @@ void co__wake_list(co__wlist_t *wl)
         co_coro_t *co = w->co;
         co__hub_t *h = w->hub;
         if (!co) {
-            __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
-            futex_wake(&w->done); /* a stale address at worst: harmless */
+            /* A waiter still spinning needs no system call. */
+            if (__atomic_exchange_n(&w->done, W_DONE, __ATOMIC_ACQ_REL) == W_SLEEPING)
+                futex_wake(&w->done); /* a stale address at worst: harmless */
         } else if (!w->remote) {
-            __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+            __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
             co__wake(h, co, w->seq, 0);
         } else {
             /* The waiter stays until its hub handles this message, so the
              * node and the hub outlive the push; the reference keeps the
              * hub (its eventfd) alive for the doorbell after it. */
             w->msg = (co__msg_t){.kind = CO__M_GRANT, .co = co, .ptr = w};
-            __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+            __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
             atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
             bool sent = co__hub_send(h, &w->msg);
             CO__CHECK(sent, "a waiter's hub exited while it waited");
@@ -291,11 +308,35 @@ void co__grant_delivered(co__hub_t *h, co__msg_t *m)
     co__wake(h, w->co, w->seq, 0);
 }
 
+/* A thread without a hub waits for its grant: a short spin first (the
+ * waker is often running on another core right now, and a grant seen
+ * while spinning costs neither side a system call), then the futex.
+ * 0 when granted, ETIMEDOUT at the deadline. */
+static int thread_sleep(co__waiter_t *w, int64_t deadline)
+{
+    if (spin_budget) {
+        for (unsigned i = 0; i < spin_budget; i++) {
+            if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) == W_DONE) return 0;
+            cpu_relax();
+        }
+    }
+    unsigned expect = W_WAITING;
+    if (!__atomic_compare_exchange_n(&w->done, &expect, W_SLEEPING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return 0; /* granted just now */
+    for (;;) {
+        if (deadline >= 0 && deadline <= co_now()) return ETIMEDOUT;
+        int r = futex_wait(&w->done, W_SLEEPING, deadline);
+        if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) == W_DONE) return 0;
+        if (r == ETIMEDOUT) return ETIMEDOUT;
+    }
+}
+
 /* The caller, granted while its own wait was ending, collects the grant. */
 static void await_grant(co__waiter_t *w)
 {
     if (!w->co) {
-        while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) futex_wait(&w->done, 0, -1);
+        unsigned v;
+        while ((v = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) != W_DONE) futex_wait(&w->done, v, -1);
         return;
     }
     if (!w->remote) return; /* woken on this thread: complete already */
@@ -333,14 +374,8 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
             return EDEADLK;
         }
         co__spin_unlock(spin);
-        r = 0;
-        while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && r == 0) {
-            if (deadline >= 0 && deadline <= co_now())
-                r = ETIMEDOUT;
-            else
-                r = futex_wait(&w->done, 0, deadline);
-        }
-        if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) return 0;
+        r = thread_sleep(w, deadline);
+        if (r == 0) return 0;
     } else {
         co_coro_t *self = w->co;
         self->wait_obj = obj;

@@ -100,8 +100,75 @@ func alive(n int) {
 	os.Exit(0)
 }
 
+// Two goroutines passing a sync.Mutex: each holds it across a Gosched,
+// so every acquisition waits for the other's release.  ns per hand-off.
+func mutexHandoff(n int) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	wg.Add(2)
+	t0 := time.Now()
+	for g := 0; g < 2; g++ {
+		go func() {
+			for i := 0; i < n; i++ {
+				mu.Lock()
+				runtime.Gosched()
+				mu.Unlock()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	fmt.Printf("RESULT go_mutex_handoff %.3f ns/handoff\n", float64(time.Since(t0).Nanoseconds())/float64(2*n))
+}
+
+// Ping-pong over two channels of capacity c: ns per round trip.
+func chanPingpong(n, c int, name string) {
+	ping, pong := make(chan int, c), make(chan int, c)
+	go func() {
+		for v := range ping {
+			pong <- v
+		}
+	}()
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		ping <- i
+		<-pong
+	}
+	dt := time.Since(t0)
+	close(ping)
+	fmt.Printf("RESULT %s %.3f ns/roundtrip\n", name, float64(dt.Nanoseconds())/float64(n))
+}
+
+// One producer goroutine, one consumer, a channel of 1024: items/s (run
+// with GOMAXPROCS=2 so that they run on two threads).
+func chanThroughput(n int) {
+	ch := make(chan int, 1024)
+	t0 := time.Now()
+	go func() {
+		for i := 1; i <= n; i++ {
+			ch <- i
+		}
+	}()
+	sum := 0
+	for i := 0; i < n; i++ {
+		sum += <-ch
+	}
+	dt := time.Since(t0)
+	if sum != n*(n+1)/2 {
+		os.Exit(1)
+	}
+	fmt.Printf("RESULT go_chan_threads %.0f items/s\n", float64(n)/dt.Seconds())
+}
+
 func main() {
 	switch os.Args[1] {
+	case "mutex_handoff":
+		mutexHandoff(arg(2, 2000000))
+	case "chan_pingpong":
+		chanPingpong(arg(2, 2000000), 0, "go_chan_unbuffered_pingpong")
+		chanPingpong(arg(2, 2000000), 1, "go_chan_buffered_pingpong")
+	case "chan_threads":
+		chanThroughput(arg(2, 2000000))
 	case "gosched":
 		gosched(arg(2, 5000000))
 	case "spawn":

@@ -117,6 +117,56 @@ def asyncio_spawn(n, loop_kind):
     result(f"{loop_kind}_spawn_join", dt / n, "ns/coroutine")
 
 
+def gevent_queue_pingpong(n):
+    import gevent
+    from gevent.queue import Queue
+    ping, pong = Queue(), Queue()
+
+    def answerer():
+        while True:
+            v = ping.get()
+            if v is None:
+                return
+            pong.put(v)
+
+    a = gevent.spawn(answerer)
+    t0 = time.perf_counter_ns()
+    for i in range(n):
+        ping.put(i)
+        pong.get()
+    dt = time.perf_counter_ns() - t0
+    ping.put(None)
+    a.join()
+    result("gevent_queue_pingpong", dt / n, "ns/roundtrip")
+
+
+def asyncio_queue_pingpong(n, loop_kind):
+    import asyncio
+
+    async def main():
+        ping, pong = asyncio.Queue(), asyncio.Queue()
+
+        async def answerer():
+            while True:
+                v = await ping.get()
+                if v is None:
+                    return
+                await pong.put(v)
+
+        a = asyncio.create_task(answerer())
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            await ping.put(i)
+            await pong.get()
+        dt = time.perf_counter_ns() - t0
+        await ping.put(None)
+        await a
+        return dt
+
+    dt = asyncio_run(main(), loop_kind)
+    result(f"{loop_kind}_queue_pingpong", dt / n, "ns/roundtrip")
+
+
 if __name__ == "__main__":
     what = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 0
@@ -132,5 +182,9 @@ if __name__ == "__main__":
         asyncio_yield(n or 200000, what.split("_")[0])
     elif what in ("asyncio_spawn", "uvloop_spawn"):
         asyncio_spawn(n or 200000, what.split("_")[0])
+    elif what == "gevent_queue_pingpong":
+        gevent_queue_pingpong(n or 100000)
+    elif what in ("asyncio_queue_pingpong", "uvloop_queue_pingpong"):
+        asyncio_queue_pingpong(n or 100000, what.split("_")[0])
     else:
         sys.exit(f"unknown benchmark {what}")
