@@ -61,7 +61,7 @@ void co_queue_free(co_queue_t *q, void (*drop)(void *item))
             if (q->kind == CO_QUEUE_PRIORITY)
                 drop(q->heap[i].item);
             else
-                drop(q->ring[(q->first + i) % q->cap]);
+                drop(q->ring[(q->first + i) & (q->cap - 1)]);
         }
     }
     free(q->ring);
@@ -81,10 +81,11 @@ static bool before(const co_queue_t *q, const qent_t *a, const qent_t *b)
     return a->seq < b->seq;
 }
 
+/* Capacities are powers of two: ring positions wrap with a mask, not a
+ * division, inside the spin lock. */
 static int grow(co_queue_t *q)
 {
     size_t cap = q->cap ? q->cap * 2 : 8;
-    if (q->maxsize && cap > q->maxsize) cap = q->maxsize;
     if (q->kind == CO_QUEUE_PRIORITY) {
         qent_t *h = realloc(q->heap, cap * sizeof *h);
         if (!h) return ENOMEM;
@@ -92,7 +93,7 @@ static int grow(co_queue_t *q)
     } else {
         void **r = malloc(cap * sizeof *r);
         if (!r) return ENOMEM;
-        for (size_t i = 0; i < q->n; i++) r[i] = q->ring[(q->first + i) % q->cap];
+        for (size_t i = 0; i < q->n; i++) r[i] = q->ring[(q->first + i) & (q->cap - 1)];
         free(q->ring);
         q->ring = r;
         q->first = 0;
@@ -119,7 +120,7 @@ static int store(co_queue_t *q, void *item, int64_t prio)
         }
         q->heap[i] = e;
     } else {
-        q->ring[(q->first + q->n) % q->cap] = item;
+        q->ring[(q->first + q->n) & (q->cap - 1)] = item;
     }
     __atomic_store_n(&q->n, q->n + 1, __ATOMIC_RELAXED);
     return 0;
@@ -132,9 +133,9 @@ static void *take(co_queue_t *q)
     size_t n = q->n - 1;
     if (q->kind == CO_QUEUE_FIFO) {
         item = q->ring[q->first];
-        q->first = (q->first + 1) % q->cap;
+        q->first = (q->first + 1) & (q->cap - 1);
     } else if (q->kind == CO_QUEUE_LIFO) {
-        item = q->ring[(q->first + n) % q->cap];
+        item = q->ring[(q->first + n) & (q->cap - 1)];
     } else {
         item = q->heap[0].item;
         qent_t last = q->heap[n];
