@@ -444,6 +444,9 @@ static inline void co__spin_unlock(unsigned *l)
     __atomic_store_n(l, 0, __ATOMIC_RELEASE);
 }
 
+/* A waiter's `done` word (also the futex of a thread without a hub). */
+enum { W_WAITING = 0, W_DONE = 1, W_SLEEPING = 2 };
+
 typedef struct co__waiter {
     struct co__waiter *next, *prev; /* the object's list */
     struct co__waiter *wnext;       /* the waker's wake list */
@@ -464,15 +467,63 @@ typedef struct co__wlist {
     co__waiter_t *head, *tail;
 } co__wlist_t;
 
+/* (Inline: these run on every blocking wait and every hand-off.) */
 /* Fills w for the calling coroutine or thread.  Spin lock held. */
-void co__waiter_prepare(co__waiter_t *w);
+static inline void co__waiter_prepare(co__waiter_t *w)
+{
+    co__hub_t *h = co__tls.hub;
+    w->co = h ? h->current : NULL;
+    w->hub = h;
+    w->seq = h ? h->current->park_seq : 0;
+    __atomic_store_n(&w->done, W_WAITING, __ATOMIC_RELAXED);
+    w->remote = false;
+    w->delivered = false;
+    w->result = 0;
+    w->item = NULL;
+}
 /* Appends w to the object's list (head, tail).  Spin lock held. */
-void co__wq_push(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w);
+static inline void co__wq_push(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w)
+{
+    w->next = NULL;
+    w->prev = *tail;
+    if (*tail)
+        (*tail)->next = w;
+    else
+        *head = w;
+    *tail = w;
+    w->linked = true;
+}
 /* Unlinks w.  Spin lock held. */
-void co__wq_remove(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w);
+static inline void co__wq_remove(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        *head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        *tail = w->prev;
+    w->linked = false;
+}
 /* Unlinks w and puts it on the wake list `wl` with what it gets.  Spin
  * lock held.  Nothing is woken until co__wake_list. */
-void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item, co__wlist_t *wl);
+static inline void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item, co__wlist_t *wl)
+{
+    co__wq_remove(head, tail, w);
+    w->result = result;
+    w->item = item;
+    /* Decided now, under the spin lock, so that a waiter timing out knows
+     * whether a message is on its way. */
+    w->remote = w->co && w->hub != co__tls.hub;
+    w->wnext = NULL;
+    if (wl->tail)
+        wl->tail->wnext = w;
+    else
+        wl->head = w;
+    wl->tail = w;
+}
+
 /* Wakes what co__grant collected.  Spin lock NOT held.  Switches: no. */
 void co__wake_list(co__wlist_t *wl);
 /* Blocks the caller, whose node w is linked on head/tail, after dropping

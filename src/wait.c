@@ -29,9 +29,6 @@
 
 #include "internal.h"
 
-/* A waiter's `done` word: the futex of a thread without a hub. */
-enum { W_WAITING = 0, W_DONE = 1, W_SLEEPING = 2 };
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__)
@@ -212,59 +209,9 @@ bool co__multithreaded(void)
 
 /* ---------------------------------------------------------- wait lists */
 
-void co__waiter_prepare(co__waiter_t *w)
-{
-    co__hub_t *h = co__tls.hub;
-    w->co = h ? h->current : NULL;
-    w->hub = h;
-    w->seq = h ? h->current->park_seq : 0;
-    __atomic_store_n(&w->done, W_WAITING, __ATOMIC_RELAXED);
-    w->remote = false;
-    w->delivered = false;
-    w->result = 0;
-    w->item = NULL;
-}
 
-void co__wq_push(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w)
-{
-    w->next = NULL;
-    w->prev = *tail;
-    if (*tail)
-        (*tail)->next = w;
-    else
-        *head = w;
-    *tail = w;
-    w->linked = true;
-}
 
-void co__wq_remove(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        *head = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        *tail = w->prev;
-    w->linked = false;
-}
 
-void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item, co__wlist_t *wl)
-{
-    co__wq_remove(head, tail, w);
-    w->result = result;
-    w->item = item;
-    /* Decided now, under the spin lock, so that a waiter timing out knows
-     * whether a message is on its way. */
-    w->remote = w->co && w->hub != co__tls.hub;
-    w->wnext = NULL;
-    if (wl->tail)
-        wl->tail->wnext = w;
-    else
-        wl->head = w;
-    wl->tail = w;
-}
 
 void co__wake_list(co__wlist_t *wl)
 {
