@@ -17,6 +17,7 @@ raw="$out/raw.txt"
 echo "building peers..."
 g++ -O2 -o "$bin/switch_boost" "$here/peers/switch_boost.cc" -lboost_context
 gcc -O2 -o "$bin/switch_ucontext" "$here/peers/switch_ucontext.c"
+gcc -O2 -o "$bin/pthread_sync" "$here/peers/pthread_sync.c" -lpthread
 (cd "$here/peers" && GOCACHE="$out/gocache" GO111MODULE=off go build -o "$bin/go_bench" go_bench.go)
 py=/usr/bin/python3
 have_uvloop=0
@@ -29,6 +30,11 @@ command -v taskset >/dev/null || pin=""
 run() { # run CMD... : appends its RESULT lines to raw.txt
   for _ in $(seq "$repeat"); do
     $pin "$@" 2>/dev/null | grep '^RESULT' >>"$raw" || echo "warning: $* failed" >&2
+  done
+}
+run2() { # as run, on every core: the two-thread figures
+  for _ in $(seq "$repeat"); do
+    "$@" 2>/dev/null | grep '^RESULT' >>"$raw" || echo "warning: $* failed" >&2
   done
 }
 
@@ -48,6 +54,21 @@ run env GOMAXPROCS=1 "$bin/go_bench" spawn
 run $py "$here/peers/py_bench.py" gevent_spawn
 run $py "$here/peers/py_bench.py" asyncio_spawn
 [ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_spawn
+run "$b/bench_sync" lock
+run "$b/bench_sync" lock_mt
+run "$bin/pthread_sync" mutex
+run "$bin/pthread_sync" mutex_mt
+run "$b/bench_sync" lock_handoff
+run env GOMAXPROCS=1 "$bin/go_bench" mutex_handoff
+run "$b/bench_sync" queue_pingpong
+run env GOMAXPROCS=1 "$bin/go_bench" chan_pingpong
+run $py "$here/peers/py_bench.py" gevent_queue_pingpong
+run $py "$here/peers/py_bench.py" asyncio_queue_pingpong
+[ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_queue_pingpong
+run2 "$b/bench_sync" queue_threads
+run2 "$b/bench_sync" queue_hubs
+run2 env GOMAXPROCS=2 "$bin/go_bench" chan_threads
+run2 "$bin/pthread_sync" queue
 # The million: fewer repeats, it takes a while.
 repeat=$(( repeat < 3 ? repeat : 3 ))
 run "$b/bench_alive" 1000000
@@ -78,13 +99,30 @@ figures = [
       ("gevent spawn+joinall", "gevent_spawn_join"), ("asyncio create_task+gather", "asyncio_spawn_join"),
       ("uvloop create_task+gather", "uvloop_spawn_join")],
      "<= 40 ns, >= 5x Go"),
+    ("lock_uncontended", "lock+unlock, uncontended (1 thread)", "lock_uncontended",
+     [("pthread_mutex (1 thread)", "pthread_mutex_uncontended")], "~1x pthread"),
+    ("lock_uncontended_mt", "lock+unlock, uncontended (multi-threaded process)", "lock_uncontended_mt",
+     [("pthread_mutex (multi-threaded)", "pthread_mutex_uncontended_mt")], "~1x pthread"),
+    ("lock_handoff", "contended lock hand-off, 2 coroutines", "lock_handoff",
+     [("Go sync.Mutex + Gosched (GOMAXPROCS=1)", "go_mutex_handoff")], "faster than Go"),
+    ("queue_pingpong", "queue ping-pong, 2 coroutines of one hub", "queue_pingpong",
+     [("Go unbuffered chan (GOMAXPROCS=1)", "go_chan_unbuffered_pingpong"),
+      ("Go buffered chan (GOMAXPROCS=1)", "go_chan_buffered_pingpong"),
+      ("gevent Queue", "gevent_queue_pingpong"), ("asyncio Queue", "asyncio_queue_pingpong"),
+      ("uvloop + asyncio Queue", "uvloop_queue_pingpong")], "<= 60 ns, faster than Go"),
+    ("queue_threads", "cross-thread queue, producer + consumer thread", "queue_threads",
+     [("Go chan 1024 (GOMAXPROCS=2)", "go_chan_threads"), ("pthread mutex+condvar ring", "pthread_queue_threads")],
+     "ahead of both (higher is better)"),
+    ("queue_hubs", "cross-thread queue, coroutines on two hubs", "queue_hubs",
+     [("Go chan 1024 (GOMAXPROCS=2)", "go_chan_threads"), ("pthread mutex+condvar ring", "pthread_queue_threads")],
+     "ahead of both (higher is better)"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
     ("alive_spawn", "1M alive: time to spawn all", "alive_spawn", [("Go (1M goroutines)", "go_alive_spawn"),
       ("gevent (200k, scaled to 1M)", "gevent_alive_spawn")], "<= 1000 ms"),
 ]
 results = []
-lines = ["| figure | cogent | peer | peer value | peer / cogent |", "|---|---|---|---|---|"]
+lines = ["| figure | cogent | peer | peer value | cogent's lead |", "|---|---|---|---|---|"]
 print()
 for key, label, ours, peers, goal in figures:
     if ours not in med:
@@ -96,9 +134,14 @@ for key, label, ours, peers, goal in figures:
     for plabel, pname in peers:
         if pname not in med:
             continue
-        ratio = med[pname] / med[ours] if med[ours] else float("nan")
+        # "lead": how many times better cogent is (> 1: ahead), whether
+        # the unit is a time (lower is better) or a rate (higher is).
+        if units[ours].endswith("/s"):
+            ratio = med[ours] / med[pname] if med[pname] else float("nan")
+        else:
+            ratio = med[pname] / med[ours] if med[ours] else float("nan")
         entry["peers"][plabel] = {"value": med[pname], "unit": units[pname], "ratio": ratio}
-        print(f"    {plabel:32s} {med[pname]:12.2f} {units[pname]:14s} peer/cogent = {ratio:.2f}x")
+        print(f"    {plabel:32s} {med[pname]:12.2f} {units[pname]:14s} cogent lead = {ratio:.2f}x")
         lines.append(f"| {label if first else ''} | {f'{med[ours]:.2f} {units[ours]}' if first else ''} | {plabel} | {med[pname]:.2f} | {ratio:.2f}x |")
         first = False
     results.append(entry)

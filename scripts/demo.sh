@@ -12,10 +12,23 @@ say "as-completed (examples/as_completed.c): results in completion order"
 "$b/as_completed"
 say "synchronous vs concurrent (examples/sync_vs_async.c): 10 waits of 0.5 s"
 "$b/sync_vs_async"
+say "mutex vs recursive lock (examples/lock_lesson.c): a self-deadlock refused, not hung"
+"$b/lock_lesson" 2>&1
+say "the two-lock deadlock (examples/deadlock.c): the cycle reported, the call fails with EDEADLK"
+"$b/deadlock" 2>&1
+say "producer/consumer with a joinable queue (examples/joinable_queue.c)"
+"$b/joinable_queue"
+say "a priority queue of alerts (examples/priority_alerts.c)"
+"$b/priority_alerts"
+say "a bounded queue throttles a fast producer (examples/bounded_queue.c)"
+"$b/bounded_queue"
 cat <<'TXT'
 
 Summary: fibers switch explicitly (greenlet); generators exchange values
 with send/yield; coroutines on the hub run while others sleep, so ten
 half-second waits take half a second, and a group hands back results in
-the order they finish.  See README.md and docs/.
+the order they finish.  Locks refuse a self-deadlock and report a cycle of
+waits with names and places instead of hanging; queues hand work from
+producers to consumers, in priority order when asked, and a bounded one
+keeps a fast producer at most a few items ahead.  See README.md and docs/.
 TXT
