@@ -603,9 +603,9 @@ CO_API size_t co_queue_unfinished(const co_queue_t *q);
 /* ------------------------------------------------------------- debugging */
 /* docs/debugging.md. */
 
-/* Writes every coroutine of every hub (and every thread blocked in a
- * cogent wait without a hub) to fd: id, name, state, what it waits on and
- * for how long, where it was spawned.  Other hubs are asked to describe
+/* Writes every coroutine of every hub to fd: id, name, state, what it
+ * waits on and for how long, where it was spawned (threads without a hub
+ * are not listed).  Other hubs are asked to describe
  * themselves; one that does not answer within 200 ms (busy running a
  * coroutine) is shown with the coroutine it runs.  0, or -1 with errno of
  * a failed write.  Switches: no (it blocks while others answer). */
