@@ -18,7 +18,7 @@ int main(void)
 {
     co_queue_opts_t o = {.kind = CO_QUEUE_PRIORITY, .cmp = most_severe_first};
     co_queue_t *q = co_queue_new(&o);
-    alert_t alerts[] = {{2, "disk 81% full"},     {5, "database unreachable"}, {1, "certificate renews in 20 days"},
+    alert_t alerts[] = {{2, "disk 81% full"},      {5, "database unreachable"}, {1, "certificate renews in 20 days"},
                         {3, "p99 latency 900 ms"}, {5, "payment API down"},     {2, "backup took 2x longer"}};
     for (size_t i = 0; i < sizeof alerts / sizeof alerts[0]; i++) co_queue_put(q, &alerts[i], -1);
     void *it;

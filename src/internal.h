@@ -508,7 +508,8 @@ static inline void co__wq_remove(co__waiter_t **head, co__waiter_t **tail, co__w
 }
 /* Unlinks w and puts it on the wake list `wl` with what it gets.  Spin
  * lock held.  Nothing is woken until co__wake_list. */
-static inline void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item, co__wlist_t *wl)
+static inline void co__grant(co__waiter_t **head, co__waiter_t **tail, co__waiter_t *w, int result, void *item,
+                             co__wlist_t *wl)
 {
     co__wq_remove(head, tail, w);
     w->result = result;

@@ -256,8 +256,7 @@ void co_lock_release(co_lock_t *l)
             self->nheld--;
             return;
         }
-    } else if (CO__LIKELY(
-                   __atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
+    } else if (CO__LIKELY(__atomic_compare_exchange_n(&l->_state, &s, 0, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))) {
         self->nheld--;
         return;
     }

@@ -209,10 +209,6 @@ bool co__multithreaded(void)
 
 /* ---------------------------------------------------------- wait lists */
 
-
-
-
-
 void co__wake_list(co__wlist_t *wl)
 {
     co__waiter_t *w = wl->head;
