@@ -10,13 +10,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -142,7 +140,7 @@ void co__dump_answer(co__hub_t *h, co__msg_t *m)
         fclose(f);
     }
     __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
-    syscall(SYS_futex, &r->done, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    co__futex_wake(&r->done);
     req_unref(r);
 }
 
@@ -205,12 +203,8 @@ int co_dump(int fd)
     for (size_t i = 0; i < nasked; i++) {
         dump_req_t *r = asked[i].req;
         co__hub_t *h = asked[i].hub;
-        while (r && !__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
-            int64_t left = deadline - co_now();
-            if (left <= 0) break;
-            struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
-            syscall(SYS_futex, &r->done, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
-        }
+        while (r && !__atomic_load_n(&r->done, __ATOMIC_ACQUIRE))
+            if (co__futex_wait(&r->done, 0, deadline) == ETIMEDOUT) break;
         if (r && __atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
             if (r->buf) fwrite(r->buf, 1, r->len, f);
         } else if (r) {

@@ -535,6 +535,23 @@ void co__wake_list(co__wlist_t *wl);
  * without a hub is not cancellable.  Switches: yes. */
 int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__waiter_t **tail, int64_t deadline,
                    const char *what, const void *obj, bool cancellable);
+/* The common case of the above: appends w (prepared by the caller, with
+ * any item or key it carries), blocks cancellably, and drops the spin lock
+ * whatever happens.  0 when granted, else the errno of the failed wait
+ * (w unlinked, the object untouched).  Switches: yes. */
+static inline int co__wait_in(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__waiter_t **tail,
+                              int64_t deadline, const char *what, const void *obj)
+{
+    co__wq_push(head, tail, w);
+    int r = co__wait_block(w, spin, head, tail, deadline, what, obj, true);
+    if (r) co__spin_unlock(spin);
+    return r;
+}
+/* The futex of a waiting thread: sleeps while *addr == val until the
+ * deadline (ms of co_now, -1: none); 0 when woken (maybe spuriously),
+ * ETIMEDOUT at the deadline.  And the wake of one sleeper. */
+int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline);
+void co__futex_wake(unsigned *addr);
 /* The message handler for a remote grant (on the waiter's hub). */
 void co__grant_delivered(co__hub_t *h, co__msg_t *m);
 

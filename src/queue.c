@@ -190,11 +190,8 @@ static int put(co_queue_t *q, void *item, int64_t prio, int64_t deadline)
     co__waiter_prepare(&w);
     w.item = item;
     w.key = prio;
-    co__wq_push(&q->putters, &q->putters_tail, &w);
-    int r = co__wait_block(&w, &q->spin, &q->putters, &q->putters_tail, deadline, "co_queue_put", q, true);
-    if (r == 0) return w.result; /* moved in by a get, or EPIPE at close */
-    co__spin_unlock(&q->spin);
-    return r;
+    int r = co__wait_in(&w, &q->spin, &q->putters, &q->putters_tail, deadline, "co_queue_put", q);
+    return r ? r : w.result; /* granted: moved in by a get, or EPIPE at close */
 }
 
 int co_queue_put(co_queue_t *q, void *item, int64_t deadline)
@@ -242,15 +239,11 @@ int co_queue_get(co_queue_t *q, void **item, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    co__wq_push(&q->getters, &q->getters_tail, &w);
-    int r = co__wait_block(&w, &q->spin, &q->getters, &q->getters_tail, deadline, "co_queue_get", q, true);
-    if (r == 0) {
-        if (w.result) return errno = w.result, -1; /* closed */
-        if (item) *item = w.item;
-        return 0;
-    }
-    co__spin_unlock(&q->spin);
-    return errno = r, -1;
+    int r = co__wait_in(&w, &q->spin, &q->getters, &q->getters_tail, deadline, "co_queue_get", q);
+    if (!r) r = w.result; /* granted: an item, or EPIPE at close */
+    if (r) return errno = r, -1;
+    if (item) *item = w.item;
+    return 0;
 }
 
 int co_queue_get_nowait(co_queue_t *q, void **item)
@@ -320,11 +313,8 @@ int co_queue_join(co_queue_t *q, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    co__wq_push(&q->joiners, &q->joiners_tail, &w);
-    int r = co__wait_block(&w, &q->spin, &q->joiners, &q->joiners_tail, deadline, "co_queue_join", q, true);
-    if (r == 0) return 0;
-    co__spin_unlock(&q->spin);
-    return errno = r, -1;
+    int r = co__wait_in(&w, &q->spin, &q->joiners, &q->joiners_tail, deadline, "co_queue_join", q);
+    return r ? (errno = r, -1) : 0;
 }
 
 size_t co_queue_unfinished(const co_queue_t *q)

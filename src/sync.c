@@ -43,11 +43,8 @@ int co_sem_acquire(co_sem_t *s, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    co__wq_push(&s->_head, &s->_tail, &w);
-    int r = co__wait_block(&w, &s->_spin, &s->_head, &s->_tail, deadline, "co_sem_acquire", s, true);
-    if (r == 0) return 0; /* a unit was handed over */
-    co__spin_unlock(&s->_spin);
-    return errno = r, -1;
+    int r = co__wait_in(&w, &s->_spin, &s->_head, &s->_tail, deadline, "co_sem_acquire", s);
+    return r ? (errno = r, -1) : 0; /* 0: a unit was handed over */
 }
 
 int co_sem_release(co_sem_t *s)
@@ -117,11 +114,8 @@ int co_event_wait(co_event_t *e, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    co__wq_push(&e->_head, &e->_tail, &w);
-    int r = co__wait_block(&w, &e->_spin, &e->_head, &e->_tail, deadline, "co_event_wait", e, true);
-    if (r == 0) return 0;
-    co__spin_unlock(&e->_spin);
-    return errno = r, -1;
+    int r = co__wait_in(&w, &e->_spin, &e->_head, &e->_tail, deadline, "co_event_wait", e);
+    return r ? (errno = r, -1) : 0;
 }
 
 /* ----------------------------------------------------------- condition */

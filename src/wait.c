@@ -60,14 +60,12 @@ void co__spin_wait(unsigned *l)
 
 /* --------------------------------------------------------------- futex */
 
-static void futex_wake(unsigned *addr)
+void co__futex_wake(unsigned *addr)
 {
     syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-/* Sleeps while *addr == val, until deadline (ms of co_now, -1: none).
- * 0 when woken (maybe spuriously), ETIMEDOUT at the deadline. */
-static int futex_wait(unsigned *addr, unsigned val, int64_t deadline)
+int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline)
 {
     struct timespec ts, *tp = NULL;
     if (deadline >= 0) {
@@ -86,13 +84,12 @@ static pthread_mutex_t actor_lock = PTHREAD_MUTEX_INITIALIZER;
 static co__actor_t *actor_pool;
 static pthread_key_t actor_key;
 static pthread_once_t actor_once = PTHREAD_ONCE_INIT;
-#define thread_actor (co__tls.actor)
 static bool multithreaded; /* sticky: see co__multithreaded */
 unsigned co__helper_threads;
 
 static void actor_thread_exit(void *a)
 {
-    thread_actor = NULL;
+    co__tls.actor = NULL;
     co__actor_release(a);
 }
 
@@ -142,11 +139,11 @@ void co__actor_release(co__actor_t *a)
 
 co__actor_t *co__actor_adopt_thread(co_coro_t *main_co)
 {
-    co__actor_t *a = thread_actor;
+    co__actor_t *a = co__tls.actor;
     if (!a) return NULL;
     /* The thread's locks stay its own once it has a hub: the record now
      * belongs to its main coroutine (released with the hub). */
-    thread_actor = NULL;
+    co__tls.actor = NULL;
     pthread_setspecific(actor_key, NULL);
     a->co = main_co;
     return a;
@@ -166,11 +163,11 @@ co__actor_t *co__actor_self_slow(void)
         if (CO__LIKELY(c->actor != NULL)) return c->actor;
         return c->actor = actor_new(c);
     }
-    if (CO__LIKELY(thread_actor != NULL)) return thread_actor;
+    if (CO__LIKELY(co__tls.actor != NULL)) return co__tls.actor;
     pthread_once(&actor_once, make_actor_key);
-    thread_actor = actor_new(NULL);
-    if (thread_actor) pthread_setspecific(actor_key, thread_actor);
-    return thread_actor;
+    co__tls.actor = actor_new(NULL);
+    if (co__tls.actor) pthread_setspecific(actor_key, co__tls.actor);
+    return co__tls.actor;
 }
 
 const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n)
@@ -221,7 +218,7 @@ void co__wake_list(co__wlist_t *wl)
         if (!co) {
             /* A waiter still spinning needs no system call. */
             if (__atomic_exchange_n(&w->done, W_DONE, __ATOMIC_ACQ_REL) == W_SLEEPING)
-                futex_wake(&w->done); /* a stale address at worst: harmless */
+                co__futex_wake(&w->done); /* a stale address at worst: harmless */
         } else if (!w->remote) {
             __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
             co__wake(h, co, w->seq, 0);
@@ -260,7 +257,7 @@ static int thread_sleep(co__waiter_t *w, int64_t deadline)
         return 0; /* granted just now */
     for (;;) {
         if (deadline >= 0 && deadline <= co_now()) return ETIMEDOUT;
-        int r = futex_wait(&w->done, W_SLEEPING, deadline);
+        int r = co__futex_wait(&w->done, W_SLEEPING, deadline);
         if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) == W_DONE) return 0;
         if (r == ETIMEDOUT) return ETIMEDOUT;
     }
@@ -271,7 +268,7 @@ static void await_grant(co__waiter_t *w)
 {
     if (!w->co) {
         unsigned v;
-        while ((v = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) != W_DONE) futex_wait(&w->done, v, -1);
+        while ((v = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) != W_DONE) co__futex_wait(&w->done, v, -1);
         return;
     }
     if (!w->remote) return; /* woken on this thread: complete already */

@@ -188,6 +188,7 @@ static void test_rlock(void)
     ASSERT_EQ(co_rlock_acquire(&R, -1), 0);
     ASSERT_EQ(co_rlock_acquire(&R, 0), 0);
     ASSERT_EQ(co_rlock_count(&R), 3);
+    ASSERT_ERR(co_rlock_destroy(&R), EBUSY);
     co_coro_t *c = co_spawn(rlock_other, NULL);
     co_yield ();
     co_rlock_release(&R);

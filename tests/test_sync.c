@@ -84,6 +84,7 @@ static void test_event(void)
     co_coro_t *cs[5];
     for (int i = 0; i < 5; i++) cs[i] = co_spawn(event_waiter, NULL);
     co_yield ();
+    ASSERT_ERR(co_event_destroy(&E), EBUSY);
     co_kill(cs[2]);
     co_yield (); /* it leaves the wait list empty-handed */
     co_event_set(&E);
@@ -146,6 +147,7 @@ static void test_condition(void)
     co_coro_t *cs[3];
     for (int i = 0; i < 3; i++) cs[i] = co_spawn(consumer, NULL);
     co_yield ();
+    ASSERT_ERR(co_cond_destroy(&CV), EBUSY);
     ASSERT_EQ(co_lock_acquire(&CL, -1), 0);
     items = 2;
     ASSERT_EQ(co_cond_notify(&CV, 2), 2);
@@ -233,6 +235,7 @@ static void test_barrier(void)
     co_coro_t *a = co_spawn(party, (void *)-1), *b = co_spawn(party, (void *)-1);
     co_yield ();
     ASSERT_EQ(co_barrier_waiting(&B), 2);
+    ASSERT_ERR(co_barrier_destroy(&B), EBUSY);
     int mine = co_barrier_wait(&B, -1);
     ASSERT_EQ(mine, 2); /* the last to arrive */
     void *ra, *rb;
