@@ -18,9 +18,15 @@
 #ifndef COGENT_H
 #define COGENT_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct addrinfo;
 
 #ifdef __cplusplus
 extern "C" {
@@ -599,6 +605,174 @@ CO_API int co_queue_task_done(co_queue_t *q);
 CO_API int co_queue_join(co_queue_t *q, int64_t deadline);
 /* Tasks put and not yet marked done.  Switches: no. */
 CO_API size_t co_queue_unfinished(const co_queue_t *q);
+
+/* ------------------------------------------------------------------- I/O */
+/* Cooperative I/O on file descriptors (docs/io.md).  Each call behaves
+ * like the system call of the same name, except that where it would block
+ * it parks only the calling coroutine until the fd is ready, the deadline
+ * passes or the coroutine is killed.  On a thread without a hub they
+ * block the thread (a deadline still holds).  Regular files never wait.
+ *
+ * Return values and errno are the system call's, plus:
+ *   EAGAIN     deadline 0 and the call would block (the try form);
+ *   ETIMEDOUT  the deadline passed first (nothing was transferred);
+ *   ECANCELED  the caller was killed;
+ *   EBADF      fd is not open, or was closed with co_close while waiting.
+ * Sends never raise SIGPIPE: a closed peer gives EPIPE.
+ *
+ * The first time a coroutine waits on a descriptor, cogent makes it
+ * non-blocking (O_NONBLOCK, shared by every dup of it) and its poller
+ * starts watching it.  A descriptor cogent has seen must be closed with
+ * co_close (or handed back with co_fd_forget before another close), so
+ * that its number can be reused safely.  Descriptors made by cogent
+ * (co_accept, co_tcp_*, co_unix_*, co_socketpair) are non-blocking and
+ * close-on-exec from the start.  Switches: yes. */
+CO_API ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline);
+CO_API ssize_t co_write(int fd, const void *buf, size_t n, int64_t deadline);
+/* Writes all n bytes, across partial writes, by the one deadline.  0, or
+ * -1 with errno; *written (may be NULL) says how many bytes went out
+ * either way.  Switches: yes. */
+CO_API int co_write_all(int fd, const void *buf, size_t n, size_t *written, int64_t deadline);
+CO_API ssize_t co_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+CO_API ssize_t co_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline);
+CO_API ssize_t co_recv(int fd, void *buf, size_t n, int flags, int64_t deadline);
+CO_API ssize_t co_send(int fd, const void *buf, size_t n, int flags, int64_t deadline);
+CO_API ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen,
+                           int64_t deadline);
+CO_API ssize_t co_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen,
+                         int64_t deadline);
+CO_API ssize_t co_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline);
+CO_API ssize_t co_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline);
+/* Accepts a connection; the new fd is non-blocking and close-on-exec.
+ * addr/addrlen may be NULL.  Switches: yes. */
+CO_API int co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline);
+/* Connects a socket, waiting for the handshake.  0, or -1 with errno
+ * (ECONNREFUSED; ETIMEDOUT: the socket is then half-open, close it).
+ * Switches: yes. */
+CO_API int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline);
+/* Waits until fd is readable / writable (or has an error or hang-up to
+ * report).  0, or -1 with errno.  Switches: yes. */
+CO_API int co_wait_readable(int fd, int64_t deadline);
+CO_API int co_wait_writable(int fd, int64_t deadline);
+/* poll(2) for coroutines: waits until one of the fds is ready or the
+ * deadline; fills revents.  The number of ready fds, 0 at the deadline
+ * (as poll does), or -1 with errno (ECANCELED, ENOMEM, EINVAL).
+ * Negative fds are skipped, as poll does.  Switches: yes. */
+CO_API int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline);
+/* Closes fd: coroutines waiting on it (any thread) wake with EBADF, and
+ * no poller watches it any more before the number can be reused.  0, or
+ * -1 with errno (close's).  Switches: no. */
+CO_API int co_close(int fd);
+/* Makes cogent forget fd (waiters wake with EBADF, pollers stop watching
+ * it) without closing it.  Switches: no. */
+CO_API void co_fd_forget(int fd);
+/* Default time limit for every wait on fd whose own deadline is -1 (as
+ * Python's socket.settimeout): ms >= 0 sets it, a negative ms removes
+ * it.  0, or -1 with EBADF.  Switches: no. */
+CO_API int co_fd_set_timeout(int fd, int64_t ms);
+
+/* --------------------------------------------------------------- sockets */
+/* TCP and Unix-domain sockets and name resolution (docs/net.md).  Every
+ * descriptor returned is non-blocking and close-on-exec; close it with
+ * co_close.  On failure these calls return -1 with errno and leave a
+ * one-line description for co_net_error(), e.g.
+ *   "connect to nosuch.test:80: Name or service not known". */
+
+typedef struct co_listen_opts {
+    int backlog;    /* 0: SOMAXCONN */
+    bool reuseport; /* SO_REUSEPORT: several listeners share the port */
+} co_listen_opts_t;
+
+/* Listens on host:port (host NULL or "" = every IPv4 address, "::" every
+ * IPv6 one; port 0 = any free port, see co_socket_port); SO_REUSEADDR is
+ * set.  opts may be NULL.  The listening fd, or -1 with errno
+ * (EADDRINUSE, EACCES, ENOENT when the host does not resolve...).
+ * Switches: yes (name lookup). */
+CO_API int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts);
+/* Connects to host:port, trying each address the name resolves to until
+ * one answers, all by the deadline; TCP_NODELAY is set.  The connected
+ * fd, or -1 with errno (ECONNREFUSED, ETIMEDOUT, ENOENT for a name that
+ * does not resolve, EAGAIN for a temporary resolver failure...).
+ * Switches: yes. */
+CO_API int co_tcp_connect(const char *host, int port, int64_t deadline);
+/* Unix-domain stream sockets.  listen removes a stale socket file first;
+ * the path must fit sockaddr_un (ENAMETOOLONG otherwise).
+ * Switches: connect yes, listen no. */
+CO_API int co_unix_listen(const char *path, int backlog);
+CO_API int co_unix_connect(const char *path, int64_t deadline);
+/* A connected pair of Unix stream sockets.  0, or -1 with errno.
+ * Switches: no. */
+CO_API int co_socketpair(int sv[2]);
+/* The local port of a bound socket, or -1 with errno.  Switches: no. */
+CO_API int co_socket_port(int fd);
+/* The last failure of a sockets call on this thread, as one line ("" if
+ * none).  Switches: no. */
+CO_API const char *co_net_error(void);
+
+/* getaddrinfo(3) that never blocks the hub: the lookup runs on a small
+ * worker pool while the caller is parked.  Returns getaddrinfo's code (0,
+ * EAI_NONAME...; gai_strerror describes it); EAI_SYSTEM with errno
+ * ETIMEDOUT or ECANCELED when the deadline passed or the caller was
+ * killed first.  Free *res with freeaddrinfo.  Switches: yes. */
+CO_API int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                          struct addrinfo **res, int64_t deadline);
+/* getnameinfo(3), likewise off the hub.  Switches: yes. */
+CO_API int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
+                          socklen_t servlen, int flags, int64_t deadline);
+
+/* --------------------------------------------------------- stream server */
+/* gevent's StreamServer: a listening socket, and a handler coroutine per
+ * connection (docs/net.md). */
+
+typedef struct co_server co_server_t;
+
+/* Serves one connection; the server closes fd when it returns.  Return 0,
+ * or an errno value to count the connection as an error. */
+typedef int (*co_handler_fn)(int fd, void *arg);
+
+typedef struct co_server_opts {
+    const char *host;        /* NULL: every IPv4 address; a path with unix_socket */
+    int port;                /* 0: any free port (co_server_port says which) */
+    bool unix_socket;        /* host is a filesystem path */
+    int backlog;             /* 0: SOMAXCONN */
+    bool reuseport;          /* SO_REUSEPORT */
+    size_t max_conns;        /* 0: no limit; beyond it new ones wait in the backlog */
+    int64_t idle_timeout_ms; /* 0: none; else each wait on a connection fails with ETIMEDOUT after it */
+    size_t stack_size;       /* of handler coroutines; 0: default */
+} co_server_opts_t;
+
+typedef struct co_server_stats {
+    uint64_t accepted; /* connections accepted */
+    uint64_t active;   /* handlers running now */
+    uint64_t closed;   /* connections finished */
+    uint64_t errors;   /* failed accepts, and handlers that returned an error */
+} co_server_stats_t;
+
+/* Listens now (so that the port is known at once) but does not accept
+ * yet.  NULL with errno (and co_net_error()).  Switches: yes (name
+ * lookup). */
+CO_API co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opts_t *opts);
+/* Starts accepting in a coroutine of the calling thread's hub; handlers
+ * run on that hub.  0, or -1 with EINVAL (already started or stopped) /
+ * ENOMEM.  Switches: no. */
+CO_API int co_server_start(co_server_t *s);
+/* Starts if needed, then waits until the server is stopped (gevent's
+ * serve_forever).  0, or -1 with ECANCELED (the caller was killed; the
+ * server keeps running).  Switches: yes. */
+CO_API int co_server_serve(co_server_t *s);
+/* Graceful stop, from a coroutine of the server's hub: stops accepting
+ * (the listening socket is closed at once), lets handlers finish until
+ * the deadline, then kills those still running and waits for them.
+ * Returns how many handlers were killed, or -1 with EINVAL (called from
+ * another hub).  Idempotent.  Switches: yes. */
+CO_API int co_server_stop(co_server_t *s, int64_t deadline);
+/* The listening TCP port, or -1.  Switches: no. */
+CO_API int co_server_port(const co_server_t *s);
+/* Counters, readable from any thread.  Switches: no. */
+CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
+/* Stops the server if it runs (killing handlers at once) and frees it.
+ * Switches: yes. */
+CO_API void co_server_free(co_server_t *s);
 
 /* ------------------------------------------------------------- debugging */
 /* docs/debugging.md. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 #define DUMP_WAIT_MS 200
 
@@ -147,7 +148,7 @@ void co__dump_answer(co__hub_t *h, co__msg_t *m)
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n) {
-        ssize_t w = write(fd, p, n);
+        ssize_t w = co__sys_write(fd, p, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             return -1;
@@ -236,7 +237,7 @@ static void on_signal(int signo)
     (void)signo;
     int e = errno;
     char b = 1;
-    ssize_t w = write(sig_pipe[1], &b, 1);
+    ssize_t w = co__sys_write(sig_pipe[1], &b, 1);
     (void)w;
     errno = e;
 }
@@ -246,7 +247,7 @@ static void *dumper(void *unused)
     (void)unused;
     for (;;) {
         char b[16];
-        ssize_t n = read(sig_pipe[0], b, sizeof b);
+        ssize_t n = co__sys_read(sig_pipe[0], b, sizeof b);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
@@ -272,7 +273,7 @@ int co_dump_on_signal(int signo)
             pthread_mutex_unlock(&sig_lock);
             return errno = e, -1;
         }
-        fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+        co__sys_fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
         pthread_t t;
         pthread_attr_t a;
         pthread_attr_init(&a);
@@ -282,8 +283,8 @@ int co_dump_on_signal(int signo)
         pthread_attr_destroy(&a);
         if (e) {
             __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
-            close(sig_pipe[0]);
-            close(sig_pipe[1]);
+            co__sys_close(sig_pipe[0]);
+            co__sys_close(sig_pipe[1]);
             sig_pipe[0] = sig_pipe[1] = -1;
             pthread_mutex_unlock(&sig_lock);
             return errno = e, -1;

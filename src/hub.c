@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 #include "switch.h"
 
 #define POLL_EVERY 64 /* picks between two looks at timers and I/O when busy */
@@ -43,9 +44,12 @@ static void make_key(void)
 static void fork_child(void)
 {
     co__hub_t *h = co__tls.hub;
-    if (!h) return;
+    if (!h) {
+        co__fd_fork_child(NULL);
+        return;
+    }
     h->poller.ops->destroy(&h->poller);
-    close(h->evfd);
+    co__sys_close(h->evfd);
     CO__CHECK(h->poller.ops->create(&h->poller) == 0, "fork: cannot create the %s poller: %s", h->poller.ops->name,
               strerror(errno));
     h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -55,6 +59,7 @@ static void fork_child(void)
     atomic_store_explicit(&h->inbox, NULL, memory_order_relaxed);
     h->nexternal = 0;
     h->tid = (pid_t)syscall(SYS_gettid);
+    co__fd_fork_child(h);
 }
 
 /* --------------------------------------------------------- wait lists */
@@ -164,7 +169,7 @@ void co__hub_unref(co__hub_t *h)
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
     /* The eventfd lives as long as the memory: a sender holding a
      * reference may still ring it after the thread has exited. */
-    close(h->evfd);
+    co__sys_close(h->evfd);
     free(h);
 }
 
@@ -205,7 +210,7 @@ bool co__hub_send(co__hub_t *to, co__msg_t *m)
          * stack it takes without a ring (its busy-time check) at worst
          * leaves one ring for a spurious, harmless wake-up. */
         uint64_t one = 1;
-        ssize_t w = write(to->evfd, &one, sizeof one);
+        ssize_t w = co__sys_write(to->evfd, &one, sizeof one);
         (void)w; /* EAGAIN: the counter is saturated, the hub is awake anyway */
     }
     return true;
@@ -247,7 +252,7 @@ static void fire_timers(co__hub_t *h)
 static void poll_events(co__hub_t *h, int timeout_ms)
 {
     bool inbox = atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL;
-    if (timeout_ms != 0 || h->poller.count > 1) {
+    if (timeout_ms != 0 || h->nio > 0) {
         if (inbox) timeout_ms = 0;
         if (timeout_ms) __atomic_store_n(&h->idle, 1, __ATOMIC_RELAXED);
         int n = h->poller.ops->wait(&h->poller, timeout_ms);
@@ -257,11 +262,12 @@ static void poll_events(co__hub_t *h, int timeout_ms)
             co__poll_event_t *e = &h->poller.events[i];
             if (e->data == NULL) { /* the doorbell */
                 uint64_t v;
-                ssize_t r = read(h->evfd, &v, sizeof v);
+                ssize_t r = co__sys_read(h->evfd, &v, sizeof v);
                 (void)r;
                 inbox = true;
+            } else {
+                co__fd_event(h, e->data, e->events);
             }
-            /* Coroutine fds arrive with the I/O layer. */
         }
     }
     if (inbox) drain_inbox(h);
@@ -304,7 +310,7 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
         if (t) {
             int64_t d = t->deadline - co_now();
             timeout = d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
-        } else if (h->poller.count <= 1 && h->nexternal == 0 &&
+        } else if (h->nio == 0 && h->nexternal == 0 &&
                    atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL && h->main.state == CO__C_PARKED &&
                    (h->nsync == 0 || !co__multithreaded())) {
             /* Nothing runnable, no deadline, no fd, no other thread owes
@@ -374,6 +380,7 @@ static void hub_thread_exit(void *arg)
         co__coro_message(h, m);
     }
     co__debug_hub_exiting(h);
+    co__fd_hub_exit(h);
     h->poller.ops->destroy(&h->poller);
     co__timers_destroy(&h->timers);
     if (h->main.actor) co__actor_release(h->main.actor);
@@ -385,7 +392,7 @@ static void hub_thread_exit(void *arg)
     int64_t left = atomic_fetch_add_explicit(&h->refs, (int64_t)h->local_refs - CO__HUB_BIAS, memory_order_acq_rel) +
                    (int64_t)h->local_refs - CO__HUB_BIAS;
     if (left == 0) {
-        close(h->evfd);
+        co__sys_close(h->evfd);
         free(h);
     }
 }

@@ -290,6 +290,7 @@ struct co__hub {
     co_coro_t *running;             /* atomic (release): h->current, for other threads */
     unsigned idle;                  /* atomic: 1 while waiting in the poller */
     size_t nsync;                   /* parked in sync-object waits */
+    size_t nio;                     /* parked in fd waits (fd.c) */
     int64_t now;                    /* co_now() at the last look at timers */
     co__hub_t *reg_next, *reg_prev; /* the process's hub registry */
     uint64_t mon_ticks;             /* the monitor thread's own notes */
@@ -577,6 +578,93 @@ static inline bool co__lockdep(void)
 void co__lockdep_acquired(co__actor_t *self, const co_lock_t *l, const char *file, int line);
 void co__lockdep_released(co__actor_t *self, const co_lock_t *l);
 void co__lockdep_forget(const co_lock_t *l);
+
+/* ------------------------------------------------------------ fd table */
+/* What cogent knows about each file descriptor number (fd.c): the hubs
+ * whose pollers watch it, the coroutines waiting on it, how it was found
+ * (socket, regular file, who made it non-blocking), the caller's own view
+ * of O_NONBLOCK (for the patch library) and a default timeout.  Entries
+ * are type-stable (chunks are never freed), so a stale pointer from a
+ * poller event always reads an entry: poller events are hints, and every
+ * waiter retries its system call after waking. */
+
+enum {
+    CO__FD_KNOWN = 1,    /* classified: the flags below are valid */
+    CO__FD_SOCK = 2,     /* a socket: send/recv with MSG_NOSIGNAL */
+    CO__FD_FILE = 4,     /* never waits (regular file, directory...) */
+    CO__FD_NB = 8,       /* O_NONBLOCK set in the kernel */
+    CO__FD_NB_OURS = 16, /* ...by cogent, not by the caller */
+    CO__FD_USER_NB = 32, /* the caller's view: it asked for O_NONBLOCK */
+};
+
+typedef struct co__fdreg {
+    co__hub_t *hub;
+    struct co__fdreg *next;
+} co__fdreg_t;
+
+typedef struct co__fd {
+    unsigned spin;
+    unsigned flags;                /* atomic (relaxed): CO__FD_* */
+    co__hub_t *hub;                /* an edge poller watching it (spin) */
+    co__fdreg_t *more;             /* other hubs' edge pollers (spin) */
+    co__waiter_t *head, *tail;     /* waiters; key = CO__POLL_* wanted (spin) */
+    int64_t timeout;               /* atomic: default wait in ms, -1 none */
+} co__fd_t;
+
+/* The entry of fd, made on first use; NULL with EBADF for a negative or
+ * huge fd, ENOMEM when a chunk cannot be allocated. */
+co__fd_t *co__fd_get(int fd);
+/* The entry's flags, classifying fd on first use (one fstat and one
+ * F_GETFL) and, when the caller is on a hub, making it non-blocking.
+ * Returns 0 with errno set if fd is not open. */
+unsigned co__fd_flags(co__fd_t *e, int fd);
+/* Records what cogent knows about a descriptor it just made (flags given
+ * as CO__FD_*), forgetting anything left from an earlier fd of the same
+ * number.  Returns fd, or -1 (closing fd) on ENOMEM. */
+int co__fd_new(int fd, unsigned flags);
+/* Waits until fd may be ready for `events` (CO__POLL_IN/OUT), the deadline
+ * passes or the caller is killed: 0, or -1 with errno ETIMEDOUT,
+ * ECANCELED, EBADF (fd closed with co_close meanwhile), ENOMEM, EPERM
+ * (fd cannot be polled).  On a thread without a hub: poll(2).  `what`
+ * names the call for dumps.  Switches: yes. */
+int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const char *what);
+/* For a wait on several fds (co_poll): link, on the calling coroutine's
+ * hub, a node w for `events` on e (registering fd as needed): 0, or -1
+ * with errno.  After the park, unlink every node linked, whatever woke
+ * the caller. */
+int co__fd_link(co__fd_t *e, int fd, co__waiter_t *w, unsigned events);
+void co__fd_unlink(co__fd_t *e, int fd, co__waiter_t *w);
+/* The deadline of a call on e given the caller's: the caller's if it set
+ * one, else now + the entry's default timeout, else none. */
+int64_t co__fd_deadline(co__fd_t *e, int64_t deadline);
+/* hub.c: a poller event for e on h (the hub's thread). */
+void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events);
+/* Forgets fd: waiters get EBADF, every poller stops watching it.  Does
+ * not close it.  Safe on any fd. */
+void co__fd_forget(int fd);
+/* hub.c: the hub is going away: it watches nothing any more. */
+void co__fd_hub_exit(co__hub_t *h);
+/* hub.c: in a fork child, after the hub's poller was made anew. */
+void co__fd_fork_child(co__hub_t *h);
+/* The caller, granted while its wait was ending, waits for the grant's
+ * message (wait.c). */
+void co__await_grant(co__waiter_t *w);
+
+/* dns.c / offload: a job run on cogent's small worker pool. */
+typedef struct co__job {
+    void (*run)(struct co__job *j); /* on a worker thread */
+    void (*drop)(struct co__job *j); /* frees an abandoned job after run */
+    /* private to offload */
+    struct co__job *next;
+    unsigned spin;
+    bool done, abandoned;
+    co__waiter_t *head, *tail;
+} co__job_t;
+/* Runs j->run(j) on a worker thread, parking the caller until it is done
+ * (a thread without a hub runs it itself).  0: done, the caller owns j.
+ * ETIMEDOUT / ECANCELED / EAGAIN (no thread could be started): j is the
+ * pool's, which calls j->drop after run.  Switches: yes. */
+int co__offload(co__job_t *j, int64_t deadline, const char *what);
 
 /* debug.c: the hub registry and the environment switches, at hub creation. */
 void co__debug_hub_created(co__hub_t *h);

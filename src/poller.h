@@ -7,12 +7,16 @@
 #ifndef COGENT_POLLER_H
 #define COGENT_POLLER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define CO__POLL_IN  1u
 #define CO__POLL_OUT 2u
 #define CO__POLL_ERR 4u /* error or hang-up: reported whatever was asked */
+/* Asked with add: edge-triggered, registered once for good (epoll only;
+ * see `edge`).  Peer hang-up is then reported as readable. */
+#define CO__POLL_EDGE 8u
 
 typedef struct co__poll_event {
     int fd;
@@ -26,6 +30,11 @@ typedef struct co__poller co__poller_t;
 
 typedef struct co__poller_ops {
     const char *name;
+    /* True: fds are registered once, edge-triggered, for reading and
+     * writing (epoll; del may be called from any thread).  False: the I/O
+     * layer registers only what its waiters wait for, level-triggered,
+     * and only from the hub's own thread (poll). */
+    bool edge;
     /* 0, or -1 with errno (EMFILE, ENOMEM). */
     int (*create)(co__poller_t *p);
     void (*destroy)(co__poller_t *p);
@@ -44,7 +53,7 @@ typedef struct co__poller_ops {
 struct co__poller {
     const co__poller_ops_t *ops;
     int fd;       /* epoll: the epoll fd */
-    size_t count; /* fds watched */
+    size_t count; /* fds watched (atomic: epoll's del runs on any thread) */
     void *impl;   /* backend state (poll: arrays) */
     co__poll_event_t events[CO__POLL_BATCH];
 };

@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static uint32_t to_epoll(unsigned ev)
 {
-    return ((ev & CO__POLL_IN) ? EPOLLIN : 0u) | ((ev & CO__POLL_OUT) ? EPOLLOUT : 0u);
+    return ((ev & CO__POLL_IN) ? EPOLLIN : 0u) | ((ev & CO__POLL_OUT) ? EPOLLOUT : 0u) |
+           ((ev & CO__POLL_EDGE) ? EPOLLET | EPOLLRDHUP : 0u);
 }
 
 /* The kernel's event array lives on the heap, not on the stack of the
@@ -29,7 +31,7 @@ static int ep_create(co__poller_t *p)
 
 static void ep_destroy(co__poller_t *p)
 {
-    if (p->fd >= 0) close(p->fd);
+    if (p->fd >= 0) co__sys_close(p->fd);
     p->fd = -1;
     free(p->impl);
     p->impl = NULL;
@@ -44,7 +46,7 @@ static int ep_ctl(co__poller_t *p, int op, int fd, unsigned events, void *data)
 static int ep_add(co__poller_t *p, int fd, unsigned events, void *data)
 {
     if (ep_ctl(p, EPOLL_CTL_ADD, fd, events, data) < 0) return -1;
-    p->count++;
+    __atomic_fetch_add(&p->count, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -57,7 +59,7 @@ static int ep_del(co__poller_t *p, int fd)
 {
     struct epoll_event e = {0};
     if (epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, &e) < 0) return -1;
-    p->count--;
+    __atomic_fetch_sub(&p->count, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -68,7 +70,7 @@ static int ep_wait(co__poller_t *p, int timeout_ms)
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (int i = 0; i < n; i++) {
         unsigned e = 0;
-        if (ev[i].events & EPOLLIN) e |= CO__POLL_IN;
+        if (ev[i].events & (EPOLLIN | EPOLLRDHUP)) e |= CO__POLL_IN;
         if (ev[i].events & EPOLLOUT) e |= CO__POLL_OUT;
         if (ev[i].events & (EPOLLERR | EPOLLHUP)) e |= CO__POLL_ERR;
         p->events[i].fd = -1; /* epoll reports data only */
@@ -79,5 +81,5 @@ static int ep_wait(co__poller_t *p, int timeout_ms)
 }
 
 const co__poller_ops_t co__poller_epoll = {
-    "epoll", ep_create, ep_destroy, ep_add, ep_modify, ep_del, ep_wait,
+    "epoll", true, ep_create, ep_destroy, ep_add, ep_modify, ep_del, ep_wait,
 };

@@ -6,16 +6,21 @@
 #include <sys/types.h>
 
 #include "internal.h"
+#include "sys.h"
 
 typedef struct pstate {
     struct pollfd *fds;
     void **data;
+    int *slot; /* fd -> index in fds + 1 (0: not watched) */
+    size_t nslot;
     size_t n, cap;
     size_t next; /* where the next wait starts scanning: fairness */
 } pstate_t;
 
 static short to_poll(unsigned ev)
 {
+    /* CO__POLL_EDGE is epoll's business: poll is level-triggered, and the
+     * I/O layer only asks for what its waiters wait for. */
     return (short)(((ev & CO__POLL_IN) ? POLLIN : 0) | ((ev & CO__POLL_OUT) ? POLLOUT : 0));
 }
 
@@ -33,15 +38,14 @@ static void pl_destroy(co__poller_t *p)
     if (!s) return;
     free(s->fds);
     free(s->data);
+    free(s->slot);
     free(s);
     p->impl = NULL;
 }
 
 static ssize_t find(const pstate_t *s, int fd)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (s->fds[i].fd == fd) return (ssize_t)i;
-    return -1;
+    return (size_t)fd < s->nslot ? (ssize_t)s->slot[fd] - 1 : -1;
 }
 
 static int pl_add(co__poller_t *p, int fd, unsigned events, void *data)
@@ -59,6 +63,16 @@ static int pl_add(co__poller_t *p, int fd, unsigned events, void *data)
         s->data = d;
         s->cap = cap;
     }
+    if ((size_t)fd >= s->nslot) {
+        size_t ns = s->nslot ? s->nslot : 64;
+        while (ns <= (size_t)fd) ns *= 2;
+        int *sl = realloc(s->slot, ns * sizeof *sl);
+        if (!sl) return -1;
+        for (size_t i = s->nslot; i < ns; i++) sl[i] = 0;
+        s->slot = sl;
+        s->nslot = ns;
+    }
+    s->slot[fd] = (int)s->n + 1;
     s->fds[s->n] = (struct pollfd){.fd = fd, .events = to_poll(events)};
     s->data[s->n] = data;
     s->n++;
@@ -82,8 +96,12 @@ static int pl_del(co__poller_t *p, int fd)
     ssize_t i = find(s, fd);
     if (i < 0) return errno = ENOENT, -1;
     s->n--;
-    s->fds[i] = s->fds[s->n];
-    s->data[i] = s->data[s->n];
+    s->slot[fd] = 0;
+    if ((size_t)i != s->n) {
+        s->fds[i] = s->fds[s->n];
+        s->data[i] = s->data[s->n];
+        s->slot[s->fds[i].fd] = (int)i + 1;
+    }
     p->count--;
     return 0;
 }
@@ -91,7 +109,7 @@ static int pl_del(co__poller_t *p, int fd)
 static int pl_wait(co__poller_t *p, int timeout_ms)
 {
     pstate_t *s = p->impl;
-    int r = poll(s->fds, s->n, timeout_ms);
+    int r = co__sys_poll(s->fds, s->n, timeout_ms);
     if (r < 0) return errno == EINTR ? 0 : -1;
     int n = 0;
     for (size_t k = 0; k < s->n && n < r && n < CO__POLL_BATCH; k++) {
@@ -109,5 +127,5 @@ static int pl_wait(co__poller_t *p, int timeout_ms)
 }
 
 const co__poller_ops_t co__poller_poll = {
-    "poll", pl_create, pl_destroy, pl_add, pl_modify, pl_del, pl_wait,
+    "poll", false, pl_create, pl_destroy, pl_add, pl_modify, pl_del, pl_wait,
 };

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 #if CO_ASAN
 #include <sanitizer/asan_interface.h>
@@ -391,7 +392,7 @@ noreturn void co__stack_overflow(const co_fiber_t *f, const char *how)
     put_s(&l, "): ");
     put_s(&l, how);
     put_s(&l, "; spawn it with a larger stack_size (docs/stacks.md)\n");
-    ssize_t w = write(2, l.buf, l.n);
+    ssize_t w = co__sys_write(2, l.buf, l.n);
     (void)w;
     abort();
 }

@@ -264,7 +264,7 @@ static int thread_sleep(co__waiter_t *w, int64_t deadline)
 }
 
 /* The caller, granted while its own wait was ending, collects the grant. */
-static void await_grant(co__waiter_t *w)
+void co__await_grant(co__waiter_t *w)
 {
     if (!w->co) {
         unsigned v;
@@ -296,7 +296,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
     co__hub_t *h = w->hub;
     if (!w->linked) { /* granted before we got here (conditions) */
         co__spin_unlock(spin);
-        await_grant(w);
+        co__await_grant(w);
         return 0;
     }
     if (!w->co) {
@@ -328,6 +328,6 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
         return r;
     }
     co__spin_unlock(spin);
-    await_grant(w);
+    co__await_grant(w);
     return 0;
 }

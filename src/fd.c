@@ -1,0 +1,398 @@
+/* The fd table: which pollers watch a descriptor, who waits on it, and
+ * what cogent learned about it (see the contract in internal.h).
+ *
+ * Readiness.  With epoll, a descriptor is registered once per hub that
+ * ever waits on it, edge-triggered for reading and writing, and stays
+ * registered until co_close/co_fd_forget: no epoll_ctl per wait (Go's
+ * netpoller does the same).  No edge is lost because a coroutine only
+ * waits after its system call said EAGAIN, and the poller only runs while
+ * that coroutine is parked: any data arriving later makes a new edge.
+ * With poll (level-triggered), a hub's poller asks for what its waiters
+ * on that fd want, and nothing once they are gone.
+ *
+ * Each hub wakes only its own waiters, on its own thread; closing is the
+ * one thing that reaches across threads (EBADF grants through wait.c's
+ * messages, and epoll_ctl on another hub's epoll, which the kernel allows
+ * from any thread). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+#include "sys.h"
+
+#define CHUNK_BITS 10
+#define CHUNK      (1u << CHUNK_BITS)
+#define NCHUNKS    1024u /* fds below 2^20: Linux's default nr_open */
+
+static co__fd_t *chunks[NCHUNKS]; /* atomic (acquire/release), never freed */
+
+static co__fd_t *chunk_make(unsigned i)
+{
+    co__fd_t *c = calloc(CHUNK, sizeof *c);
+    if (!c) return NULL;
+    co__fd_t *expect = NULL;
+    if (!__atomic_compare_exchange_n(&chunks[i], &expect, c, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        free(c); /* another thread made it first */
+        return expect;
+    }
+    return c;
+}
+
+co__fd_t *co__fd_get(int fd)
+{
+    if (CO__UNLIKELY((unsigned)fd >= NCHUNKS * CHUNK)) {
+        errno = EBADF;
+        return NULL;
+    }
+    co__fd_t *c = __atomic_load_n(&chunks[(unsigned)fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (CO__UNLIKELY(c == NULL) && !(c = chunk_make((unsigned)fd >> CHUNK_BITS))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return &c[(unsigned)fd & (CHUNK - 1)];
+}
+
+static co__fd_t *fd_peek(int fd)
+{
+    if ((unsigned)fd >= NCHUNKS * CHUNK) return NULL;
+    co__fd_t *c = __atomic_load_n(&chunks[(unsigned)fd >> CHUNK_BITS], __ATOMIC_ACQUIRE);
+    return c ? &c[(unsigned)fd & (CHUNK - 1)] : NULL;
+}
+
+/* ------------------------------------------------------------- flags */
+
+static __attribute__((noinline)) unsigned classify(co__fd_t *e, int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0) return 0;
+    int fl = co__sys_fcntl(fd, F_GETFL, 0);
+    if (fl < 0) return 0;
+    unsigned f = CO__FD_KNOWN;
+    if (S_ISSOCK(st.st_mode))
+        f |= CO__FD_SOCK;
+    else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
+        f |= CO__FD_FILE; /* always "ready": the kernel never says EAGAIN */
+    if (fl & O_NONBLOCK) f |= CO__FD_NB | CO__FD_USER_NB;
+    return __atomic_or_fetch(&e->flags, f, __ATOMIC_RELAXED);
+}
+
+static __attribute__((noinline)) unsigned make_nonblocking(co__fd_t *e, int fd)
+{
+    int fl = co__sys_fcntl(fd, F_GETFL, 0);
+    if (fl < 0) return 0;
+    if (!(fl & O_NONBLOCK) && co__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return 0;
+    return __atomic_or_fetch(&e->flags, (fl & O_NONBLOCK) ? CO__FD_NB : CO__FD_NB | CO__FD_NB_OURS,
+                             __ATOMIC_RELAXED);
+}
+
+unsigned co__fd_flags(co__fd_t *e, int fd)
+{
+    unsigned f = __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
+    if (CO__UNLIKELY(!(f & CO__FD_KNOWN)) && !(f = classify(e, fd))) return 0;
+    /* Only a hub needs the kernel's EAGAIN; a thread without one keeps the
+     * descriptor as it found it and simply blocks. */
+    if (CO__UNLIKELY(!(f & (CO__FD_NB | CO__FD_FILE))) && co__tls.hub) f = make_nonblocking(e, fd);
+    return f;
+}
+
+int64_t co__fd_deadline(co__fd_t *e, int64_t deadline)
+{
+    if (deadline >= 0) return deadline;
+    int64_t t = __atomic_load_n(&e->timeout, __ATOMIC_RELAXED);
+    return t ? co_now() + (t - 1) : -1;
+}
+
+/* ------------------------------------------------------ registration */
+
+static bool registered(const co__fd_t *e, const co__hub_t *h)
+{
+    if (e->hub == h) return true;
+    for (const co__fdreg_t *r = e->more; r; r = r->next)
+        if (r->hub == h) return true;
+    return false;
+}
+
+/* Registers fd with h's edge poller.  Spin lock held.  0 or -1/errno. */
+static int edge_add(co__fd_t *e, co__hub_t *h, int fd)
+{
+    co__fdreg_t *r = NULL;
+    if (e->hub && !(r = malloc(sizeof *r))) return -1;
+    if (h->poller.ops->add(&h->poller, fd, CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE, e) < 0) {
+        /* EEXIST: the kernel still watches this open file for h (its
+         * earlier fd number was closed behind our back, or dup'ed):
+         * aim the registration at this entry. */
+        if (errno != EEXIST ||
+            h->poller.ops->modify(&h->poller, fd, CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE, e) < 0) {
+            free(r);
+            return -1;
+        }
+    }
+    if (!e->hub) {
+        e->hub = h;
+    } else {
+        r->hub = h;
+        r->next = e->more;
+        e->more = r;
+    }
+    return 0;
+}
+
+/* A level poller asks for what h's waiters on fd want.  Spin lock held,
+ * on h's thread.  0 or -1/errno. */
+static int level_update(co__fd_t *e, co__hub_t *h, int fd)
+{
+    unsigned want = 0;
+    for (co__waiter_t *w = e->head; w; w = w->next)
+        if (w->hub == h) want |= (unsigned)w->key;
+    co__poller_t *p = &h->poller;
+    if (!want) {
+        p->ops->del(p, fd); /* ENOENT: not watched, fine */
+        return 0;
+    }
+    if (p->ops->modify(p, fd, want, e) == 0) return 0;
+    return p->ops->add(p, fd, want, e);
+}
+
+/* Stops h's poller watching fd (any thread for edge pollers). */
+static void unwatch(co__hub_t *h, int fd)
+{
+    h->poller.ops->del(&h->poller, fd); /* EBADF/ENOENT: already gone */
+}
+
+/* Drops every registration and grants every waiter EBADF onto wl.  Spin
+ * lock held. */
+static void forget_locked(co__fd_t *e, int fd, co__wlist_t *wl)
+{
+    while (e->head) co__grant(&e->head, &e->tail, e->head, EBADF, NULL, wl);
+    if (e->hub) unwatch(e->hub, fd);
+    e->hub = NULL;
+    while (e->more) {
+        co__fdreg_t *r = e->more;
+        e->more = r->next;
+        unwatch(r->hub, fd);
+        free(r);
+    }
+    /* A level poller of this thread forgets it now; those of other
+     * threads when their waiters (woken with EBADF) leave. */
+    co__hub_t *me = co__tls.hub;
+    if (me && !me->poller.ops->edge) unwatch(me, fd);
+    __atomic_store_n(&e->flags, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->timeout, 0, __ATOMIC_RELAXED);
+}
+
+void co__fd_forget(int fd)
+{
+    co__fd_t *e = fd_peek(fd);
+    if (!e) return;
+    co__wlist_t wl = {0};
+    co__spin_lock(&e->spin);
+    forget_locked(e, fd, &wl);
+    co__spin_unlock(&e->spin);
+    co__wake_list(&wl);
+}
+
+int co__fd_new(int fd, unsigned flags)
+{
+    co__fd_t *e = co__fd_get(fd);
+    if (!e) {
+        int err = errno;
+        co__sys_close(fd);
+        errno = err;
+        return -1;
+    }
+    co__wlist_t wl = {0};
+    co__spin_lock(&e->spin);
+    if (e->head || e->hub || e->more) forget_locked(e, fd, &wl); /* left by a close behind our back */
+    __atomic_store_n(&e->flags, CO__FD_KNOWN | flags, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->timeout, 0, __ATOMIC_RELAXED);
+    co__spin_unlock(&e->spin);
+    co__wake_list(&wl);
+    return fd;
+}
+
+/* -------------------------------------------------------------- waits */
+
+/* A thread without a hub: poll(2) until ready or the deadline. */
+static int thread_wait(int fd, unsigned events, int64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) |
+                                                   ((events & CO__POLL_OUT) ? POLLOUT : 0))};
+    for (;;) {
+        int ms = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - co_now();
+            ms = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+        }
+        int r = co__sys_poll(&p, 1, ms);
+        if (r > 0) {
+            if (p.revents & POLLNVAL) return errno = EBADF, -1;
+            return 0;
+        }
+        if (r < 0 && errno != EINTR) return -1;
+        if (r == 0 && ms >= 0 && co_now() >= deadline) return errno = deadline == 0 ? EAGAIN : ETIMEDOUT, -1;
+    }
+}
+
+/* Registers fd with h as needed and links w (prepared) for `events`.
+ * Spin lock held.  0, or -1 with errno and w not linked. */
+static int link_locked(co__fd_t *e, co__hub_t *h, int fd, co__waiter_t *w, unsigned events)
+{
+    bool edge = h->poller.ops->edge;
+    if (edge && !registered(e, h) && edge_add(e, h, fd) < 0) return -1;
+    w->key = events;
+    co__wq_push(&e->head, &e->tail, w);
+    if (!edge && level_update(e, h, fd) < 0) {
+        int err = errno;
+        co__wq_remove(&e->head, &e->tail, w);
+        return errno = err, -1;
+    }
+    return 0;
+}
+
+int co__fd_link(co__fd_t *e, int fd, co__waiter_t *w, unsigned events)
+{
+    co__spin_lock(&e->spin);
+    co__waiter_prepare(w);
+    int r = link_locked(e, w->hub, fd, w, events);
+    co__spin_unlock(&e->spin);
+    return r;
+}
+
+void co__fd_unlink(co__fd_t *e, int fd, co__waiter_t *w)
+{
+    co__hub_t *h = w->hub;
+    co__spin_lock(&e->spin);
+    if (w->linked) {
+        co__wq_remove(&e->head, &e->tail, w);
+    } else if (w->remote) {
+        /* Granted by a close on another thread: its message must land
+         * before the node (on our stack) goes. */
+        co__spin_unlock(&e->spin);
+        co__await_grant(w);
+        co__spin_lock(&e->spin);
+    }
+    if (!h->poller.ops->edge) level_update(e, h, fd);
+    co__spin_unlock(&e->spin);
+}
+
+int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const char *what)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) return thread_wait(fd, events, deadline);
+    if (deadline == 0) return errno = EAGAIN, -1; /* the try form */
+    co__waiter_t w;
+    co__spin_lock(&e->spin);
+    co__waiter_prepare(&w);
+    if (link_locked(e, h, fd, &w, events) < 0) {
+        int err = errno;
+        co__spin_unlock(&e->spin);
+        return errno = err, -1;
+    }
+    h->nio++;
+    int r = co__wait_block(&w, &e->spin, &e->head, &e->tail, deadline, what, e, true);
+    h->nio--;
+    bool level = !h->poller.ops->edge;
+    if (r) { /* spin lock held, w unlinked */
+        if (level) level_update(e, h, fd);
+        co__spin_unlock(&e->spin);
+        return errno = r, -1;
+    }
+    if (level) {
+        co__spin_lock(&e->spin);
+        level_update(e, h, fd);
+        co__spin_unlock(&e->spin);
+    }
+    if (w.result) return errno = w.result, -1;
+    return 0;
+}
+
+void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events)
+{
+    co__wlist_t wl = {0};
+    co__spin_lock(&e->spin);
+    for (co__waiter_t *w = e->head, *next; w; w = next) {
+        next = w->next;
+        if (w->hub == h && (((unsigned)w->key & events) || (events & CO__POLL_ERR)))
+            co__grant(&e->head, &e->tail, w, 0, NULL, &wl);
+    }
+    co__spin_unlock(&e->spin);
+    if (wl.head) co__wake_list(&wl);
+}
+
+/* ------------------------------------------------- hub exit and fork */
+
+/* Calls fn on every entry that exists, spin lock held. */
+static void each_entry(void (*fn)(co__fd_t *e, int fd, co__hub_t *h), co__hub_t *h, bool force_unlock)
+{
+    for (unsigned c = 0; c < NCHUNKS; c++) {
+        co__fd_t *chunk = __atomic_load_n(&chunks[c], __ATOMIC_ACQUIRE);
+        if (!chunk) continue;
+        for (unsigned i = 0; i < CHUNK; i++) {
+            co__fd_t *e = &chunk[i];
+            if (force_unlock) e->spin = 0; /* a fork child: its holder is gone */
+            if (!e->hub && !e->more && !e->head) continue; /* racy peek; rechecked under the lock */
+            co__spin_lock(&e->spin);
+            fn(e, (int)(c * CHUNK + i), h);
+            co__spin_unlock(&e->spin);
+        }
+    }
+}
+
+static void drop_hub(co__fd_t *e, int fd, co__hub_t *h)
+{
+    (void)fd;
+    if (e->hub == h) {
+        e->hub = NULL;
+        if (e->more) { /* promote another registration */
+            co__fdreg_t *r = e->more;
+            e->hub = r->hub;
+            e->more = r->next;
+            free(r);
+        }
+    }
+    for (co__fdreg_t **p = &e->more; *p;) {
+        co__fdreg_t *r = *p;
+        if (r->hub == h) {
+            *p = r->next;
+            free(r);
+        } else {
+            p = &r->next;
+        }
+    }
+}
+
+void co__fd_hub_exit(co__hub_t *h)
+{
+    each_entry(drop_hub, h, false);
+}
+
+static void fork_entry(co__fd_t *e, int fd, co__hub_t *h)
+{
+    /* Waiters and registrations of other threads' hubs: those threads do
+     * not exist here. */
+    for (co__waiter_t *w = e->head, *next; w; w = next) {
+        next = w->next;
+        if (!h || w->hub != h) co__wq_remove(&e->head, &e->tail, w);
+    }
+    bool mine = h && registered(e, h);
+    while (e->more) {
+        co__fdreg_t *r = e->more;
+        e->more = r->next;
+        free(r);
+    }
+    e->hub = NULL;
+    if (!h) return;
+    /* The hub's poller is new: watch again what it watched. */
+    if (h->poller.ops->edge) {
+        if (mine || e->head) edge_add(e, h, fd);
+    } else if (e->head) {
+        level_update(e, h, fd);
+    }
+}
+
+void co__fd_fork_child(co__hub_t *h)
+{
+    each_entry(fork_entry, h, true);
+}

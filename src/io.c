@@ -1,0 +1,261 @@
+/* Cooperative I/O: each call tries the system call on the non-blocking
+ * descriptor, and only when the kernel says EAGAIN parks the caller until
+ * the fd's poller reports it ready (fd.c), then tries again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+
+#include "internal.h"
+#include "sys.h"
+
+/* The shape every call shares.  A thread without a hub that finds the fd
+ * blocking, with a deadline, polls first: the call itself would ignore
+ * the deadline. */
+#define IO_CALL(fd, deadline, events, what, expr)                                                                      \
+    do {                                                                                                               \
+        co__fd_t *e_ = co__fd_get(fd);                                                                                 \
+        if (CO__UNLIKELY(!e_)) return -1;                                                                              \
+        unsigned fl_ = co__fd_flags(e_, fd);                                                                           \
+        if (CO__UNLIKELY(!fl_)) return -1;                                                                             \
+        int64_t dl_ = co__fd_deadline(e_, deadline);                                                                   \
+        if (CO__UNLIKELY(!(fl_ & (CO__FD_NB | CO__FD_FILE))) && dl_ >= 0 &&                                            \
+            co__fd_wait(e_, fd, events, dl_, what) < 0)                                                                \
+            return -1;                                                                                                 \
+        for (;;) {                                                                                                     \
+            ssize_t r_ = (expr);                                                                                       \
+            if (CO__LIKELY(r_ >= 0)) return r_;                                                                        \
+            if (errno == EINTR) continue;                                                                              \
+            if (errno != EAGAIN || (fl_ & CO__FD_FILE)) return -1;                                                     \
+            if (co__fd_wait(e_, fd, events, dl_, what) < 0) return -1;                                                 \
+        }                                                                                                              \
+    } while (0)
+
+ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_read", co__sys_read(fd, buf, n));
+}
+
+ssize_t co_write(int fd, const void *buf, size_t n, int64_t deadline)
+{
+    /* Sockets go through send so that a closed peer is EPIPE, not a
+     * SIGPIPE that kills the process. */
+    IO_CALL(fd, deadline, CO__POLL_OUT, "co_write",
+            (fl_ & CO__FD_SOCK) ? co__sys_sendto(fd, buf, n, MSG_NOSIGNAL, NULL, 0) : co__sys_write(fd, buf, n));
+}
+
+int co_write_all(int fd, const void *buf, size_t n, size_t *written, int64_t deadline)
+{
+    size_t done = 0;
+    int rc = 0;
+    while (done < n) {
+        ssize_t w = co_write(fd, (const char *)buf + done, n - done, deadline);
+        if (w < 0) {
+            rc = -1;
+            break;
+        }
+        done += (size_t)w;
+    }
+    if (written) *written = done;
+    return rc;
+}
+
+ssize_t co_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_readv", co__sys_readv(fd, iov, iovcnt));
+}
+
+static ssize_t writev_nosig(int fd, unsigned fl, const struct iovec *iov, int iovcnt)
+{
+    if (!(fl & CO__FD_SOCK)) return co__sys_writev(fd, iov, iovcnt);
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    return co__sys_sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+ssize_t co_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_OUT, "co_writev", writev_nosig(fd, fl_, iov, iovcnt));
+}
+
+ssize_t co_recv(int fd, void *buf, size_t n, int flags, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
+}
+
+ssize_t co_send(int fd, const void *buf, size_t n, int flags, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_OUT, "co_send", co__sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0));
+}
+
+ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen,
+                    int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_recvfrom", co__sys_recvfrom(fd, buf, n, flags, from, fromlen));
+}
+
+ssize_t co_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen,
+                  int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_OUT, "co_sendto", co__sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen));
+}
+
+ssize_t co_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_recvmsg", co__sys_recvmsg(fd, msg, flags));
+}
+
+ssize_t co_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_OUT, "co_sendmsg", co__sys_sendmsg(fd, msg, flags | MSG_NOSIGNAL));
+}
+
+static int accept_nb(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+    int c = co__sys_accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) return -1;
+    return co__fd_new(c, CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS);
+}
+
+int co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline)
+{
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_accept", accept_nb(fd, addr, addrlen));
+}
+
+int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline)
+{
+    co__fd_t *e = co__fd_get(fd);
+    if (!e) return -1;
+    unsigned fl = co__fd_flags(e, fd);
+    if (!fl) return -1;
+    int64_t dl = co__fd_deadline(e, deadline);
+    for (;;) {
+        if (co__sys_connect(fd, addr, addrlen) == 0) return 0;
+        if (errno == EAGAIN && !(fl & CO__FD_NB)) return -1;
+        if (errno == EAGAIN) { /* a Unix socket whose listener's backlog is full: try again */
+            if (co__fd_wait(e, fd, CO__POLL_OUT, dl, "co_connect") < 0) return -1;
+            continue;
+        }
+        if (errno != EINPROGRESS && errno != EINTR) return -1;
+        break;
+    }
+    /* The handshake is under way: writable means it ended, one way or
+     * the other; SO_ERROR tells which. */
+    if (co__fd_wait(e, fd, CO__POLL_OUT, dl, "co_connect") < 0) return -1;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -1;
+    if (err) return errno = err, -1;
+    return 0;
+}
+
+static int wait_ready(int fd, unsigned events, int64_t deadline, const char *what)
+{
+    co__fd_t *e = co__fd_get(fd);
+    if (!e) return -1;
+    unsigned fl = co__fd_flags(e, fd);
+    if (!fl) return -1;
+    if (fl & CO__FD_FILE) return 0;
+    return co__fd_wait(e, fd, events, co__fd_deadline(e, deadline), what);
+}
+
+int co_wait_readable(int fd, int64_t deadline)
+{
+    return wait_ready(fd, CO__POLL_IN, deadline, "co_wait_readable");
+}
+
+int co_wait_writable(int fd, int64_t deadline)
+{
+    return wait_ready(fd, CO__POLL_OUT, deadline, "co_wait_writable");
+}
+
+int co_close(int fd)
+{
+    co__fd_forget(fd);
+    return co__sys_close(fd);
+}
+
+void co_fd_forget(int fd)
+{
+    co__fd_forget(fd);
+}
+
+int co_fd_set_timeout(int fd, int64_t ms)
+{
+    co__fd_t *e = co__fd_get(fd);
+    if (!e) return -1;
+    if (!co__fd_flags(e, fd)) return -1;
+    __atomic_store_n(&e->timeout, ms < 0 ? 0 : ms + 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- poll */
+
+static unsigned poll_events_of(short ev)
+{
+    return ((ev & (POLLIN | POLLPRI | POLLRDHUP)) ? CO__POLL_IN : 0u) | ((ev & POLLOUT) ? CO__POLL_OUT : 0u);
+}
+
+/* One wait on several fds: a node on each fd's list, one park; whichever
+ * fd is ready first wakes it (grants for the others find it awake and
+ * are ignored), then every node is taken off again. */
+static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadline)
+{
+    co__waiter_t local[8];
+    co__fd_t *local_e[8];
+    co__waiter_t *w = n <= 8 ? local : malloc(n * sizeof *w);
+    co__fd_t **ents = n <= 8 ? local_e : malloc(n * sizeof *ents);
+    int r = 0;
+    nfds_t linked = 0;
+    if (!w || !ents) {
+        r = ENOMEM;
+        goto out;
+    }
+    for (; linked < n; linked++) {
+        nfds_t i = linked;
+        ents[i] = fds[i].fd < 0 ? NULL : co__fd_get(fds[i].fd);
+        if (ents[i] && co__fd_link(ents[i], fds[i].fd, &w[i], poll_events_of(fds[i].events)) < 0) {
+            ents[i] = NULL;
+            if (errno != EPERM && errno != EBADF) { /* files and closed fds: the next poll reports them */
+                r = errno;
+                break;
+            }
+        }
+    }
+    if (!r) {
+        h->nio++;
+        h->current->wait_obj = fds;
+        r = co__park(h, deadline, "co_poll", true);
+        h->current->wait_obj = NULL;
+        h->nio--;
+    }
+    for (nfds_t i = 0; i < linked; i++)
+        if (ents[i]) co__fd_unlink(ents[i], fds[i].fd, &w[i]);
+out:
+    if (w != local) free(w);
+    if (ents != local_e) free(ents);
+    if (r && r != ETIMEDOUT) return errno = r, -1;
+    return 0;
+}
+
+int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) {
+        for (;;) {
+            int ms = -1;
+            if (deadline >= 0) {
+                int64_t left = deadline - co_now();
+                ms = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+            }
+            int r = co__sys_poll(fds, nfds, ms);
+            if (r >= 0 || errno != EINTR) return r;
+        }
+    }
+    for (;;) {
+        int r = co__sys_poll(fds, nfds, 0);
+        if (r != 0) return r;
+        if (deadline == 0) return 0;
+        if (deadline > 0 && co_now() >= deadline) return 0;
+        if (wait_many(h, fds, nfds, deadline) < 0) return -1;
+        if (deadline > 0 && co_now() >= deadline) return co__sys_poll(fds, nfds, 0);
+    }
+}

@@ -1,0 +1,255 @@
+/* Sockets: TCP listen/connect by name, Unix-domain sockets, socketpair,
+ * and the per-thread description of the last failure (co_net_error). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "internal.h"
+#include "sys.h"
+
+static __thread char net_error[256];
+
+const char *co_net_error(void)
+{
+    return net_error;
+}
+
+/* Records "what: reason" for co_net_error and returns -1 with errno err. */
+static int fail(int err, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(int err, const char *reason, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(net_error, sizeof net_error, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof net_error)
+        snprintf(net_error + n, sizeof net_error - (size_t)n, ": %s", reason ? reason : strerror(err));
+    errno = err;
+    return -1;
+}
+
+static int gai_errno(int rc)
+{
+    switch (rc) {
+    case EAI_NONAME:
+    case EAI_SERVICE:
+#ifdef EAI_NODATA
+    case EAI_NODATA:
+#endif
+    case EAI_FAMILY:
+    case EAI_ADDRFAMILY:
+        return ENOENT;
+    case EAI_AGAIN:
+        return EAGAIN;
+    case EAI_MEMORY:
+        return ENOMEM;
+    default:
+        return EINVAL;
+    }
+}
+
+/* A non-blocking, close-on-exec socket cogent knows about. */
+static int new_socket(int family, int type)
+{
+    int fd = co__sys_socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    return co__fd_new(fd, CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS);
+}
+
+/* Resolves host:port for a stream socket.  A numeric address is parsed
+ * here, without a worker thread.  0, or -1 with errno and net_error. */
+static int resolve(const char *what, const char *host, int port, bool passive, struct addrinfo **res,
+                   struct addrinfo *one, struct sockaddr_storage *ss, int64_t deadline)
+{
+    char serv[16];
+    if (port < 0 || port > 65535) return fail(EINVAL, "port out of range", "%s %s:%d", what, host ? host : "*", port);
+    snprintf(serv, sizeof serv, "%d", port);
+    memset(one, 0, sizeof *one);
+    memset(ss, 0, sizeof *ss);
+    one->ai_socktype = SOCK_STREAM;
+    one->ai_addr = (struct sockaddr *)ss;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (!host || !*host) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        s4->sin_addr.s_addr = htonl(passive ? INADDR_ANY : INADDR_LOOPBACK);
+        one->ai_family = AF_INET;
+        one->ai_addrlen = sizeof *s4;
+        *res = one;
+        return 0;
+    }
+    if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        one->ai_family = AF_INET;
+        one->ai_addrlen = sizeof *s4;
+        *res = one;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        one->ai_family = AF_INET6;
+        one->ai_addrlen = sizeof *s6;
+        *res = one;
+        return 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
+    int rc = co_getaddrinfo(host, serv, &hints, res, deadline);
+    if (rc == EAI_SYSTEM) return fail(errno, NULL, "%s %s:%d: name lookup", what, host, port);
+    if (rc) return fail(gai_errno(rc), gai_strerror(rc), "%s %s:%d", what, host, port);
+    return 0;
+}
+
+static void release(struct addrinfo *res, struct addrinfo *one)
+{
+    if (res && res != one) freeaddrinfo(res);
+}
+
+int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts)
+{
+    struct addrinfo one, *res = NULL;
+    struct sockaddr_storage ss;
+    if (resolve("listen on", host, port, true, &res, &one, &ss, -1) < 0) return -1;
+    int backlog = opts && opts->backlog > 0 ? opts->backlog : SOMAXCONN;
+    int err = 0;
+    const char *step = "socket";
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        int fd = new_socket(a->ai_family, SOCK_STREAM);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int on = 1;
+        step = "setsockopt";
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
+            (opts && opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) ||
+            (step = "bind", bind(fd, a->ai_addr, a->ai_addrlen) < 0) ||
+            (step = "listen", listen(fd, backlog) < 0)) {
+            err = errno;
+            co_close(fd);
+            continue;
+        }
+        release(res, &one);
+        return fd;
+    }
+    release(res, &one);
+    return fail(err ? err : EADDRNOTAVAIL, NULL, "listen on %s:%d: %s", host && *host ? host : "*", port, step);
+}
+
+int co_tcp_connect(const char *host, int port, int64_t deadline)
+{
+    struct addrinfo one, *res = NULL;
+    struct sockaddr_storage ss;
+    if (resolve("connect to", host, port, false, &res, &one, &ss, deadline) < 0) return -1;
+    int err = EADDRNOTAVAIL;
+    for (struct addrinfo *a = res; a; a = a->ai_next) {
+        int fd = new_socket(a->ai_family, SOCK_STREAM);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (co_connect(fd, a->ai_addr, a->ai_addrlen, deadline) == 0) {
+            int on = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+            release(res, &one);
+            return fd;
+        }
+        err = errno;
+        co_close(fd);
+        if (err == ETIMEDOUT || err == ECANCELED) break; /* the deadline is for the whole call */
+    }
+    release(res, &one);
+    return fail(err, NULL, "connect to %s:%d", host && *host ? host : "127.0.0.1", port);
+}
+
+static int unix_addr(const char *what, const char *path, struct sockaddr_un *sun)
+{
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    if (!path || !*path) return fail(EINVAL, "empty path", "%s a Unix socket", what);
+    if (strlen(path) >= sizeof sun->sun_path) return fail(ENAMETOOLONG, NULL, "%s %s", what, path);
+    strcpy(sun->sun_path, path);
+    return 0;
+}
+
+int co_unix_listen(const char *path, int backlog)
+{
+    struct sockaddr_un sun;
+    if (unix_addr("listen on", path, &sun) < 0) return -1;
+    int fd = new_socket(AF_UNIX, SOCK_STREAM);
+    if (fd < 0) return fail(errno, NULL, "listen on %s: socket", path);
+    /* A socket file left by an earlier run makes bind fail: remove it,
+     * but only if nobody answers on it. */
+    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+        int err = errno;
+        if (err == EADDRINUSE) {
+            int probe = new_socket(AF_UNIX, SOCK_STREAM);
+            bool alive = probe >= 0 && (co__sys_connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN);
+            if (probe >= 0) co_close(probe);
+            if (!alive && unlink(path) == 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
+                err = 0;
+            else if (!alive)
+                err = errno;
+        }
+        if (err) {
+            co_close(fd);
+            return fail(err, NULL, "listen on %s: bind", path);
+        }
+    }
+    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+        int err = errno;
+        co_close(fd);
+        return fail(err, NULL, "listen on %s", path);
+    }
+    return fd;
+}
+
+int co_unix_connect(const char *path, int64_t deadline)
+{
+    struct sockaddr_un sun;
+    if (unix_addr("connect to", path, &sun) < 0) return -1;
+    int fd = new_socket(AF_UNIX, SOCK_STREAM);
+    if (fd < 0) return fail(errno, NULL, "connect to %s: socket", path);
+    if (co_connect(fd, (struct sockaddr *)&sun, sizeof sun, deadline) < 0) {
+        int err = errno;
+        co_close(fd);
+        return fail(err, NULL, "connect to %s", path);
+    }
+    return fd;
+}
+
+int co_socketpair(int sv[2])
+{
+    int p[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
+        return fail(errno, NULL, "socketpair");
+    if (co__fd_new(p[0], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
+        co__sys_close(p[1]);
+        return fail(errno, NULL, "socketpair");
+    }
+    if (co__fd_new(p[1], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
+        co_close(p[0]);
+        return fail(errno, NULL, "socketpair");
+    }
+    sv[0] = p[0];
+    sv[1] = p[1];
+    return 0;
+}
+
+int co_socket_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return errno = EAFNOSUPPORT, -1;
+}

@@ -1,0 +1,223 @@
+/* The stream server (gevent's StreamServer): one acceptor coroutine, one
+ * handler coroutine per connection, a cap on concurrent connections that
+ * leaves the excess in the kernel's backlog, an idle timeout per
+ * connection, and a graceful stop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+typedef struct conn {
+    struct conn *prev, *next;
+    co_server_t *s;
+    co_coro_t *co;
+    int fd;
+    bool started;
+} conn_t;
+
+struct co_server {
+    co_handler_fn fn;
+    void *arg;
+    int lfd;
+    int port;
+    char *path; /* a Unix socket's file, removed at stop */
+    size_t max_conns;
+    int64_t idle_ms;
+    size_t stack_size;
+    co__hub_t *hub;
+    co_coro_t *acceptor;
+    co_sem_t slots;
+    co_event_t drained; /* set when stopping and no handler is left */
+    co_event_t stopped;
+    conn_t *conns; /* handlers running */
+    bool started, stopping;
+    uint64_t accepted, active, closed, errors; /* atomic (relaxed): read by any thread */
+};
+
+static void count(uint64_t *c, int64_t d)
+{
+    __atomic_fetch_add(c, (uint64_t)d, __ATOMIC_RELAXED);
+}
+
+static void conn_end(co_server_t *s, conn_t *c)
+{
+    co_close(c->fd);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    free(c);
+    count(&s->closed, 1);
+    count(&s->active, -1);
+    if (s->max_conns) co_sem_release(&s->slots);
+    if (s->stopping && !s->conns) {
+        co_event_set(&s->drained);
+        if (!s->acceptor) co_event_set(&s->stopped);
+    }
+}
+
+static void *handler_main(void *arg)
+{
+    conn_t *c = arg;
+    co_server_t *s = c->s;
+    c->started = true;
+    if (s->idle_ms > 0) co_fd_set_timeout(c->fd, s->idle_ms);
+    int rc = s->fn(c->fd, s->arg);
+    if (rc) count(&s->errors, 1);
+    conn_end(s, c);
+    return NULL;
+}
+
+static void *acceptor_main(void *arg)
+{
+    co_server_t *s = arg;
+    co_spawn_opts_t so = {.stack_size = s->stack_size, .name = NULL};
+    while (!s->stopping) {
+        if (s->max_conns && co_sem_acquire(&s->slots, -1) < 0) break; /* killed: stopping */
+        int fd = co_accept(s->lfd, NULL, NULL, -1);
+        if (fd < 0) {
+            int err = errno;
+            if (s->max_conns) co_sem_release(&s->slots);
+            if (s->stopping || err == EBADF || err == ECANCELED) break;
+            count(&s->errors, 1);
+            /* Out of descriptors or memory: give the handlers a moment to
+             * release some rather than spin on the same failure. */
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) co_sleep(10);
+            continue;
+        }
+        conn_t *c = calloc(1, sizeof *c);
+        co_coro_t *co = c ? co_spawn_at(handler_main, c, &so, __FILE__, __LINE__) : NULL;
+        if (!co) {
+            free(c);
+            co_close(fd);
+            count(&s->errors, 1);
+            if (s->max_conns) co_sem_release(&s->slots);
+            continue;
+        }
+        c->s = s;
+        c->fd = fd;
+        c->co = co;
+        c->next = s->conns;
+        if (s->conns) s->conns->prev = c;
+        s->conns = c;
+        co_detach(co);
+        count(&s->accepted, 1);
+        count(&s->active, 1);
+    }
+    return NULL;
+}
+
+co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opts_t *opts)
+{
+    if (!handler || !opts) return errno = EINVAL, NULL;
+    co_server_t *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->fn = handler;
+    s->arg = arg;
+    s->max_conns = opts->max_conns;
+    s->idle_ms = opts->idle_timeout_ms;
+    s->stack_size = opts->stack_size;
+    s->port = -1;
+    if (opts->unix_socket) {
+        s->lfd = co_unix_listen(opts->host, opts->backlog);
+        if (s->lfd >= 0 && !(s->path = strdup(opts->host))) {
+            co_close(s->lfd);
+            s->lfd = -1;
+            errno = ENOMEM;
+        }
+    } else {
+        co_listen_opts_t lo = {.backlog = opts->backlog, .reuseport = opts->reuseport};
+        s->lfd = co_tcp_listen(opts->host, opts->port, &lo);
+        if (s->lfd >= 0) s->port = co_socket_port(s->lfd);
+    }
+    if (s->lfd < 0) {
+        int err = errno;
+        free(s);
+        return errno = err, NULL;
+    }
+    if (s->max_conns) co_sem_init(&s->slots, (long)s->max_conns, false);
+    co_event_init(&s->drained);
+    co_event_init(&s->stopped);
+    return s;
+}
+
+int co_server_start(co_server_t *s)
+{
+    if (s->started || s->stopping) return errno = EINVAL, -1;
+    co_spawn_opts_t so = {.stack_size = 0, .name = "co_server acceptor"};
+    s->acceptor = co_spawn_at(acceptor_main, s, &so, __FILE__, __LINE__);
+    if (!s->acceptor) return -1;
+    s->hub = co__hub();
+    s->started = true;
+    return 0;
+}
+
+int co_server_serve(co_server_t *s)
+{
+    if (!s->started && !s->stopping && co_server_start(s) < 0) return -1;
+    return co_event_wait(&s->stopped, -1) == 0 ? 0 : -1;
+}
+
+int co_server_stop(co_server_t *s, int64_t deadline)
+{
+    if (s->started && s->hub != co__tls.hub) return errno = EINVAL, -1;
+    if (s->stopping) {
+        co_event_wait(&s->stopped, -1);
+        return 0;
+    }
+    s->stopping = true;
+    if (s->conns == NULL) co_event_set(&s->drained);
+    /* Stop accepting: closing the socket wakes the acceptor (EBADF); the
+     * kill reaches it where it waits for a connection slot. */
+    co_close(s->lfd);
+    s->lfd = -1;
+    if (s->path) unlink(s->path);
+    if (s->acceptor) {
+        co_kill(s->acceptor);
+        co_join(s->acceptor, -1, NULL);
+        s->acceptor = NULL;
+    }
+    int killed = 0;
+    if (co_event_wait(&s->drained, deadline) != 0) {
+        for (conn_t *c = s->conns, *next; c; c = next) {
+            next = c->next;
+            co_kill(c->co);
+            killed++;
+            /* Killed before it ever ran, it never will: end it here. */
+            if (!c->started) conn_end(s, c);
+        }
+        /* A killed stopper cannot wait: the last handler to end then
+         * marks the server stopped. */
+        if (co_event_wait(&s->drained, -1) != 0) return -1;
+    }
+    co_event_set(&s->stopped);
+    return killed;
+}
+
+int co_server_port(const co_server_t *s)
+{
+    return s->port;
+}
+
+void co_server_stats(const co_server_t *s, co_server_stats_t *st)
+{
+    st->accepted = __atomic_load_n(&s->accepted, __ATOMIC_RELAXED);
+    st->active = __atomic_load_n(&s->active, __ATOMIC_RELAXED);
+    st->closed = __atomic_load_n(&s->closed, __ATOMIC_RELAXED);
+    st->errors = __atomic_load_n(&s->errors, __ATOMIC_RELAXED);
+}
+
+void co_server_free(co_server_t *s)
+{
+    if (!s) return;
+    if (!s->stopping || s->conns) co_server_stop(s, 0);
+    if (s->lfd >= 0) co_close(s->lfd);
+    free(s->path);
+    if (s->max_conns) co_sem_destroy(&s->slots);
+    co_event_destroy(&s->drained);
+    co_event_destroy(&s->stopped);
+    free(s);
+}

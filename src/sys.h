@@ -1,0 +1,95 @@
+/* Raw system calls for cogent's own I/O.
+ *
+ * libcogent-patch.so (docs/patch.md) interposes read, write, close, poll
+ * and friends.  If cogent itself called those libc entry points, a preloaded
+ * patch would route the library's internal I/O back into the library: the
+ * hub's doorbell read would try to park, the poll backend would recurse.
+ * So everything cogent does on a file descriptor goes through these
+ * wrappers, which enter the kernel directly.  They behave like the libc
+ * calls of the same name (-1 and errno on failure) without being
+ * pthread cancellation points. */
+#ifndef COGENT_SYS_H
+#define COGENT_SYS_H
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+static inline ssize_t co__sys_read(int fd, void *buf, size_t n)
+{
+    return syscall(SYS_read, fd, buf, n);
+}
+static inline ssize_t co__sys_write(int fd, const void *buf, size_t n)
+{
+    return syscall(SYS_write, fd, buf, n);
+}
+static inline ssize_t co__sys_readv(int fd, const struct iovec *iov, int n)
+{
+    return syscall(SYS_readv, fd, iov, n);
+}
+static inline ssize_t co__sys_writev(int fd, const struct iovec *iov, int n)
+{
+    return syscall(SYS_writev, fd, iov, n);
+}
+static inline ssize_t co__sys_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
+{
+    return syscall(SYS_recvfrom, fd, buf, n, flags, a, al);
+}
+static inline ssize_t co__sys_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a,
+                                     socklen_t al)
+{
+    return syscall(SYS_sendto, fd, buf, n, flags, a, al);
+}
+static inline ssize_t co__sys_recvmsg(int fd, struct msghdr *m, int flags)
+{
+    return syscall(SYS_recvmsg, fd, m, flags);
+}
+static inline ssize_t co__sys_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+    return syscall(SYS_sendmsg, fd, m, flags);
+}
+static inline int co__sys_accept4(int fd, struct sockaddr *a, socklen_t *al, int flags)
+{
+    return (int)syscall(SYS_accept4, fd, a, al, flags);
+}
+static inline int co__sys_connect(int fd, const struct sockaddr *a, socklen_t al)
+{
+    return (int)syscall(SYS_connect, fd, a, al);
+}
+static inline int co__sys_socket(int domain, int type, int proto)
+{
+    return (int)syscall(SYS_socket, domain, type, proto);
+}
+static inline int co__sys_close(int fd)
+{
+    return (int)syscall(SYS_close, fd);
+}
+static inline int co__sys_fcntl(int fd, int cmd, long arg)
+{
+    return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+static inline int co__sys_dup3(int fd, int to, int flags)
+{
+    return (int)syscall(SYS_dup3, fd, to, flags);
+}
+/* poll(2) with a millisecond timeout (-1: none), built on ppoll: aarch64
+ * has no poll system call. */
+static inline int co__sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    struct timespec ts, *tp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+        tp = &ts;
+    }
+    return (int)syscall(SYS_ppoll, fds, n, tp, NULL, (size_t)(_NSIG / 8));
+}
+
+#endif
