@@ -154,6 +154,13 @@ static int wait_ready(int fd, unsigned events, int64_t deadline, const char *wha
     unsigned fl = co__fd_flags(e, fd);
     if (!fl) return -1;
     if (fl & CO__FD_FILE) return 0;
+    /* Edge-triggered pollers report changes, not states: ask the kernel
+     * for the state first.  Once it said "not ready", the next change is
+     * an edge the wait below will see. */
+    struct pollfd p = {.fd = fd, .events = (short)((events & CO__POLL_IN) ? POLLIN : POLLOUT)};
+    int r = co__sys_poll(&p, 1, 0);
+    if (r < 0) return -1;
+    if (r > 0) return (p.revents & POLLNVAL) ? (errno = EBADF, -1) : 0;
     return co__fd_wait(e, fd, events, co__fd_deadline(e, deadline), what);
 }
 
