@@ -1,7 +1,394 @@
+/* The stream server (5,000 concurrent connections, connection limit, idle
+ * timeout, graceful stop with handlers in flight, counters) and name
+ * resolution off the hub (localhost, failures, deadlines). */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "cogent.h"
 #include "harness.h"
+#include "internal.h"
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    ASSERT(d != NULL);
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+static int fds_before;
+#define BEGIN() fds_before = count_fds()
+#define END()   ASSERT_EQ(count_fds(), fds_before)
+
+static int echo_handler(int fd, void *arg)
+{
+    (void)arg;
+    char buf[512];
+    ssize_t n;
+    while ((n = co_recv(fd, buf, sizeof buf, 0, -1)) > 0)
+        if (co_write_all(fd, buf, (size_t)n, NULL, -1) < 0) return errno;
+    return n < 0 ? errno : 0;
+}
+
+typedef struct {
+    int port;
+    int id;
+} client_t;
+
+static void *echo_client(void *arg)
+{
+    client_t *c = arg;
+    int fd = co_tcp_connect("127.0.0.1", c->port, co_now() + 20000);
+    ASSERT_(fd >= 0, "connect: %s", co_net_error());
+    char out[32], in[32];
+    int len = snprintf(out, sizeof out, "client %d", c->id);
+    ASSERT_EQ(co_write_all(fd, out, (size_t)len, NULL, co_now() + 20000), 0);
+    int got = 0;
+    while (got < len) {
+        ssize_t r = co_read(fd, in + got, sizeof in - (size_t)got, co_now() + 20000);
+        ASSERT(r > 0);
+        got += (int)r;
+    }
+    ASSERT(!memcmp(in, out, (size_t)len));
+    co_close(fd);
+    return NULL;
+}
+
+static void test_server_5000(void)
+{
+    enum { N = 5000 };
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * N + 100) {
+        rl.rlim_cur = rl.rlim_max < 2 * N + 100 ? rl.rlim_max : 2 * N + 100;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < 2 * N + 100) {
+        fprintf(stderr, "    (skipped: open-file limit %llu)\n", (unsigned long long)rl.rlim_cur);
+        return;
+    }
+    BEGIN();
+    co_server_opts_t o = {.host = "127.0.0.1", .port = 0, .backlog = 1024};
+    co_server_t *s = co_server_new(echo_handler, NULL, &o);
+    ASSERT(s != NULL);
+    ASSERT(co_server_port(s) > 0);
+    ASSERT_EQ(co_server_start(s), 0);
+    ASSERT_ERR(co_server_start(s), EINVAL);
+    static client_t cl[N];
+    static co_coro_t *cs[N];
+    co_spawn_opts_t so = {.stack_size = 16384};
+    for (int i = 0; i < N; i++) {
+        cl[i] = (client_t){.port = co_server_port(s), .id = i};
+        cs[i] = co_spawn_ex(echo_client, &cl[i], &so);
+        ASSERT(cs[i] != NULL);
+    }
+    ASSERT_EQ(co_joinall(cs, N, co_now() + 60000, NULL), 0);
+    co_server_stats_t st;
+    /* handlers see EOF after their client closed: let them finish */
+    for (int i = 0; i < 1000; i++) {
+        co_server_stats(s, &st);
+        if (st.closed == N) break;
+        co_sleep(5);
+    }
+    ASSERT_EQ(st.accepted, N);
+    ASSERT_EQ(st.closed, N);
+    ASSERT_EQ(st.active, 0);
+    ASSERT_EQ(st.errors, 0);
+    ASSERT_EQ(co_server_stop(s, co_now() + 1000), 0);
+    co_server_free(s);
+    END();
+}
+
+/* ---------------------------------------------------- connection limit */
+
+static atomic_int in_handler, max_seen;
+
+static int counting_handler(int fd, void *arg)
+{
+    (void)arg;
+    int now = atomic_fetch_add(&in_handler, 1) + 1;
+    if (now > atomic_load(&max_seen)) atomic_store(&max_seen, now);
+    co_sleep(20);
+    atomic_fetch_sub(&in_handler, 1);
+    return echo_handler(fd, NULL);
+}
+
+static void test_max_conns(void)
+{
+    BEGIN();
+    co_server_opts_t o = {.host = "127.0.0.1", .max_conns = 2};
+    co_server_t *s = co_server_new(counting_handler, NULL, &o);
+    ASSERT(s != NULL);
+    ASSERT_EQ(co_server_start(s), 0);
+    enum { N = 8 };
+    client_t cl[N];
+    co_coro_t *cs[N];
+    for (int i = 0; i < N; i++) {
+        cl[i] = (client_t){.port = co_server_port(s), .id = i};
+        cs[i] = co_spawn(echo_client, &cl[i]);
+    }
+    ASSERT_EQ(co_joinall(cs, N, co_now() + 20000, NULL), 0);
+    ASSERT_EQ(atomic_load(&max_seen), 2);
+    ASSERT_EQ(co_server_stop(s, co_now() + 1000), 0);
+    co_server_stats_t st;
+    co_server_stats(s, &st);
+    ASSERT_EQ(st.accepted, N);
+    ASSERT_EQ(st.closed, N);
+    co_server_free(s);
+    END();
+}
+
+/* -------------------------------------------------------- idle timeout */
+
+static int idle_handler(int fd, void *arg)
+{
+    int *result = arg;
+    char b[8];
+    ssize_t r = co_read(fd, b, sizeof b, -1); /* the server's idle timeout applies */
+    *result = r < 0 ? errno : 0;
+    return r < 0 ? errno : 0;
+}
+
+static void test_idle_timeout(void)
+{
+    BEGIN();
+    int result = -1;
+    co_server_opts_t o = {.host = "127.0.0.1", .idle_timeout_ms = 40};
+    co_server_t *s = co_server_new(idle_handler, &result, &o);
+    ASSERT_EQ(co_server_start(s), 0);
+    int fd = co_tcp_connect("127.0.0.1", co_server_port(s), co_now() + 2000);
+    ASSERT(fd >= 0);
+    int64_t t0 = co_now();
+    char b[4];
+    ASSERT_EQ(co_read(fd, b, sizeof b, co_now() + 5000), 0); /* the server hung up */
+    ASSERT_TIME(co_now() - t0, 30, 4000);
+    ASSERT_EQ(result, ETIMEDOUT);
+    co_server_stats_t st;
+    co_server_stats(s, &st);
+    ASSERT_EQ(st.errors, 1);
+    co_close(fd);
+    co_server_free(s);
+    END();
+}
+
+/* ------------------------------------------------------ graceful stop */
+
+static int slow_handler(int fd, void *arg)
+{
+    int64_t ms = *(int64_t *)arg;
+    char b[8];
+    if (co_read(fd, b, 1, -1) != 1) return errno;
+    if (co_sleep(ms) < 0) return errno; /* killed at the stop deadline */
+    return co_write(fd, "done", 4, -1) == 4 ? 0 : errno;
+}
+
+static void *stop_client(void *arg)
+{
+    client_t *c = arg;
+    int fd = co_tcp_connect("127.0.0.1", c->port, co_now() + 5000);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(co_write(fd, "g", 1, -1), 1);
+    char b[8];
+    ssize_t r = co_read(fd, b, sizeof b, co_now() + 10000);
+    co_close(fd);
+    return (void *)(intptr_t)r; /* 4: served; 0: the server gave up on it */
+}
+
+static void graceful(int64_t handler_ms, int64_t stop_ms, int expect_killed, intptr_t expect_read)
+{
+    BEGIN();
+    co_server_opts_t o = {.host = "127.0.0.1"};
+    co_server_t *s = co_server_new(slow_handler, &handler_ms, &o);
+    ASSERT_EQ(co_server_start(s), 0);
+    enum { N = 10 };
+    client_t cl[N];
+    co_coro_t *cs[N];
+    for (int i = 0; i < N; i++) {
+        cl[i] = (client_t){.port = co_server_port(s), .id = i};
+        cs[i] = co_spawn(stop_client, &cl[i]);
+    }
+    co_server_stats_t st;
+    do { /* every handler in flight */
+        co_sleep(2);
+        co_server_stats(s, &st);
+    } while (st.accepted < N);
+    int port = co_server_port(s);
+    int64_t t0 = co_now();
+    ASSERT_EQ(co_server_stop(s, co_now() + stop_ms), expect_killed);
+    int64_t took = co_now() - t0;
+    if (expect_killed) ASSERT_TIME(took, (int)stop_ms - 10, (int)stop_ms + 3000);
+    /* no longer accepting */
+    ASSERT_ERR(co_tcp_connect("127.0.0.1", port, co_now() + 2000), ECONNREFUSED);
+    void *res[N];
+    ASSERT_EQ(co_joinall(cs, N, co_now() + 10000, res), 0);
+    for (int i = 0; i < N; i++) ASSERT_EQ((intptr_t)res[i], expect_read);
+    co_server_stats(s, &st);
+    ASSERT_EQ(st.accepted, N);
+    ASSERT_EQ(st.closed, N);
+    ASSERT_EQ(st.active, 0);
+    ASSERT_EQ(st.errors, (uint64_t)expect_killed);
+    ASSERT_EQ(co_server_stop(s, 0), 0); /* idempotent */
+    co_server_free(s);
+    END();
+}
+
+static void test_stop_waits_for_handlers(void)
+{
+    graceful(50, 5000, 0, 4);
+}
+
+static void test_stop_kills_at_deadline(void)
+{
+    graceful(60000, 80, 10, 0);
+}
+
+static void *serve_it(void *arg)
+{
+    return (void *)(intptr_t)co_server_serve(arg);
+}
+
+static void test_serve_and_unix(void)
+{
+    BEGIN();
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cogent-srv-%d", (int)getpid());
+    co_server_opts_t o = {.host = path, .unix_socket = true};
+    co_server_t *s = co_server_new(echo_handler, NULL, &o);
+    ASSERT(s != NULL);
+    ASSERT_EQ(co_server_port(s), -1);
+    co_coro_t *srv = co_spawn(serve_it, s);
+    co_yield();
+    int fd = co_unix_connect(path, co_now() + 2000);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(co_write(fd, "abc", 3, -1), 3);
+    char b[3];
+    ASSERT_EQ(co_read(fd, b, 3, co_now() + 2000), 3);
+    co_close(fd);
+    ASSERT_EQ(co_server_stop(s, co_now() + 2000), 0);
+    void *r;
+    ASSERT_EQ(co_join(srv, co_now() + 2000, &r), 0);
+    ASSERT_EQ((intptr_t)r, 0);
+    ASSERT(access(path, F_OK) != 0); /* the socket file is gone */
+    co_server_free(s);
+    /* bad arguments */
+    ASSERT_ERR(co_server_new(NULL, NULL, &o), EINVAL);
+    co_server_opts_t bad = {.host = "127.0.0.1", .port = 99999};
+    ASSERT_ERR(co_server_new(echo_handler, NULL, &bad), EINVAL);
+    END();
+}
+
+/* ---------------------------------------------------------------- DNS */
+
+static void test_dns(void)
+{
+    BEGIN();
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
+    ASSERT_EQ(co_getaddrinfo("localhost", "80", &hints, &res, co_now() + 5000), 0);
+    ASSERT(res != NULL);
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof ip);
+    ASSERT_STR_EQ(ip, "127.0.0.1");
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    ASSERT_EQ(co_getnameinfo(res->ai_addr, res->ai_addrlen, host, sizeof host, serv, sizeof serv,
+                             NI_NUMERICHOST | NI_NUMERICSERV, co_now() + 5000),
+              0);
+    ASSERT_STR_EQ(host, "127.0.0.1");
+    ASSERT_STR_EQ(serv, "80");
+    freeaddrinfo(res);
+    /* failures resolved locally (no DNS server is asked): an unknown
+     * service, a non-numeric name where a number was required */
+    res = NULL;
+    int rc = co_getaddrinfo("localhost", "no-such-service-cogent", &hints, &res, co_now() + 5000);
+    ASSERT(rc == EAI_SERVICE || rc == EAI_NONAME);
+    ASSERT(res == NULL);
+    struct addrinfo num = {.ai_flags = AI_NUMERICHOST};
+    ASSERT_EQ(co_getaddrinfo("not-a-number", "80", &num, &res, co_now() + 5000), EAI_NONAME);
+    ASSERT_EQ(co_getaddrinfo(NULL, NULL, NULL, &res, -1), EAI_NONAME);
+    /* a name through the socket calls: the message says why */
+    int l = co_tcp_listen("localhost", 0, NULL);
+    ASSERT(l >= 0);
+    int c = co_tcp_connect("localhost", co_socket_port(l), co_now() + 5000);
+    ASSERT(c >= 0);
+    co_close(c);
+    co_close(l);
+    END();
+}
+
+/* A slow job past its caller's deadline: the caller gets ETIMEDOUT at
+ * once; the pool frees the job when it ends. */
+typedef struct {
+    co__job_t job;
+    atomic_int *dropped;
+} slow_job_t;
+
+static void slow_run(co__job_t *j)
+{
+    (void)j;
+    usleep(150 * 1000);
+}
+static void slow_drop(co__job_t *j)
+{
+    slow_job_t *s = (slow_job_t *)j;
+    atomic_store(s->dropped, 1);
+    free(s);
+}
+
+static void test_offload_deadline(void)
+{
+    static atomic_int dropped;
+    slow_job_t *j = calloc(1, sizeof *j);
+    j->job.run = slow_run;
+    j->job.drop = slow_drop;
+    j->dropped = &dropped;
+    int64_t t0 = co_now();
+    ASSERT_EQ(co__offload(&j->job, co_now() + 30, "test"), ETIMEDOUT);
+    ASSERT_TIME(co_now() - t0, 25, 140);
+    while (!atomic_load(&dropped)) co_sleep(5);
+    /* killed while waiting: ECANCELED, freed all the same */
+    slow_job_t *k = calloc(1, sizeof *k);
+    k->job.run = slow_run;
+    k->job.drop = slow_drop;
+    k->dropped = &dropped;
+    atomic_store(&dropped, 0);
+    co_kill(co_current());
+    ASSERT_EQ(co__offload(&k->job, -1, "test"), ECANCELED);
+    while (!atomic_load(&dropped)) usleep(5000);
+}
+
+static void *dns_off_hub(void *arg)
+{
+    (void)arg;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
+    ASSERT_EQ(co_getaddrinfo("localhost", "80", &hints, &res, -1), 0);
+    freeaddrinfo(res);
+    return NULL;
+}
+
+static void test_dns_without_hub(void)
+{
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, dns_off_hub, NULL), 0);
+    pthread_join(t, NULL);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
-    test_ran_++;
+    co_hub_poller();
+    RUN(test_server_5000);
+    RUN(test_max_conns);
+    RUN(test_idle_timeout);
+    RUN(test_stop_waits_for_handlers);
+    RUN(test_stop_kills_at_deadline);
+    RUN(test_serve_and_unix);
+    RUN(test_dns);
+    RUN(test_dns_without_hub);
+    RUN(test_offload_deadline); /* last: it kills the main coroutine */
     return TEST_MAIN_END();
 }
