@@ -714,8 +714,8 @@ CO_API const char *co_net_error(void);
  * EAI_NONAME...; gai_strerror describes it); EAI_SYSTEM with errno
  * ETIMEDOUT or ECANCELED when the deadline passed or the caller was
  * killed first.  Free *res with freeaddrinfo.  Switches: yes. */
-CO_API int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
-                          struct addrinfo **res, int64_t deadline);
+CO_API int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res,
+                          int64_t deadline);
 /* getnameinfo(3), likewise off the hub.  Switches: yes. */
 CO_API int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
                           socklen_t servlen, int flags, int64_t deadline);

@@ -83,8 +83,7 @@ static __attribute__((noinline)) unsigned make_nonblocking(co__fd_t *e, int fd)
     int fl = co__sys_fcntl(fd, F_GETFL, 0);
     if (fl < 0) return 0;
     if (!(fl & O_NONBLOCK) && co__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return 0;
-    return __atomic_or_fetch(&e->flags, (fl & O_NONBLOCK) ? CO__FD_NB : CO__FD_NB | CO__FD_NB_OURS,
-                             __ATOMIC_RELAXED);
+    return __atomic_or_fetch(&e->flags, (fl & O_NONBLOCK) ? CO__FD_NB : CO__FD_NB | CO__FD_NB_OURS, __ATOMIC_RELAXED);
 }
 
 unsigned co__fd_flags(co__fd_t *e, int fd)
@@ -217,8 +216,8 @@ int co__fd_new(int fd, unsigned flags)
 /* A thread without a hub: poll(2) until ready or the deadline. */
 static int thread_wait(int fd, unsigned events, int64_t deadline)
 {
-    struct pollfd p = {.fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) |
-                                                   ((events & CO__POLL_OUT) ? POLLOUT : 0))};
+    struct pollfd p = {
+        .fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))};
     for (;;) {
         int ms = -1;
         if (deadline >= 0) {
@@ -331,7 +330,7 @@ static void each_entry(void (*fn)(co__fd_t *e, int fd, co__hub_t *h), co__hub_t 
         if (!chunk) continue;
         for (unsigned i = 0; i < CHUNK; i++) {
             co__fd_t *e = &chunk[i];
-            if (force_unlock) e->spin = 0; /* a fork child: its holder is gone */
+            if (force_unlock) e->spin = 0;                 /* a fork child: its holder is gone */
             if (!e->hub && !e->more && !e->head) continue; /* racy peek; rechecked under the lock */
             co__spin_lock(&e->spin);
             fn(e, (int)(c * CHUNK + i), h);

@@ -604,11 +604,11 @@ typedef struct co__fdreg {
 
 typedef struct co__fd {
     unsigned spin;
-    unsigned flags;                /* atomic (relaxed): CO__FD_* */
-    co__hub_t *hub;                /* an edge poller watching it (spin) */
-    co__fdreg_t *more;             /* other hubs' edge pollers (spin) */
-    co__waiter_t *head, *tail;     /* waiters; key = CO__POLL_* wanted (spin) */
-    int64_t timeout;               /* atomic: default wait in ms, -1 none */
+    unsigned flags;            /* atomic (relaxed): CO__FD_* */
+    co__hub_t *hub;            /* an edge poller watching it (spin) */
+    co__fdreg_t *more;         /* other hubs' edge pollers (spin) */
+    co__waiter_t *head, *tail; /* waiters; key = CO__POLL_* wanted (spin) */
+    int64_t timeout;           /* atomic: default wait in ms, -1 none */
 } co__fd_t;
 
 /* The entry of fd, made on first use; NULL with EBADF for a negative or
@@ -652,7 +652,7 @@ void co__await_grant(co__waiter_t *w);
 
 /* dns.c / offload: a job run on cogent's small worker pool. */
 typedef struct co__job {
-    void (*run)(struct co__job *j); /* on a worker thread */
+    void (*run)(struct co__job *j);  /* on a worker thread */
     void (*drop)(struct co__job *j); /* frees an abandoned job after run */
     /* private to offload */
     struct co__job *next;

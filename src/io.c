@@ -86,8 +86,7 @@ ssize_t co_send(int fd, const void *buf, size_t n, int flags, int64_t deadline)
     IO_CALL(fd, deadline, CO__POLL_OUT, "co_send", co__sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0));
 }
 
-ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen,
-                    int64_t deadline)
+ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen, int64_t deadline)
 {
     IO_CALL(fd, deadline, CO__POLL_IN, "co_recvfrom", co__sys_recvfrom(fd, buf, n, flags, from, fromlen));
 }

@@ -131,8 +131,7 @@ int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts)
         step = "setsockopt";
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) < 0 ||
             (opts && opts->reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) ||
-            (step = "bind", bind(fd, a->ai_addr, a->ai_addrlen) < 0) ||
-            (step = "listen", listen(fd, backlog) < 0)) {
+            (step = "bind", bind(fd, a->ai_addr, a->ai_addrlen) < 0) || (step = "listen", listen(fd, backlog) < 0)) {
             err = errno;
             co_close(fd);
             continue;
@@ -192,7 +191,8 @@ int co_unix_listen(const char *path, int backlog)
         int err = errno;
         if (err == EADDRINUSE) {
             int probe = new_socket(AF_UNIX, SOCK_STREAM);
-            bool alive = probe >= 0 && (co__sys_connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN);
+            bool alive =
+                probe >= 0 && (co__sys_connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN);
             if (probe >= 0) co_close(probe);
             if (!alive && unlink(path) == 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
                 err = 0;

@@ -272,7 +272,8 @@ static void test_accept_connect(void)
     ASSERT(!memcmp(b, "hello", 5));
     /* connect on a socket of our own, with co_connect */
     int raw = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)co_socket_port(l)),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)co_socket_port(l)),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(co_connect(raw, (struct sockaddr *)&a, sizeof a, co_now() + 2000), 0);
     ASSERT(fcntl(raw, F_GETFL) & O_NONBLOCK); /* cogent made it so */
@@ -338,7 +339,7 @@ static void *slow_reader(void *arg)
     while ((n = co_read(fd, b, sizeof b, co_now() + 10000)) > 0) {
         for (ssize_t i = 0; i < n; i++) sum = sum * 31 + b[i];
         total += (size_t)n;
-        if (total % 65536 < 700) co_yield();
+        if (total % 65536 < 700) co_yield ();
     }
     ASSERT_EQ(n, 0);
     ASSERT_EQ(total, 1 << 20);

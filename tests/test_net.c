@@ -263,7 +263,7 @@ static void test_serve_and_unix(void)
     ASSERT(s != NULL);
     ASSERT_EQ(co_server_port(s), -1);
     co_coro_t *srv = co_spawn(serve_it, s);
-    co_yield();
+    co_yield ();
     int fd = co_unix_connect(path, co_now() + 2000);
     ASSERT(fd >= 0);
     ASSERT_EQ(co_write(fd, "abc", 3, -1), 3);

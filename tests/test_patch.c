@@ -69,8 +69,8 @@ static void *plain_client(void *arg)
 {
     int port = (int)(intptr_t)arg;
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(connect(s, (struct sockaddr *)&a, sizeof a), 0);
     ASSERT_EQ(send(s, "hello", 5, 0), 5);
     char b[16];
