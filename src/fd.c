@@ -113,28 +113,35 @@ static bool registered(const co__fd_t *e, const co__hub_t *h)
     return false;
 }
 
+/* Asks h's edge poller to watch fd for e.  0 or -1/errno. */
+static int edge_watch(co__hub_t *h, int fd, co__fd_t *e)
+{
+    const unsigned ev = CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE;
+    if (h->poller.ops->add(&h->poller, fd, ev, e) == 0) return 0;
+    /* EEXIST: the kernel still watches this open file for h (its earlier
+     * fd number was closed behind our back, or dup'ed): aim the
+     * registration at this entry. */
+    if (errno == EEXIST && h->poller.ops->modify(&h->poller, fd, ev, e) == 0) return 0;
+    return -1;
+}
+
 /* Registers fd with h's edge poller.  Spin lock held.  0 or -1/errno. */
 static int edge_add(co__fd_t *e, co__hub_t *h, int fd)
 {
-    co__fdreg_t *r = NULL;
-    if (e->hub && !(r = malloc(sizeof *r))) return -1;
-    if (h->poller.ops->add(&h->poller, fd, CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE, e) < 0) {
-        /* EEXIST: the kernel still watches this open file for h (its
-         * earlier fd number was closed behind our back, or dup'ed):
-         * aim the registration at this entry. */
-        if (errno != EEXIST ||
-            h->poller.ops->modify(&h->poller, fd, CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE, e) < 0) {
-            free(r);
-            return -1;
-        }
-    }
     if (!e->hub) {
+        if (edge_watch(h, fd, e) < 0) return -1;
         e->hub = h;
-    } else {
-        r->hub = h;
-        r->next = e->more;
-        e->more = r;
+        return 0;
     }
+    co__fdreg_t *r = malloc(sizeof *r);
+    if (!r) return -1;
+    if (edge_watch(h, fd, e) < 0) {
+        free(r);
+        return -1;
+    }
+    r->hub = h;
+    r->next = e->more;
+    e->more = r;
     return 0;
 }
 

@@ -208,7 +208,7 @@ static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadlin
     co__waiter_t local[8];
     co__fd_t *local_e[8];
     co__waiter_t *w = n <= 8 ? local : malloc(n * sizeof *w);
-    co__fd_t **ents = n <= 8 ? local_e : malloc(n * sizeof *ents);
+    co__fd_t **ents = n <= 8 ? local_e : malloc(n * sizeof(co__fd_t *));
     int r = 0;
     nfds_t linked = 0;
     if (!w || !ents) {

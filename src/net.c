@@ -5,7 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
@@ -20,19 +19,17 @@ const char *co_net_error(void)
     return net_error;
 }
 
-/* Records "what: reason" for co_net_error and returns -1 with errno err. */
-static int fail(int err, const char *reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(int err, const char *reason, const char *fmt, ...)
+/* Appends ": reason" (or errno's text) to the description the caller
+ * just wrote into net_error, and returns -1 with errno err. */
+static int fail_tail(int err, const char *reason)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(net_error, sizeof net_error, fmt, ap);
-    va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof net_error)
-        snprintf(net_error + n, sizeof net_error - (size_t)n, ": %s", reason ? reason : strerror(err));
+    size_t n = strnlen(net_error, sizeof net_error - 1);
+    snprintf(net_error + n, sizeof net_error - n, ": %s", reason ? reason : strerror(err));
     errno = err;
     return -1;
 }
+/* Records "<what>: <reason>" for co_net_error; -1 with errno err. */
+#define FAIL(err, reason, ...) (snprintf(net_error, sizeof net_error, __VA_ARGS__), fail_tail((err), (reason)))
 
 static int gai_errno(int rc)
 {
@@ -68,7 +65,7 @@ static int resolve(const char *what, const char *host, int port, bool passive, s
                    struct addrinfo *one, struct sockaddr_storage *ss, int64_t deadline)
 {
     char serv[16];
-    if (port < 0 || port > 65535) return fail(EINVAL, "port out of range", "%s %s:%d", what, host ? host : "*", port);
+    if (port < 0 || port > 65535) return FAIL(EINVAL, "port out of range", "%s %s:%d", what, host ? host : "*", port);
     snprintf(serv, sizeof serv, "%d", port);
     memset(one, 0, sizeof *one);
     memset(ss, 0, sizeof *ss);
@@ -103,8 +100,8 @@ static int resolve(const char *what, const char *host, int port, bool passive, s
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
     int rc = co_getaddrinfo(host, serv, &hints, res, deadline);
-    if (rc == EAI_SYSTEM) return fail(errno, NULL, "%s %s:%d: name lookup", what, host, port);
-    if (rc) return fail(gai_errno(rc), gai_strerror(rc), "%s %s:%d", what, host, port);
+    if (rc == EAI_SYSTEM) return FAIL(errno, NULL, "%s %s:%d: name lookup", what, host, port);
+    if (rc) return FAIL(gai_errno(rc), gai_strerror(rc), "%s %s:%d", what, host, port);
     return 0;
 }
 
@@ -140,7 +137,7 @@ int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts)
         return fd;
     }
     release(res, &one);
-    return fail(err ? err : EADDRNOTAVAIL, NULL, "listen on %s:%d: %s", host && *host ? host : "*", port, step);
+    return FAIL(err ? err : EADDRNOTAVAIL, NULL, "listen on %s:%d: %s", host && *host ? host : "*", port, step);
 }
 
 int co_tcp_connect(const char *host, int port, int64_t deadline)
@@ -166,16 +163,16 @@ int co_tcp_connect(const char *host, int port, int64_t deadline)
         if (err == ETIMEDOUT || err == ECANCELED) break; /* the deadline is for the whole call */
     }
     release(res, &one);
-    return fail(err, NULL, "connect to %s:%d", host && *host ? host : "127.0.0.1", port);
+    return FAIL(err, NULL, "connect to %s:%d", host && *host ? host : "127.0.0.1", port);
 }
 
 static int unix_addr(const char *what, const char *path, struct sockaddr_un *sun)
 {
     memset(sun, 0, sizeof *sun);
     sun->sun_family = AF_UNIX;
-    if (!path || !*path) return fail(EINVAL, "empty path", "%s a Unix socket", what);
-    if (strlen(path) >= sizeof sun->sun_path) return fail(ENAMETOOLONG, NULL, "%s %s", what, path);
-    strcpy(sun->sun_path, path);
+    if (!path || !*path) return FAIL(EINVAL, "empty path", "%s a Unix socket", what);
+    if (strlen(path) >= sizeof sun->sun_path) return FAIL(ENAMETOOLONG, NULL, "%s %s", what, path);
+    memcpy(sun->sun_path, path, strlen(path) + 1);
     return 0;
 }
 
@@ -184,7 +181,7 @@ int co_unix_listen(const char *path, int backlog)
     struct sockaddr_un sun;
     if (unix_addr("listen on", path, &sun) < 0) return -1;
     int fd = new_socket(AF_UNIX, SOCK_STREAM);
-    if (fd < 0) return fail(errno, NULL, "listen on %s: socket", path);
+    if (fd < 0) return FAIL(errno, NULL, "listen on %s: socket", path);
     /* A socket file left by an earlier run makes bind fail: remove it,
      * but only if nobody answers on it. */
     if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
@@ -201,13 +198,13 @@ int co_unix_listen(const char *path, int backlog)
         }
         if (err) {
             co_close(fd);
-            return fail(err, NULL, "listen on %s: bind", path);
+            return FAIL(err, NULL, "listen on %s: bind", path);
         }
     }
     if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
         int err = errno;
         co_close(fd);
-        return fail(err, NULL, "listen on %s", path);
+        return FAIL(err, NULL, "listen on %s", path);
     }
     return fd;
 }
@@ -217,11 +214,11 @@ int co_unix_connect(const char *path, int64_t deadline)
     struct sockaddr_un sun;
     if (unix_addr("connect to", path, &sun) < 0) return -1;
     int fd = new_socket(AF_UNIX, SOCK_STREAM);
-    if (fd < 0) return fail(errno, NULL, "connect to %s: socket", path);
+    if (fd < 0) return FAIL(errno, NULL, "connect to %s: socket", path);
     if (co_connect(fd, (struct sockaddr *)&sun, sizeof sun, deadline) < 0) {
         int err = errno;
         co_close(fd);
-        return fail(err, NULL, "connect to %s", path);
+        return FAIL(err, NULL, "connect to %s", path);
     }
     return fd;
 }
@@ -230,14 +227,14 @@ int co_socketpair(int sv[2])
 {
     int p[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
-        return fail(errno, NULL, "socketpair");
+        return FAIL(errno, NULL, "socketpair");
     if (co__fd_new(p[0], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
         co__sys_close(p[1]);
-        return fail(errno, NULL, "socketpair");
+        return FAIL(errno, NULL, "socketpair");
     }
     if (co__fd_new(p[1], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
         co_close(p[0]);
-        return fail(errno, NULL, "socketpair");
+        return FAIL(errno, NULL, "socketpair");
     }
     sv[0] = p[0];
     sv[1] = p[1];
@@ -246,7 +243,7 @@ int co_socketpair(int sv[2])
 
 int co_socket_port(int fd)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -1;
     if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
