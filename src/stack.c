@@ -221,6 +221,11 @@ static void unmap(co__stack_t *st)
 #if defined(CO_VALGRIND)
     if (st->valgrind) VALGRIND_STACK_DEREGISTER(st->vg_id);
 #endif
+#if CO_ASAN
+    /* ASan keeps the shadow of unmapped memory: a stack mapped later at the
+     * same address would inherit the redzones a dead coroutine left. */
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
+#endif
     if (st->mode == CO_STACK_GUARD) {
         munmap(st->lo - page_size, st->size + page_size);
         atomic_fetch_sub_explicit(&live_guarded, 1, memory_order_relaxed);
