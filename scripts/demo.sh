@@ -22,6 +22,13 @@ say "a priority queue of alerts (examples/priority_alerts.c)"
 "$b/priority_alerts"
 say "a bounded queue throttles a fast producer (examples/bounded_queue.c)"
 "$b/bounded_queue"
+say "the uppercase echo server (examples/upper_echo.c): 500 concurrent connections, every answer checked"
+"$b/upper_echo"
+say "concurrent downloads (examples/downloads.c): 20 pages that take 100 ms each"
+"$b/downloads"
+say "a server written with plain blocking calls (examples/blocking_echo.c), with and without libcogent-patch.so"
+printf "patched:   "; "$b/blocking_echo"
+printf "unpatched: "; "$b/blocking_echo_unpatched"
 cat <<'TXT'
 
 Summary: fibers switch explicitly (greenlet); generators exchange values
@@ -30,5 +37,9 @@ half-second waits take half a second, and a group hands back results in
 the order they finish.  Locks refuse a self-deadlock and report a cycle of
 waits with names and places instead of hanging; queues hand work from
 producers to consumers, in priority order when asked, and a bounded one
-keeps a fast producer at most a few items ahead.  See README.md and docs/.
+keeps a fast producer at most a few items ahead.  One thread serves 500
+connections with code written as if each had its own thread; twenty slow
+downloads take the time of one; and a program written with plain blocking
+read/write/accept/usleep becomes concurrent by linking libcogent-patch.so
+(or LD_PRELOAD-ing it).  See README.md and docs/.
 TXT
