@@ -36,7 +36,7 @@ test-release: release
 
 # valgrind follows the switches through VALGRIND_STACK_REGISTER: no error,
 # no definite leak, on the single-threaded suites.
-VALGRIND_TESTS = switch fiber gen coro group deadlock lock sync queue stress
+VALGRIND_TESTS = switch fiber gen coro group deadlock lock sync queue stress io
 test-valgrind: release
 	@for t in $(VALGRIND_TESTS); do \
 	  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \

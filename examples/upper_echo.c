@@ -91,8 +91,7 @@ static void *on_signal(void *arg)
     sigaddset(&set, SIGTERM);
     int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     struct signalfd_siginfo si;
-    if (sfd >= 0 && co_read(sfd, &si, sizeof si, -1) == (ssize_t)sizeof si)
-        co_server_stop(arg, co_now() + 1000);
+    if (sfd >= 0 && co_read(sfd, &si, sizeof si, -1) == (ssize_t)sizeof si) co_server_stop(arg, co_now() + 1000);
     if (sfd >= 0) co_close(sfd);
     return NULL;
 }
