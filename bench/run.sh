@@ -156,3 +156,6 @@ open(f"{out}/table.md", "w").write(
     + "\n".join(lines) + "\n")
 print(f"\nwrote {out}/results.json and {out}/table.md")
 PY
+
+# The echo benchmark (servers against a load generator): its own table.
+if [ "${SKIP_ECHO:-0}" != 1 ]; then "$here/echo.sh" "$build"; fi

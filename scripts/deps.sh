@@ -8,11 +8,12 @@ have() { command -v "$1" >/dev/null 2>&1; }
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 for p in cmake make gcc clang libclang-rt-14-dev clang-format clang-tidy cppcheck valgrind gcc-aarch64-linux-gnu \
-         libc6-dev-arm64-cross qemu-user; do
+         libc6-dev-arm64-cross qemu-user libcurl4-openssl-dev; do
   pkg_missing "$p" && need="$need $p"
 done
 if [ "$what" = bench ]; then
-  for p in g++ libboost-context-dev golang-go python3-greenlet python3-gevent python3-uvloop; do
+  for p in g++ libboost-context-dev golang-go python3-greenlet python3-gevent python3-uvloop libuv1-dev \
+           libevent-dev; do
     pkg_missing "$p" && need="$need $p"
   done
 fi
