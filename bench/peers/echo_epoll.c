@@ -1,5 +1,6 @@
 /* The floor for one core: a hand-written single-threaded epoll echo server
  * (level-triggered, one shared read buffer, write back at once). */
+#define _GNU_SOURCE 1
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
