@@ -186,6 +186,8 @@ static void forget_locked(co__fd_t *e, int fd, co__wlist_t *wl)
     if (me && !me->poller.ops->edge) unwatch(me, fd);
     __atomic_store_n(&e->flags, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&e->timeout, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->rshort, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->rhup, false, __ATOMIC_RELAXED);
 }
 
 void co__fd_forget(int fd)
@@ -213,6 +215,8 @@ int co__fd_new(int fd, unsigned flags)
     if (e->head || e->hub || e->more) forget_locked(e, fd, &wl); /* left by a close behind our back */
     __atomic_store_n(&e->flags, CO__FD_KNOWN | flags, __ATOMIC_RELAXED);
     __atomic_store_n(&e->timeout, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->rshort, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->rhup, false, __ATOMIC_RELAXED);
     co__spin_unlock(&e->spin);
     co__wake_list(&wl);
     return fd;
@@ -317,6 +321,11 @@ int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const ch
 void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events)
 {
     co__wlist_t wl = {0};
+    if (events & (CO__POLL_IN | CO__POLL_ERR)) __atomic_fetch_add(&e->rgen, 1, __ATOMIC_RELAXED);
+    /* A hang-up can come with the last data: the read that takes the data
+     * is short, yet the next one gives EOF at once, and no edge will say
+     * so again. */
+    if (events & (CO__POLL_HUP | CO__POLL_ERR)) __atomic_store_n(&e->rhup, true, __ATOMIC_RELAXED);
     co__spin_lock(&e->spin);
     for (co__waiter_t *w = e->head, *next; w; w = next) {
         next = w->next;

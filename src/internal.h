@@ -595,6 +595,7 @@ enum {
     CO__FD_NB = 8,       /* O_NONBLOCK set in the kernel */
     CO__FD_NB_OURS = 16, /* ...by cogent, not by the caller */
     CO__FD_USER_NB = 32, /* the caller's view: it asked for O_NONBLOCK */
+    CO__FD_STREAM = 64,  /* a stream socket: a short read means it was drained */
 };
 
 typedef struct co__fdreg {
@@ -608,7 +609,14 @@ typedef struct co__fd {
     co__hub_t *hub;            /* an edge poller watching it (spin) */
     co__fdreg_t *more;         /* other hubs' edge pollers (spin) */
     co__waiter_t *head, *tail; /* waiters; key = CO__POLL_* wanted (spin) */
-    int64_t timeout;           /* atomic: default wait in ms, -1 none */
+    int64_t timeout;           /* atomic: default wait in ms + 1, 0 none */
+    /* The short-read hint (io.c): after a read that drained a stream
+     * socket, wait for the poller's next "readable" instead of making a
+     * read that can only say EAGAIN.  All atomic (relaxed). */
+    unsigned rgen;  /* bumped by every readable event */
+    unsigned rseen; /* rgen when the last read started */
+    bool rshort;    /* the last read returned less than asked */
+    bool rhup;      /* hang-up or error seen: a read never waits first */
 } co__fd_t;
 
 /* The entry of fd, made on first use; NULL with EBADF for a negative or

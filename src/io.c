@@ -30,9 +30,48 @@
         }                                                                                                              \
     } while (0)
 
+/* Reads from a stream socket carry the short-read hint: a read that got
+ * less than it asked for drained the socket, so unless the poller has
+ * reported it readable since, the next read would only say EAGAIN: wait
+ * first and save that system call (libuv does the same).  Correct with an
+ * edge-triggered poller because any data arriving after the short read
+ * queues a new event; with a level-triggered one because it reports the
+ * state.  Not for the try form: it must not answer EAGAIN from a hint. */
+#define READ_CALL(fd, deadline, want, what, expr)                                                                      \
+    do {                                                                                                               \
+        co__fd_t *e_ = co__fd_get(fd);                                                                                 \
+        if (CO__UNLIKELY(!e_)) return -1;                                                                              \
+        unsigned fl_ = co__fd_flags(e_, fd);                                                                           \
+        if (CO__UNLIKELY(!fl_)) return -1;                                                                             \
+        int64_t dl_ = co__fd_deadline(e_, deadline);                                                                   \
+        bool hint_ = (fl_ & CO__FD_STREAM) && co__tls.hub && dl_ != 0;                                                 \
+        if (CO__UNLIKELY(!(fl_ & (CO__FD_NB | CO__FD_FILE))) && dl_ >= 0 &&                                            \
+            co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0)                                                           \
+            return -1;                                                                                                 \
+        if (hint_ && __atomic_load_n(&e_->rshort, __ATOMIC_RELAXED) &&                                                 \
+            !__atomic_load_n(&e_->rhup, __ATOMIC_RELAXED) &&                                                           \
+            __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED) == __atomic_load_n(&e_->rseen, __ATOMIC_RELAXED) &&           \
+            co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0)                                                           \
+            return -1;                                                                                                 \
+        for (;;) {                                                                                                     \
+            unsigned g_ = __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED);                                                \
+            ssize_t r_ = (expr);                                                                                       \
+            if (CO__LIKELY(r_ >= 0)) {                                                                                 \
+                if (hint_) {                                                                                           \
+                    __atomic_store_n(&e_->rshort, r_ > 0 && (size_t)r_ < (want), __ATOMIC_RELAXED);                    \
+                    __atomic_store_n(&e_->rseen, g_, __ATOMIC_RELAXED);                                                \
+                }                                                                                                      \
+                return r_;                                                                                             \
+            }                                                                                                          \
+            if (errno == EINTR) continue;                                                                              \
+            if (errno != EAGAIN || (fl_ & CO__FD_FILE)) return -1;                                                     \
+            if (co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0) return -1;                                            \
+        }                                                                                                              \
+    } while (0)
+
 ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_read", co__sys_read(fd, buf, n));
+    READ_CALL(fd, deadline, n, "co_read", co__sys_read(fd, buf, n));
 }
 
 ssize_t co_write(int fd, const void *buf, size_t n, int64_t deadline)
@@ -61,7 +100,9 @@ int co_write_all(int fd, const void *buf, size_t n, size_t *written, int64_t dea
 
 ssize_t co_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_readv", co__sys_readv(fd, iov, iovcnt));
+    size_t want = 0;
+    for (int i = 0; i < iovcnt; i++) want += iov[i].iov_len;
+    READ_CALL(fd, deadline, want, "co_readv", co__sys_readv(fd, iov, iovcnt));
 }
 
 static ssize_t writev_nosig(int fd, unsigned fl, const struct iovec *iov, int iovcnt)
@@ -78,7 +119,9 @@ ssize_t co_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
 
 ssize_t co_recv(int fd, void *buf, size_t n, int flags, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
+    if (flags & (MSG_PEEK | MSG_WAITALL | MSG_OOB)) /* these say nothing about what is left */
+        IO_CALL(fd, deadline, CO__POLL_IN, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
+    READ_CALL(fd, deadline, n, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
 }
 
 ssize_t co_send(int fd, const void *buf, size_t n, int flags, int64_t deadline)
@@ -107,16 +150,18 @@ ssize_t co_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline
     IO_CALL(fd, deadline, CO__POLL_OUT, "co_sendmsg", co__sys_sendmsg(fd, msg, flags | MSG_NOSIGNAL));
 }
 
-static int accept_nb(int fd, struct sockaddr *addr, socklen_t *addrlen)
+/* A connection inherits "stream" from its listener (a SOCK_SEQPACKET
+ * listener accepts too, and its short reads prove nothing). */
+static int accept_nb(int fd, unsigned lflags, struct sockaddr *addr, socklen_t *addrlen)
 {
     int c = co__sys_accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (c < 0) return -1;
-    return co__fd_new(c, CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS);
+    return co__fd_new(c, CO__FD_SOCK | (lflags & CO__FD_STREAM) | CO__FD_NB | CO__FD_NB_OURS);
 }
 
 int co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_accept", accept_nb(fd, addr, addrlen));
+    IO_CALL(fd, deadline, CO__POLL_IN, "co_accept", accept_nb(fd, fl_, addr, addrlen));
 }
 
 int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline)

@@ -56,7 +56,7 @@ static int new_socket(int family, int type)
 {
     int fd = co__sys_socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -1;
-    return co__fd_new(fd, CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS);
+    return co__fd_new(fd, CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS | (type == SOCK_STREAM ? CO__FD_STREAM : 0u));
 }
 
 /* Resolves host:port for a stream socket.  A numeric address is parsed
@@ -228,11 +228,11 @@ int co_socketpair(int sv[2])
     int p[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, p) < 0)
         return FAIL(errno, NULL, "socketpair");
-    if (co__fd_new(p[0], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
+    if (co__fd_new(p[0], CO__FD_SOCK | CO__FD_STREAM | CO__FD_NB | CO__FD_NB_OURS) < 0) {
         co__sys_close(p[1]);
         return FAIL(errno, NULL, "socketpair");
     }
-    if (co__fd_new(p[1], CO__FD_SOCK | CO__FD_NB | CO__FD_NB_OURS) < 0) {
+    if (co__fd_new(p[1], CO__FD_SOCK | CO__FD_STREAM | CO__FD_NB | CO__FD_NB_OURS) < 0) {
         co_close(p[0]);
         return FAIL(errno, NULL, "socketpair");
     }

@@ -17,6 +17,8 @@
 /* Asked with add: edge-triggered, registered once for good (epoll only;
  * see `edge`).  Peer hang-up is then reported as readable. */
 #define CO__POLL_EDGE 8u
+/* Reported: the peer hung up (reading will give EOF) */
+#define CO__POLL_HUP 16u
 
 typedef struct co__poll_event {
     int fd;

@@ -73,6 +73,7 @@ static int ep_wait(co__poller_t *p, int timeout_ms)
         if (ev[i].events & (EPOLLIN | EPOLLRDHUP)) e |= CO__POLL_IN;
         if (ev[i].events & EPOLLOUT) e |= CO__POLL_OUT;
         if (ev[i].events & (EPOLLERR | EPOLLHUP)) e |= CO__POLL_ERR;
+        if (ev[i].events & (EPOLLRDHUP | EPOLLHUP)) e |= CO__POLL_HUP;
         p->events[i].fd = -1; /* epoll reports data only */
         p->events[i].events = e;
         p->events[i].data = ev[i].data.ptr;

@@ -120,6 +120,7 @@ static int pl_wait(co__poller_t *p, int timeout_ms)
         if (re & POLLIN) e |= CO__POLL_IN;
         if (re & POLLOUT) e |= CO__POLL_OUT;
         if (re & (POLLERR | POLLHUP | POLLNVAL)) e |= CO__POLL_ERR;
+        if (re & POLLHUP) e |= CO__POLL_HUP;
         p->events[n++] = (co__poll_event_t){.fd = s->fds[i].fd, .events = e, .data = s->data[i]};
     }
     if (s->n) s->next = (s->next + 1) % s->n;

@@ -219,6 +219,42 @@ static void test_eof_and_epipe(void)
     END();
 }
 
+/* Data and the hang-up arriving in one poller event: the read that takes
+ * the data is short, and the next must still see EOF at once (the short
+ * read hint must not wait for an edge that will never come). */
+static void *read_to_eof(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char b[64];
+    ssize_t n, total = 0;
+    while ((n = co_read(fd, b, sizeof b, co_now() + 3000)) > 0) total += n;
+    return (void *)(intptr_t)(n == 0 ? total : -errno);
+}
+
+static void test_data_then_hangup(void)
+{
+    BEGIN();
+    for (int round = 0; round < 2; round++) {
+        int sv[2];
+        ASSERT_EQ(co_socketpair(sv), 0);
+        co_coro_t *r = co_spawn(read_to_eof, (void *)(intptr_t)sv[1]);
+        co_yield (); /* the reader is parked in co_read */
+        ASSERT_EQ(co_write(sv[0], "0123456789", 10, -1), 10);
+        if (round == 0)
+            shutdown(sv[0], SHUT_WR);
+        else
+            co_close(sv[0]);
+        void *res;
+        int64_t t0 = co_now();
+        ASSERT_EQ(co_join(r, -1, &res), 0);
+        ASSERT_EQ((intptr_t)res, 10);
+        ASSERT(co_now() - t0 < 1000);
+        if (round == 0) co_close(sv[0]);
+        co_close(sv[1]);
+    }
+    END();
+}
+
 static int listen_any(void)
 {
     int l = co_tcp_listen("127.0.0.1", 0, NULL);
@@ -614,6 +650,7 @@ int main(int argc, char **argv)
     RUN(test_close_while_waiting);
     RUN(test_close_from_other_thread);
     RUN(test_eof_and_epipe);
+    RUN(test_data_then_hangup);
     RUN(test_refused_and_reset);
     RUN(test_accept_connect);
     RUN(test_vectored_and_msg);

@@ -52,7 +52,7 @@ static bool off(void)
         if (__builtin_expect(real_##name == NULL, 0)) {                                                                \
             real_##name = (ret(*) params)dlsym(RTLD_NEXT, #name);                                                      \
             if (!real_##name) {                                                                                        \
-                fprintf(stderr, "cogent-patch: libc has no %s\n", #name);                                               \
+                fprintf(stderr, "cogent-patch: libc has no %s\n", #name);                                              \
                 abort();                                                                                               \
             }                                                                                                          \
         }                                                                                                              \
@@ -184,8 +184,7 @@ EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
     return recv(fd, buf, n, flags);
 }
 
-EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *a,
-                              socklen_t *al)
+EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *a, socklen_t *al)
 {
     if (n > buflen) chk_fail("recvfrom");
     return recvfrom(fd, buf, n, flags, a, al);
@@ -436,7 +435,8 @@ EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 
 EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req, struct timespec *rem)
 {
-    if (!on_hub() || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME)) return get_clock_nanosleep()(clk, flags, req, rem);
+    if (!on_hub() || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
+        return get_clock_nanosleep()(clk, flags, req, rem);
     if (!req || req->tv_nsec < 0 || req->tv_nsec >= 1000000000L) return EINVAL;
     struct timespec rel = *req;
     if (flags & TIMER_ABSTIME) {
