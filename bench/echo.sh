@@ -21,7 +21,7 @@ out="$here/out"
 bin="$out/bin"
 mkdir -p "$bin"
 raw="$out/echo_raw.txt"
-: >"$raw"
+[ "${ECHO_KEEP_RAW:-0}" = 1 ] || : >"$raw" # ECHO_KEEP_RAW=1 ECHO_SKIP_RUNS=1: redo the idle-connection phase only
 ulimit -n 20000 2>/dev/null || true
 
 echo "building echo peers..."
@@ -47,7 +47,9 @@ cmd_of() {
 
 srv_core=0
 load_core=$(($(nproc) - 1))
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768-60999): 10,000 client connections must
+# not be holding the port the next server wants.
+port=$((10000 + RANDOM % 12000))
 pid=""
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -75,7 +77,9 @@ stop() { # stop NAME: SIGTERM; cogent must exit 0
 
 hz=$(getconf CLK_TCK)
 echo "running (each point ${secs}s, $repeat times)..."
-for r in $(seq "$repeat"); do
+runs=$repeat
+[ "${ECHO_SKIP_RUNS:-0}" = 1 ] && runs=0
+for r in $(seq "$runs"); do
   for s in "${servers[@]}"; do
     start "$s" || continue
     for point in "1 64" "100 64" "1000 64" "100 4096"; do
