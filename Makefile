@@ -77,7 +77,7 @@ bench:
 install: release
 	$(CMAKE) --install build
 
-SOURCES = include/*.h src/*.c src/*.h src/arch/*.h src/patch/*.c tests/*.c tests/*.h examples/*.c bench/*.c
+SOURCES = include/*.h src/*.c src/*.h src/arch/*.h src/patch/*.c tests/*.c tests/*.h examples/*.c bench/*.c bench/peers/*.c
 
 format:
 	clang-format -i $(SOURCES)

@@ -109,12 +109,10 @@ static int submit(co__job_t *j)
             __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
         }
     }
-    if (nworkers == 0) { /* nobody will ever run it: take it back */
-        co__job_t **p = &queue_head;
-        while (*p != j) p = &(*p)->next;
-        *p = NULL;
-        queue_tail = queue_head ? queue_tail : NULL;
-        for (co__job_t *q = queue_head; q; q = q->next) queue_tail = q;
+    if (nworkers == 0) {
+        /* Nobody will ever run it: take it back.  It is alone in the
+         * queue, since workers only exit once the queue is empty. */
+        queue_head = queue_tail = NULL;
         err = EAGAIN;
     } else {
         err = 0;

@@ -230,11 +230,7 @@ static int thread_wait(int fd, unsigned events, int64_t deadline)
     struct pollfd p = {
         .fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))};
     for (;;) {
-        int ms = -1;
-        if (deadline >= 0) {
-            int64_t left = deadline - co_now();
-            ms = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
-        }
+        int ms = co__ms_until(deadline);
         int r = co__sys_poll(&p, 1, ms);
         if (r > 0) {
             if (p.revents & POLLNVAL) return errno = EBADF, -1;

@@ -308,8 +308,7 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
         int timeout = -1;
         co__timer_t *t = co__timers_first(&h->timers);
         if (t) {
-            int64_t d = t->deadline - co_now();
-            timeout = d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
+            timeout = co__ms_until(t->deadline);
         } else if (h->nio == 0 && h->nexternal == 0 && atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL &&
                    h->main.state == CO__C_PARKED && (h->nsync == 0 || !co__multithreaded())) {
             /* Nothing runnable, no deadline, no fd, no other thread owes

@@ -184,6 +184,14 @@ static inline co__timer_t *co__timers_first(const co__timers_t *h)
 {
     return h->n ? h->heap[0] : NULL;
 }
+/* A poll(2)-style timeout for a deadline: -1 for none, else the ms left
+ * (0 once passed), clamped to int. */
+static inline int co__ms_until(int64_t deadline)
+{
+    if (deadline < 0) return -1;
+    int64_t left = deadline - co_now();
+    return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
+}
 static inline bool co__timer_armed(const co__timer_t *t)
 {
     return t->index != SIZE_MAX;

@@ -8,26 +8,49 @@
 #include "internal.h"
 #include "sys.h"
 
-/* The shape every call shares.  A thread without a hub that finds the fd
- * blocking, with a deadline, polls first: the call itself would ignore
- * the deadline. */
+/* The entry and flags of fd, classified (and made non-blocking on a hub)
+ * on first use; NULL with errno EBADF/ENOMEM. */
+static inline co__fd_t *io_enter(int fd, unsigned *fl)
+{
+    co__fd_t *e = co__fd_get(fd);
+    if (CO__UNLIKELY(!e)) return NULL;
+    *fl = co__fd_flags(e, fd);
+    return CO__LIKELY(*fl != 0) ? e : NULL;
+}
+
+/* What every call does before its first try: the entry, its flags and
+ * the call's deadline.  A thread without a hub that finds the fd blocking
+ * polls first when it has a deadline: the call itself would ignore it.
+ * 0, or -1 with errno. */
+static inline int io_begin(int fd, int64_t deadline, unsigned events, const char *what, co__fd_t **e, unsigned *fl,
+                           int64_t *dl)
+{
+    if (CO__UNLIKELY(!(*e = io_enter(fd, fl)))) return -1;
+    *dl = co__fd_deadline(*e, deadline);
+    if (CO__UNLIKELY(!(*fl & (CO__FD_NB | CO__FD_FILE))) && *dl >= 0) return co__fd_wait(*e, fd, events, *dl, what);
+    return 0;
+}
+
+/* After a try that failed: true to try again (interrupted, or the fd is
+ * ready now), false to fail with errno as it is. */
+static inline bool io_retry(co__fd_t *e, int fd, unsigned fl, unsigned events, int64_t dl, const char *what)
+{
+    if (errno == EINTR) return true;
+    if (errno != EAGAIN || (fl & CO__FD_FILE)) return false;
+    return co__fd_wait(e, fd, events, dl, what) == 0;
+}
+
 #define IO_CALL(fd, deadline, events, what, expr)                                                                      \
     do {                                                                                                               \
-        co__fd_t *e_ = co__fd_get(fd);                                                                                 \
-        if (CO__UNLIKELY(!e_)) return -1;                                                                              \
-        unsigned fl_ = co__fd_flags(e_, fd);                                                                           \
-        if (CO__UNLIKELY(!fl_)) return -1;                                                                             \
-        int64_t dl_ = co__fd_deadline(e_, deadline);                                                                   \
-        if (CO__UNLIKELY(!(fl_ & (CO__FD_NB | CO__FD_FILE))) && dl_ >= 0 &&                                            \
-            co__fd_wait(e_, fd, events, dl_, what) < 0)                                                                \
-            return -1;                                                                                                 \
-        for (;;) {                                                                                                     \
+        co__fd_t *e_;                                                                                                  \
+        unsigned fl_;                                                                                                  \
+        int64_t dl_;                                                                                                   \
+        if (io_begin(fd, deadline, events, what, &e_, &fl_, &dl_) < 0) return -1;                                      \
+        do {                                                                                                           \
             ssize_t r_ = (expr);                                                                                       \
             if (CO__LIKELY(r_ >= 0)) return r_;                                                                        \
-            if (errno == EINTR) continue;                                                                              \
-            if (errno != EAGAIN || (fl_ & CO__FD_FILE)) return -1;                                                     \
-            if (co__fd_wait(e_, fd, events, dl_, what) < 0) return -1;                                                 \
-        }                                                                                                              \
+        } while (io_retry(e_, fd, fl_, events, dl_, what));                                                            \
+        return -1;                                                                                                     \
     } while (0)
 
 /* Reads from a stream socket carry the short-read hint: a read that got
@@ -39,21 +62,17 @@
  * state.  Not for the try form: it must not answer EAGAIN from a hint. */
 #define READ_CALL(fd, deadline, want, what, expr)                                                                      \
     do {                                                                                                               \
-        co__fd_t *e_ = co__fd_get(fd);                                                                                 \
-        if (CO__UNLIKELY(!e_)) return -1;                                                                              \
-        unsigned fl_ = co__fd_flags(e_, fd);                                                                           \
-        if (CO__UNLIKELY(!fl_)) return -1;                                                                             \
-        int64_t dl_ = co__fd_deadline(e_, deadline);                                                                   \
+        co__fd_t *e_;                                                                                                  \
+        unsigned fl_;                                                                                                  \
+        int64_t dl_;                                                                                                   \
+        if (io_begin(fd, deadline, CO__POLL_IN, what, &e_, &fl_, &dl_) < 0) return -1;                                 \
         bool hint_ = (fl_ & CO__FD_STREAM) && co__tls.hub && dl_ != 0;                                                 \
-        if (CO__UNLIKELY(!(fl_ & (CO__FD_NB | CO__FD_FILE))) && dl_ >= 0 &&                                            \
-            co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0)                                                           \
-            return -1;                                                                                                 \
         if (hint_ && __atomic_load_n(&e_->rshort, __ATOMIC_RELAXED) &&                                                 \
             !__atomic_load_n(&e_->rhup, __ATOMIC_RELAXED) &&                                                           \
             __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED) == __atomic_load_n(&e_->rseen, __ATOMIC_RELAXED) &&           \
             co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0)                                                           \
             return -1;                                                                                                 \
-        for (;;) {                                                                                                     \
+        do {                                                                                                           \
             unsigned g_ = __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED);                                                \
             ssize_t r_ = (expr);                                                                                       \
             if (CO__LIKELY(r_ >= 0)) {                                                                                 \
@@ -63,10 +82,8 @@
                 }                                                                                                      \
                 return r_;                                                                                             \
             }                                                                                                          \
-            if (errno == EINTR) continue;                                                                              \
-            if (errno != EAGAIN || (fl_ & CO__FD_FILE)) return -1;                                                     \
-            if (co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0) return -1;                                            \
-        }                                                                                                              \
+        } while (io_retry(e_, fd, fl_, CO__POLL_IN, dl_, what));                                                       \
+        return -1;                                                                                                     \
     } while (0)
 
 ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline)
@@ -166,10 +183,9 @@ int co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadlin
 
 int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline)
 {
-    co__fd_t *e = co__fd_get(fd);
+    unsigned fl;
+    co__fd_t *e = io_enter(fd, &fl);
     if (!e) return -1;
-    unsigned fl = co__fd_flags(e, fd);
-    if (!fl) return -1;
     int64_t dl = co__fd_deadline(e, deadline);
     for (;;) {
         if (co__sys_connect(fd, addr, addrlen) == 0) return 0;
@@ -193,10 +209,9 @@ int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t d
 
 static int wait_ready(int fd, unsigned events, int64_t deadline, const char *what)
 {
-    co__fd_t *e = co__fd_get(fd);
+    unsigned fl;
+    co__fd_t *e = io_enter(fd, &fl);
     if (!e) return -1;
-    unsigned fl = co__fd_flags(e, fd);
-    if (!fl) return -1;
     if (fl & CO__FD_FILE) return 0;
     /* Edge-triggered pollers report changes, not states: ask the kernel
      * for the state first.  Once it said "not ready", the next change is
@@ -231,9 +246,9 @@ void co_fd_forget(int fd)
 
 int co_fd_set_timeout(int fd, int64_t ms)
 {
-    co__fd_t *e = co__fd_get(fd);
+    unsigned fl;
+    co__fd_t *e = io_enter(fd, &fl);
     if (!e) return -1;
-    if (!co__fd_flags(e, fd)) return -1;
     __atomic_store_n(&e->timeout, ms < 0 ? 0 : ms + 1, __ATOMIC_RELAXED);
     return 0;
 }
@@ -292,12 +307,7 @@ int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
     co__hub_t *h = co__tls.hub;
     if (!h) {
         for (;;) {
-            int ms = -1;
-            if (deadline >= 0) {
-                int64_t left = deadline - co_now();
-                ms = left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
-            }
-            int r = co__sys_poll(fds, nfds, ms);
+            int r = co__sys_poll(fds, nfds, co__ms_until(deadline));
             if (r >= 0 || errno != EINTR) return r;
         }
     }
@@ -307,6 +317,5 @@ int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
         if (deadline == 0) return 0;
         if (deadline > 0 && co_now() >= deadline) return 0;
         if (wait_many(h, fds, nfds, deadline) < 0) return -1;
-        if (deadline > 0 && co_now() >= deadline) return co__sys_poll(fds, nfds, 0);
     }
 }

@@ -89,7 +89,7 @@ static void *acceptor_main(void *arg)
             continue;
         }
         conn_t *c = calloc(1, sizeof *c);
-        co_coro_t *co = c ? co_spawn_at(handler_main, c, &so, __FILE__, __LINE__) : NULL;
+        co_coro_t *co = c ? co_spawn_ex(handler_main, c, &so) : NULL;
         if (!co) {
             free(c);
             co_close(fd);
@@ -148,7 +148,7 @@ int co_server_start(co_server_t *s)
 {
     if (s->started || s->stopping) return errno = EINVAL, -1;
     co_spawn_opts_t so = {.stack_size = 0, .name = "co_server acceptor"};
-    s->acceptor = co_spawn_at(acceptor_main, s, &so, __FILE__, __LINE__);
+    s->acceptor = co_spawn_ex(acceptor_main, s, &so);
     if (!s->acceptor) return -1;
     s->hub = co__hub();
     s->started = true;

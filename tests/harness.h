@@ -82,6 +82,23 @@ static inline int test_selected(const char *name)
     fprintf(stderr, "%s\n", (argv)[0])
 #define TEST_MAIN_END() (test_ran_ > 0 ? 0 : (fprintf(stderr, "no test case matched\n"), 1))
 
+/* Open descriptors of this process: a test that ends with more than it
+ * began with leaked one. */
+#include <dirent.h>
+static inline int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) abort();
+    while (readdir(d)) n++;
+    closedir(d);
+    return n;
+}
+/* Brackets a case that must leave the fd count as it found it. */
+static int fds_before_ __attribute__((unused));
+#define FDS_BEGIN() (fds_before_ = count_fds())
+#define FDS_END()   ASSERT_EQ(count_fds(), fds_before_)
+
 /* Runs fn in a child process and returns its wait status; the child's
  * stderr is captured into buf (for asserting on reports). */
 #include <sys/wait.h>

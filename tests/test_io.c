@@ -1,7 +1,6 @@
 /* Cooperative I/O: every call's data path, deadline, try form,
  * cancellation and errors; close while waiting (same hub, other thread);
  * partial writes; poll; threads without a hub; no fd left open. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -14,21 +13,6 @@
 
 #include "cogent.h"
 #include "harness.h"
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    ASSERT(d != NULL);
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
-
-/* Every case must leave the process with the fds it started with. */
-static int fds_before;
-#define BEGIN() fds_before = count_fds()
-#define END()   ASSERT_EQ(count_fds(), fds_before)
 
 /* ------------------------------------------------------------ plumbing */
 
@@ -44,7 +28,7 @@ static void *echo_once(void *arg)
 
 static void test_read_write(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     ASSERT(fcntl(sv[0], F_GETFL) & O_NONBLOCK);
@@ -66,12 +50,12 @@ static void test_read_write(void)
     ASSERT_EQ(co_join(c, -1, NULL), 0);
     ASSERT_EQ(co_close(sv[0]), 0);
     ASSERT_EQ(co_close(sv[1]), 0);
-    END();
+    FDS_END();
 }
 
 static void test_deadline_and_try(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     char b;
@@ -94,7 +78,7 @@ static void test_deadline_and_try(void)
     ASSERT_ERR(co_fd_set_timeout(-1, 10), EBADF);
     co_close(sv[0]);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 static void *blocked_reader(void *arg)
@@ -107,7 +91,7 @@ static void *blocked_reader(void *arg)
 
 static void test_cancel(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *c = co_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
@@ -119,12 +103,12 @@ static void test_cancel(void)
     ASSERT_EQ((intptr_t)res, ECANCELED);
     co_close(sv[0]);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 static void test_close_while_waiting(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *a = co_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
@@ -152,7 +136,7 @@ static void test_close_while_waiting(void)
     co_close(sv[1]);
     co_close(sv2[0]);
     co_close(sv2[1]);
-    END();
+    FDS_END();
 }
 
 /* A coroutine on another thread's hub waits; this thread closes. */
@@ -182,7 +166,7 @@ static void *xthread_main(void *arg)
 
 static void test_close_from_other_thread(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     xwait_t x = {.fd = sv[0]};
@@ -196,12 +180,12 @@ static void test_close_from_other_thread(void)
     ASSERT_EQ(x.err, EBADF);
     ASSERT(co_now() - t0 < 5000);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 static void test_eof_and_epipe(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_close(sv[1]);
@@ -216,7 +200,7 @@ static void test_eof_and_epipe(void)
     ASSERT_ERR(co_read(sv[0], b, 1, -1), EBADF);
     ASSERT_ERR(co_write(-1, b, 1, -1), EBADF);
     ASSERT_ERR(co_close(-1), EBADF);
-    END();
+    FDS_END();
 }
 
 /* Data and the hang-up arriving in one poller event: the read that takes
@@ -233,7 +217,7 @@ static void *read_to_eof(void *arg)
 
 static void test_data_then_hangup(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     for (int round = 0; round < 2; round++) {
         int sv[2];
         ASSERT_EQ(co_socketpair(sv), 0);
@@ -252,7 +236,7 @@ static void test_data_then_hangup(void)
         if (round == 0) co_close(sv[0]);
         co_close(sv[1]);
     }
-    END();
+    FDS_END();
 }
 
 static int listen_any(void)
@@ -265,7 +249,7 @@ static int listen_any(void)
 
 static void test_refused_and_reset(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int l = listen_any();
     int port = co_socket_port(l);
     co_close(l);
@@ -286,12 +270,12 @@ static void test_refused_and_reset(void)
     ASSERT_ERR(co_read(c, b, sizeof b, co_now() + 2000), ECONNRESET);
     co_close(c);
     co_close(l);
-    END();
+    FDS_END();
 }
 
 static void test_accept_connect(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int l = listen_any();
     ASSERT_ERR(co_accept(l, NULL, NULL, 0), EAGAIN);
     ASSERT_ERR(co_accept(l, NULL, NULL, co_now() + 20), ETIMEDOUT);
@@ -323,12 +307,12 @@ static void test_accept_connect(void)
     /* bad arguments */
     ASSERT_ERR(co_tcp_listen("127.0.0.1", 70000, NULL), EINVAL);
     ASSERT_ERR(co_tcp_connect("127.0.0.1", -1, -1), EINVAL);
-    END();
+    FDS_END();
 }
 
 static void test_vectored_and_msg(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     struct iovec out[2] = {{.iov_base = "abc", .iov_len = 3}, {.iov_base = "defg", .iov_len = 4}};
@@ -361,7 +345,7 @@ static void test_vectored_and_msg(void)
     ASSERT_EQ(from.sin_family, AF_INET);
     co_close(u1);
     co_close(u2);
-    END();
+    FDS_END();
 }
 
 /* Partial writes: a 1 MiB write through a socket with a tiny buffer. */
@@ -384,7 +368,7 @@ static void *slow_reader(void *arg)
 
 static void test_partial_writes(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     int sz = 4096;
@@ -414,7 +398,7 @@ static void test_partial_writes(void)
     free(buf);
     co_close(sv[0]);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 /* --------------------------------------------------------------- poll */
@@ -429,7 +413,7 @@ static void *write_later(void *arg)
 
 static void test_poll(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int a[2], b[2];
     ASSERT_EQ(co_socketpair(a), 0);
     ASSERT_EQ(co_socketpair(b), 0);
@@ -470,7 +454,7 @@ static void test_poll(void)
     co_close(a[0]);
     co_close(b[0]);
     co_close(b[1]);
-    END();
+    FDS_END();
 }
 
 static void *poll_forever(void *arg)
@@ -482,7 +466,7 @@ static void *poll_forever(void *arg)
 
 static void test_poll_cancel(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *c = co_spawn(poll_forever, (void *)(intptr_t)sv[0]);
@@ -493,7 +477,7 @@ static void test_poll_cancel(void)
     ASSERT_EQ((intptr_t)r, ECANCELED);
     co_close(sv[0]);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 /* ----------------------------------------------------- without a hub */
@@ -536,7 +520,7 @@ static void *reply_ok(void *arg)
 
 static void test_without_hub(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *c = co_spawn(reply_ok, (void *)(intptr_t)sv[1]);
@@ -546,12 +530,12 @@ static void test_without_hub(void)
     pthread_join(t, NULL);
     co_close(sv[0]);
     co_close(sv[1]);
-    END();
+    FDS_END();
 }
 
 static void test_regular_file(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     char path[] = "/tmp/cogent-io-XXXXXX";
     int fd = mkstemp(path);
     ASSERT(fd >= 0);
@@ -563,12 +547,12 @@ static void test_regular_file(void)
     ASSERT_EQ(co_read(fd, b, sizeof b, 0), 0);
     ASSERT_EQ(co_wait_readable(fd, 0), 0);
     co_close(fd);
-    END();
+    FDS_END();
 }
 
 static void test_unix(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     char path[64];
     snprintf(path, sizeof path, "/tmp/cogent-unix-%d", (int)getpid());
     int l = co_unix_listen(path, 8);
@@ -599,7 +583,7 @@ static void test_unix(void)
     longp[sizeof longp - 1] = '\0';
     ASSERT_ERR(co_unix_listen(longp, 1), ENAMETOOLONG);
     ASSERT_ERR(co_unix_connect("", -1), EINVAL);
-    END();
+    FDS_END();
 }
 
 /* Many coroutines, many sockets: every byte comes back. */
@@ -623,7 +607,7 @@ static void *pair_client(void *arg)
 
 static void test_many_pairs(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     enum { N = 300 };
     int sv[N][2];
     co_coro_t *cs[2 * N];
@@ -637,7 +621,7 @@ static void test_many_pairs(void)
         co_close(sv[i][0]);
         co_close(sv[i][1]);
     }
-    END();
+    FDS_END();
 }
 
 int main(int argc, char **argv)

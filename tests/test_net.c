@@ -2,7 +2,6 @@
  * timeout, graceful stop with handlers in flight, counters) and name
  * resolution off the hub (localhost, failures, deadlines). */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,19 +11,6 @@
 #include "cogent.h"
 #include "harness.h"
 #include "internal.h"
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    ASSERT(d != NULL);
-    while (readdir(d)) n++;
-    closedir(d);
-    return n;
-}
-static int fds_before;
-#define BEGIN() fds_before = count_fds()
-#define END()   ASSERT_EQ(count_fds(), fds_before)
 
 static int echo_handler(int fd, void *arg)
 {
@@ -73,7 +59,7 @@ static void test_server_5000(void)
         fprintf(stderr, "    (skipped: open-file limit %llu)\n", (unsigned long long)rl.rlim_cur);
         return;
     }
-    BEGIN();
+    FDS_BEGIN();
     co_server_opts_t o = {.host = "127.0.0.1", .port = 0, .backlog = 1024};
     co_server_t *s = co_server_new(echo_handler, NULL, &o);
     ASSERT(s != NULL);
@@ -102,7 +88,7 @@ static void test_server_5000(void)
     ASSERT_EQ(st.errors, 0);
     ASSERT_EQ(co_server_stop(s, co_now() + 1000), 0);
     co_server_free(s);
-    END();
+    FDS_END();
 }
 
 /* ---------------------------------------------------- connection limit */
@@ -121,7 +107,7 @@ static int counting_handler(int fd, void *arg)
 
 static void test_max_conns(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     co_server_opts_t o = {.host = "127.0.0.1", .max_conns = 2};
     co_server_t *s = co_server_new(counting_handler, NULL, &o);
     ASSERT(s != NULL);
@@ -141,7 +127,7 @@ static void test_max_conns(void)
     ASSERT_EQ(st.accepted, N);
     ASSERT_EQ(st.closed, N);
     co_server_free(s);
-    END();
+    FDS_END();
 }
 
 /* -------------------------------------------------------- idle timeout */
@@ -157,7 +143,7 @@ static int idle_handler(int fd, void *arg)
 
 static void test_idle_timeout(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     int result = -1;
     co_server_opts_t o = {.host = "127.0.0.1", .idle_timeout_ms = 40};
     co_server_t *s = co_server_new(idle_handler, &result, &o);
@@ -174,7 +160,7 @@ static void test_idle_timeout(void)
     ASSERT_EQ(st.errors, 1);
     co_close(fd);
     co_server_free(s);
-    END();
+    FDS_END();
 }
 
 /* ------------------------------------------------------ graceful stop */
@@ -202,7 +188,7 @@ static void *stop_client(void *arg)
 
 static void graceful(int64_t handler_ms, int64_t stop_ms, int expect_killed, intptr_t expect_read)
 {
-    BEGIN();
+    FDS_BEGIN();
     co_server_opts_t o = {.host = "127.0.0.1"};
     co_server_t *s = co_server_new(slow_handler, &handler_ms, &o);
     ASSERT_EQ(co_server_start(s), 0);
@@ -235,7 +221,7 @@ static void graceful(int64_t handler_ms, int64_t stop_ms, int expect_killed, int
     ASSERT_EQ(st.errors, (uint64_t)expect_killed);
     ASSERT_EQ(co_server_stop(s, 0), 0); /* idempotent */
     co_server_free(s);
-    END();
+    FDS_END();
 }
 
 static void test_stop_waits_for_handlers(void)
@@ -248,6 +234,13 @@ static void test_stop_kills_at_deadline(void)
     graceful(60000, 80, 10, 0);
 }
 
+static void *stop_from_elsewhere(void *arg)
+{
+    errno = 0;
+    int r = co_server_stop(arg, 0);
+    return (void *)(intptr_t)(r == -1 ? errno : 0);
+}
+
 static void *serve_it(void *arg)
 {
     return (void *)(intptr_t)co_server_serve(arg);
@@ -255,7 +248,7 @@ static void *serve_it(void *arg)
 
 static void test_serve_and_unix(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     char path[64];
     snprintf(path, sizeof path, "/tmp/cogent-srv-%d", (int)getpid());
     co_server_opts_t o = {.host = path, .unix_socket = true};
@@ -270,6 +263,12 @@ static void test_serve_and_unix(void)
     char b[3];
     ASSERT_EQ(co_read(fd, b, 3, co_now() + 2000), 3);
     co_close(fd);
+    /* only the server's own hub may stop it */
+    pthread_t t;
+    void *why;
+    ASSERT_EQ(pthread_create(&t, NULL, stop_from_elsewhere, s), 0);
+    pthread_join(t, &why);
+    ASSERT_EQ((intptr_t)why, EINVAL);
     ASSERT_EQ(co_server_stop(s, co_now() + 2000), 0);
     void *r;
     ASSERT_EQ(co_join(srv, co_now() + 2000, &r), 0);
@@ -280,14 +279,14 @@ static void test_serve_and_unix(void)
     ASSERT_ERR(co_server_new(NULL, NULL, &o), EINVAL);
     co_server_opts_t bad = {.host = "127.0.0.1", .port = 99999};
     ASSERT_ERR(co_server_new(echo_handler, NULL, &bad), EINVAL);
-    END();
+    FDS_END();
 }
 
 /* ---------------------------------------------------------------- DNS */
 
 static void test_dns(void)
 {
-    BEGIN();
+    FDS_BEGIN();
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
     ASSERT_EQ(co_getaddrinfo("localhost", "80", &hints, &res, co_now() + 5000), 0);
     ASSERT(res != NULL);
@@ -310,6 +309,13 @@ static void test_dns(void)
     struct addrinfo num = {.ai_flags = AI_NUMERICHOST};
     ASSERT_EQ(co_getaddrinfo("not-a-number", "80", &num, &res, co_now() + 5000), EAI_NONAME);
     ASSERT_EQ(co_getaddrinfo(NULL, NULL, NULL, &res, -1), EAI_NONAME);
+    ASSERT_EQ(co_getnameinfo(NULL, 0, host, sizeof host, NULL, 0, 0, -1), EAI_FAMILY);
+    ASSERT_ERR(co_socket_port(-1), EBADF);
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    ASSERT_ERR(co_socket_port(p[0]), ENOTSOCK);
+    close(p[0]);
+    close(p[1]);
     /* a name through the socket calls: the message says why */
     int l = co_tcp_listen("localhost", 0, NULL);
     ASSERT(l >= 0);
@@ -317,7 +323,7 @@ static void test_dns(void)
     ASSERT(c >= 0);
     co_close(c);
     co_close(l);
-    END();
+    FDS_END();
 }
 
 /* A slow job past its caller's deadline: the caller gets ETIMEDOUT at

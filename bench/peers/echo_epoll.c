@@ -13,7 +13,11 @@
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
-static void on_sig(int s) { (void)s; stop = 1; }
+static void on_sig(int s)
+{
+    (void)s;
+    stop = 1;
+}
 
 int main(int argc, char **argv)
 {
@@ -23,8 +27,8 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), on = 1;
     setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(l, (struct sockaddr *)&a, sizeof a) < 0 || listen(l, 4096) < 0) return perror("listen"), 1;
     int ep = epoll_create1(0);
     struct epoll_event e = {.events = EPOLLIN, .data.fd = l};

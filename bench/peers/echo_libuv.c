@@ -8,13 +8,29 @@
 static char buf[16384];
 static uv_loop_t *loop;
 
-static void alloc_cb(uv_handle_t *h, size_t sz, uv_buf_t *b) { (void)h; (void)sz; *b = uv_buf_init(buf, sizeof buf); }
-static void close_cb(uv_handle_t *h) { free(h); }
-static void write_cb(uv_write_t *w, int st) { (void)st; free(w->data); free(w); }
+static void alloc_cb(uv_handle_t *h, size_t sz, uv_buf_t *b)
+{
+    (void)h;
+    (void)sz;
+    *b = uv_buf_init(buf, sizeof buf);
+}
+static void close_cb(uv_handle_t *h)
+{
+    free(h);
+}
+static void write_cb(uv_write_t *w, int st)
+{
+    (void)st;
+    free(w->data);
+    free(w);
+}
 
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
-    if (n < 0) { uv_close((uv_handle_t *)s, close_cb); return; }
+    if (n < 0) {
+        uv_close((uv_handle_t *)s, close_cb);
+        return;
+    }
     if (n == 0) return;
     uv_buf_t out = uv_buf_init(b->base, (unsigned)n);
     int w = uv_try_write(s, &out, 1);
@@ -33,11 +49,17 @@ static void on_conn(uv_stream_t *srv, int st)
     if (st < 0) return;
     uv_tcp_t *c = malloc(sizeof *c);
     uv_tcp_init(loop, c);
-    if (uv_accept(srv, (uv_stream_t *)c) == 0) uv_read_start((uv_stream_t *)c, alloc_cb, read_cb);
-    else uv_close((uv_handle_t *)c, close_cb);
+    if (uv_accept(srv, (uv_stream_t *)c) == 0)
+        uv_read_start((uv_stream_t *)c, alloc_cb, read_cb);
+    else
+        uv_close((uv_handle_t *)c, close_cb);
 }
 
-static void on_signal(uv_signal_t *h, int s) { (void)s; uv_stop(h->loop); }
+static void on_signal(uv_signal_t *h, int s)
+{
+    (void)s;
+    uv_stop(h->loop);
+}
 
 int main(int argc, char **argv)
 {
