@@ -48,8 +48,8 @@ int main(int argc, char **argv)
     co_group_t *g = co_group_new(0);
     double t0 = bench_ns();
     for (long i = 0; i < n; i++)
-        if (!co_group_spawn(g, blocked, (void *)(intptr_t)i, NULL, -1)) return perror("spawn"), 1;
-    co_sleep(0); /* run them all until they block */
+        if (!co_group_spawn(g, blocked, (void *)(intptr_t)i, -1)) return perror("spawn"), 1;
+    co_sleep_ms(0); /* run them all until they block */
     double dt = bench_ns() - t0;
     co_hub_stats_t hs;
     co_hub_stats(&hs);

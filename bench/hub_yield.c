@@ -9,7 +9,7 @@ static long rounds;
 static void *yielder(void *arg)
 {
     (void)arg;
-    for (long i = 0; i < rounds; i++) co_yield ();
+    for (long i = 0; i < rounds; i++) co_yield_now();
     return NULL;
 }
 

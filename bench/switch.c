@@ -17,7 +17,7 @@ int main(int argc, char **argv)
 {
     long n = bench_arg(argc, argv, 20000000);
     main_f = co_fiber_current();
-    peer = co_fiber_new(pong, NULL, 0);
+    peer = co_fiber_new(pong, NULL, NULL);
     co_fiber_switch(peer, NULL); /* warm */
     double t0 = bench_ns();
     void *v = NULL;

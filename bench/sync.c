@@ -47,7 +47,7 @@ static void *handoff(void *arg)
     (void)arg;
     for (long i = 0; i < rounds; i++) {
         co_lock_acquire(&hl, -1);
-        co_yield (); /* the other one queues on the lock meanwhile */
+        co_yield_now(); /* the other one queues on the lock meanwhile */
         co_lock_release(&hl);
     }
     return NULL;

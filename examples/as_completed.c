@@ -7,7 +7,7 @@
 static void *task(void *arg)
 {
     intptr_t i = (intptr_t)arg;
-    co_sleep((10 - i) * 100);
+    co_sleep_ms((10 - i) * 100);
     return arg;
 }
 
@@ -15,7 +15,7 @@ int main(void)
 {
     co_group_t *g = co_group_new(0);
     int64_t t0 = co_now();
-    for (intptr_t i = 0; i < 10; i++) co_group_spawn(g, task, (void *)i, NULL, -1);
+    for (intptr_t i = 0; i < 10; i++) co_group_spawn(g, task, (void *)i, -1);
     co_coro_t *c;
     while ((c = co_group_next(g, -1)) != NULL) { /* NULL + ENOENT: none left */
         void *r;

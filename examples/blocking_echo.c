@@ -94,7 +94,7 @@ int main(void)
 {
     pthread_t t;
     pthread_create(&t, NULL, server, NULL);
-    while (!atomic_load(&port_ready)) co_sleep(1);
+    while (!atomic_load(&port_ready)) co_sleep_ms(1);
     port = atomic_load(&port_ready);
     int ok[N] = {0};
     co_coro_t *cs[N];

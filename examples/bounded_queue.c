@@ -23,7 +23,7 @@ static void *slow_consumer(void *arg)
     (void)arg;
     void *it;
     while (co_queue_get(q, &it, -1) == 0) {
-        co_sleep(50);
+        co_sleep_ms(50);
         printf("%4lld ms  consumed %ld\n", (long long)(co_now() - t0), (long)(intptr_t)it);
     }
     return NULL;

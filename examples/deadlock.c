@@ -24,7 +24,7 @@ static void *diner(void *arg)
     for (;;) {
         co_lock_acquire(first, -1);
         printf("%s has the %s\n", name, first_name);
-        co_sleep(10); /* long enough for the other to take its first lock */
+        co_sleep_ms(10); /* long enough for the other to take its first lock */
         if (co_lock_acquire(second, -1) == 0) {
             printf("%s eats with the %s and the %s\n", name, first_name, second_name);
             co_lock_release(second);
@@ -33,7 +33,7 @@ static void *diner(void *arg)
         }
         printf("%s: %s -- putting the %s down and trying again\n", name, strerror(errno), first_name);
         co_lock_release(first);
-        co_sleep(20);
+        co_sleep_ms(20);
     }
 }
 
@@ -42,7 +42,7 @@ int main(void)
     setvbuf(stdout, NULL, _IONBF, 0); /* our lines and cogent's report in order */
     static char alice[] = "alice", bob[] = "bob";
     co_spawn_opts_t a = {.name = alice}, b = {.name = bob};
-    co_coro_t *cs[2] = {co_spawn_ex(diner, alice, &a), co_spawn_ex(diner, bob, &b)};
+    co_coro_t *cs[2] = {co_spawn_with(diner, alice, &a), co_spawn_with(diner, bob, &b)};
     co_joinall(cs, 2, -1, NULL);
     printf("both ate; no hang\n");
     return 0;

@@ -28,7 +28,7 @@ static int http_handler(int fd, void *arg)
     }
     char path[256] = "/";
     sscanf(req, "GET %255s", path);
-    co_sleep(DELAY_MS); /* a slow backend */
+    co_sleep_ms(DELAY_MS); /* a slow backend */
     char body[512], resp[768];
     int bl = snprintf(body, sizeof body, "This is the page at %s.\n", path);
     int rl = snprintf(resp, sizeof resp, "HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n%s", bl, body);

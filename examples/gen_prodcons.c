@@ -21,7 +21,7 @@ static void *consumer(co_gen_t *g, void *arg)
 
 int main(void)
 {
-    co_gen_t *g = co_gen_new(consumer, NULL, 0);
+    co_gen_t *g = co_gen_new(consumer, NULL, NULL);
     if (!g) return perror("co_gen_new"), 1;
     co_gen_next(g, NULL); /* run to the first yield, as Python's next(g) */
     void *total = NULL;

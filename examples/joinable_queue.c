@@ -22,7 +22,7 @@ static void *consumer(void *arg)
     intptr_t id = (intptr_t)arg, done = 0;
     void *job;
     while (co_queue_get(jobs, &job, -1) == 0) {
-        co_sleep(((intptr_t)job % 7) + 1); /* the work */
+        co_sleep_ms(((intptr_t)job % 7) + 1); /* the work */
         done++;
         co_queue_task_done(jobs);
     }

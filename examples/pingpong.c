@@ -2,8 +2,8 @@
  * forth with explicit switches.  Nothing is scheduled; nothing blocks.
  *
  *   Python:                         C with cogent:
- *   g1 = greenlet(eat)              eat_f  = co_fiber_new(eat, NULL, 0);
- *   g2 = greenlet(play)             play_f = co_fiber_new(play, NULL, 0);
+ *   g1 = greenlet(eat)              eat_f  = co_fiber_new(eat, NULL, NULL);
+ *   g2 = greenlet(play)             play_f = co_fiber_new(play, NULL, NULL);
  *   g1.switch('tom')                co_fiber_switch(eat_f, "tom");
  */
 #include <cogent.h>
@@ -33,8 +33,8 @@ static void *play(co_fiber_t *self, void *name)
 
 int main(void)
 {
-    eat_f = co_fiber_new(eat, NULL, 0);
-    play_f = co_fiber_new(play, NULL, 0);
+    eat_f = co_fiber_new(eat, NULL, NULL);
+    play_f = co_fiber_new(play, NULL, NULL);
     if (!eat_f || !play_f) return perror("co_fiber_new"), 1;
     char tom[] = "tom";
     const char *r = co_fiber_switch(eat_f, tom);

@@ -11,7 +11,7 @@
 
 static void *task(void *arg)
 {
-    co_sleep(WAIT_MS); /* parks this coroutine only: the hub runs the others */
+    co_sleep_ms(WAIT_MS); /* parks this coroutine only: the hub runs the others */
     return arg;
 }
 
@@ -27,7 +27,7 @@ int main(int argc, char **argv)
 
     t0 = co_now();
     co_group_t *g = co_group_new(0);
-    for (intptr_t i = 0; i < tasks; i++) co_group_spawn(g, task, (void *)i, NULL, -1);
+    for (intptr_t i = 0; i < tasks; i++) co_group_spawn(g, task, (void *)i, -1);
     co_group_join(g, -1);
     co_group_free(g);
     int64_t co_ms = co_now() - t0;

@@ -68,7 +68,7 @@ static int run_clients(int port, int n)
     int64_t t0 = co_now();
     for (int i = 0; i < n; i++) {
         cs[i] = (client_t){.port = port, .id = i};
-        hs[i] = co_spawn_ex(client, &cs[i], &so);
+        hs[i] = co_spawn_with(client, &cs[i], &so);
     }
     co_joinall(hs, (size_t)n, -1, NULL);
     int ok = 0;

@@ -88,12 +88,16 @@ typedef struct co_fiber co_fiber_t;
  * what it returns is handed to its parent, which resumes. */
 typedef void *(*co_fiber_fn)(co_fiber_t *self, void *value);
 
+typedef struct co_fiber_opts {
+    size_t stack_size; /* 0: the default (CO_STACK_DEFAULT) */
+} co_fiber_opts_t;
+
 /* Creates a fiber that will run fn when first switched to.  Its parent is
- * the fiber current at creation.  stack_size 0 means the default.
- * `ud` is a pointer for the caller, returned by co_fiber_data.
+ * the fiber current at creation.  `ud` is a pointer for the caller,
+ * returned by co_fiber_data.  opts may be NULL (defaults).
  * Returns NULL with errno EINVAL (fn NULL, stack_size < CO_STACK_MIN) or
  * ENOMEM.  Switches: no. */
-CO_API co_fiber_t *co_fiber_new(co_fiber_fn fn, void *ud, size_t stack_size);
+CO_API co_fiber_t *co_fiber_new(co_fiber_fn fn, void *ud, const co_fiber_opts_t *opts);
 
 /* Frees a fiber that is not running: not started, ended, or suspended.
  * A suspended fiber's stack is released without running anything on it:
@@ -136,9 +140,14 @@ typedef struct co_gen co_gen_t;
  * is the generator's final value (Python's StopIteration.value). */
 typedef void *(*co_gen_fn)(co_gen_t *g, void *arg);
 
+typedef struct co_gen_opts {
+    size_t stack_size; /* 0: the default (CO_STACK_DEFAULT) */
+} co_gen_opts_t;
+
 /* Creates a suspended generator; nothing runs until the first next/send.
- * NULL with EINVAL or ENOMEM.  Switches: no. */
-CO_API co_gen_t *co_gen_new(co_gen_fn fn, void *arg, size_t stack_size);
+ * opts may be NULL (defaults).  NULL with EINVAL (fn NULL, stack_size <
+ * CO_STACK_MIN) or ENOMEM.  Switches: no. */
+CO_API co_gen_t *co_gen_new(co_gen_fn fn, void *arg, const co_gen_opts_t *opts);
 
 /* Resumes g with `in` (what its pending co_gen_yield returns) and waits for
  * its next value.  Returns 1 and stores the yielded value in *out (out may
@@ -182,28 +191,33 @@ typedef struct co_group co_group_t;
 typedef void *(*co_fn)(void *arg);
 
 typedef struct co_spawn_opts {
-    size_t stack_size; /* 0: the default */
+    size_t stack_size; /* 0: the default (CO_STACK_DEFAULT) */
     const char *name;  /* copied; NULL: none (shown as "#<id>") */
 } co_spawn_opts_t;
 
 /* Creates a coroutine that runs fn(arg) on the calling thread's hub.  It
  * is queued, not run: it starts when the caller next blocks or yields.
- * The handle must be joined or detached exactly once.
- * NULL with EINVAL (fn NULL, bad stack size) or ENOMEM.  Switches: no. */
-CO_API co_coro_t *co_spawn(co_fn fn, void *arg);
-CO_API co_coro_t *co_spawn_ex(co_fn fn, void *arg, const co_spawn_opts_t *opts);
-/* As co_spawn_ex, recording where it was called for co_dump.  The macros
- * below make co_spawn and co_spawn_ex pass the caller's file and line. */
+ * The handle must be joined or detached exactly once; after that it is
+ * invalid, like a joined pthread_t (docs/conventions.md).
+ * NULL with EINVAL (fn NULL, bad stack size) or ENOMEM.  Switches: no.
+ *
+ *   co_spawn(fn, arg)             defaults
+ *   co_spawn_with(fn, arg, opts)  with options (may be a compound literal:
+ *                                 &(co_spawn_opts_t){.name = "w", ...})
+ *
+ * Both are macros that record the caller's file and line for co_dump;
+ * co_spawn_at is the function behind them (file may be NULL). */
+#define co_spawn(fn, arg)           co_spawn_at((fn), (arg), NULL, __FILE__, __LINE__)
+#define co_spawn_with(fn, arg, ...) co_spawn_at((fn), (arg), (__VA_ARGS__), __FILE__, __LINE__)
 CO_API co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line);
-#define co_spawn(fn, arg)          co_spawn_at((fn), (arg), NULL, __FILE__, __LINE__)
-#define co_spawn_ex(fn, arg, opts) co_spawn_at((fn), (arg), (opts), __FILE__, __LINE__)
 
 /* Waits until c has returned, stores its return value in *result (may be
  * NULL) and frees the handle.  Errors (the handle stays valid):
  *   ETIMEDOUT  the deadline passed first;
  *   ECANCELED  the caller was killed;
  *   EDEADLK    c is the caller itself, or nothing could ever wake it;
- *   EINVAL     c is a thread's main coroutine (it never ends).
+ *   EINVAL     c is a thread's main coroutine (it never ends);
+ *   ENOMEM     c runs on another thread and no message could be made.
  * Joining a handle already joined or detached aborts.  c may live on
  * another thread's hub.  Switches: yes, unless c has already finished. */
 CO_API int co_join(co_coro_t *c, int64_t deadline, void **result);
@@ -214,7 +228,8 @@ CO_API int co_wait(co_coro_t *c, int64_t deadline);
 
 /* Waits until all n coroutines have finished, then joins them all and
  * stores their results in results[i] (results may be NULL).  On error
- * (ETIMEDOUT, ECANCELED, EDEADLK) none is joined.  Switches: yes. */
+ * (ETIMEDOUT, ECANCELED, EDEADLK, ENOMEM) none is joined.  cs NULL with
+ * n > 0 aborts.  Switches: yes. */
 CO_API int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results);
 
 /* Gives up the handle: c frees itself when it returns, its result is
@@ -225,25 +240,28 @@ CO_API void co_detach(co_coro_t *c);
  * ECANCELED; c is expected to clean up and return.  A coroutine killed
  * before it started never runs and finishes with result NULL.  Killing a
  * finished coroutine does nothing.  c may live on another thread's hub.
- * Returns 0.  Switches: no. */
-CO_API int co_kill(co_coro_t *c);
+ * Switches: no. */
+CO_API void co_kill(co_coro_t *c);
 
-/* True if c was killed (whether or not it has finished).  Switches: no. */
+/* True if c was killed before it finished.  Switches: no. */
 CO_API bool co_killed(const co_coro_t *c);
 /* True once c has returned (or was killed before it started); its result
  * is then ready for co_join.  Any thread.  Switches: no. */
 CO_API bool co_finished(const co_coro_t *c);
 
-/* Lets the other runnable coroutines of this hub run, then returns 0.
- * Returns -1 with ECANCELED if the caller was killed.  Switches: yes. */
-CO_API int co_yield (void);
+/* Lets the other runnable coroutines of this hub run, then returns 0
+ * (Go's runtime.Gosched, gevent.sleep(0)).  -1 with ECANCELED if the
+ * caller was killed.  Switches: yes. */
+CO_API int co_yield_now(void);
 
-/* Sleeps until the deadline (co_now()-based, ms).  co_sleep(0) just
- * yields.  Returns 0, or -1 with ECANCELED if killed meanwhile.
+/* Sleeps until the deadline (a value of co_now(); one already passed
+ * just yields).  0, or -1 with errno:
+ *   ECANCELED  the caller was killed (also before it slept);
+ *   ENOMEM     the deadline could not be armed.
  * Switches: yes. */
 CO_API int co_sleep_until(int64_t deadline);
 /* Sleeps for ms milliseconds (ms <= 0 yields).  As co_sleep_until. */
-CO_API int co_sleep(int64_t ms);
+CO_API int co_sleep_ms(int64_t ms);
 
 /* The running coroutine (the thread's main coroutine outside any spawned
  * one).  Never NULL.  Switches: no. */
@@ -269,23 +287,29 @@ CO_API co_group_t *co_group_new(size_t limit);
  * that still has members aborts.  NULL is a no-op.  Switches: no. */
 CO_API void co_group_free(co_group_t *g);
 
-/* Spawns fn(arg) into g, first waiting for a free slot when the group is
- * at its limit (members that finished do not hold a slot).  NULL with
- * errno as co_spawn_ex, or ETIMEDOUT / ECANCELED while waiting.
+/* Spawns fn(arg) into g, first waiting until the deadline for a free slot
+ * when the group is at its limit (members that finished do not hold a
+ * slot).  NULL with errno as co_spawn, or EAGAIN (deadline 0 and no free
+ * slot), ETIMEDOUT, ECANCELED while waiting.  Macros recording the
+ * caller's place, as co_spawn / co_spawn_with:
+ *
+ *   co_group_spawn(g, fn, arg, deadline)
+ *   co_group_spawn_with(g, fn, arg, deadline, opts)
+ *
  * Switches: only when it has to wait for a slot. */
-CO_API co_coro_t *co_group_spawn(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline);
-CO_API co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline,
+#define co_group_spawn(g, fn, arg, deadline) co_group_spawn_at((g), (fn), (arg), (deadline), NULL, __FILE__, __LINE__)
+#define co_group_spawn_with(g, fn, arg, deadline, ...)                                                                 \
+    co_group_spawn_at((g), (fn), (arg), (deadline), (__VA_ARGS__), __FILE__, __LINE__)
+CO_API co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadline, const co_spawn_opts_t *opts,
                                     const char *file, int line);
-#define co_group_spawn(g, fn, arg, opts, deadline)                                                                     \
-    co_group_spawn_at((g), (fn), (arg), (opts), (deadline), __FILE__, __LINE__)
 
 /* Waits for every member to finish, then joins them (results dropped).
  * Members taken with co_group_next stay the caller's to join.
  * ETIMEDOUT / ECANCELED: nothing was joined.  Switches: yes. */
 CO_API int co_group_join(co_group_t *g, int64_t deadline);
 
-/* Kills every member still running.  Returns 0.  Switches: no. */
-CO_API int co_group_kill(co_group_t *g);
+/* Kills every member still running.  Switches: no. */
+CO_API void co_group_kill(co_group_t *g);
 
 /* Takes the next member to finish, in completion order, and hands it to
  * the caller (join it for its result; it leaves the group).  Returns NULL
@@ -408,12 +432,6 @@ typedef struct co_barrier {
         ._parties = (n)                                                                                                \
     }
 
-/* Where a call was made, for deadlock reports and dumps: the function-like
- * macros (co_lock_acquire, co_spawn...) pass the caller's file and line to
- * the _at form; calling the plain function (through a pointer, or with
- * the name in parentheses) records no place. */
-#define CO__HERE __FILE__, __LINE__
-
 /* ---- lock (threading.Lock, with owner checks) */
 
 /* Initialises a lock (same as CO_LOCK_INIT); `name` (may be NULL, not
@@ -428,12 +446,15 @@ CO_API int co_lock_destroy(co_lock_t *l);
  *   ECANCELED  the caller was killed;
  *   EDEADLK    the caller already holds l (reported on stderr), waiting
  *              would close a cycle of waits (the cycle is reported), or
- *              nothing could ever release it.
+ *              nothing could ever release it;
+ *   ENOMEM     no owner record could be made for the caller (its first
+ *              lock only).
  * The owner is the calling coroutine (or the thread, outside any hub).
+ * A macro recording the caller's file and line for reports; the function
+ * behind it is co_lock_acquire_at (file may be NULL).
  * Switches: yes, when l is held by another. */
-CO_API int co_lock_acquire(co_lock_t *l, int64_t deadline);
+#define co_lock_acquire(l, deadline) co_lock_acquire_at((l), (deadline), __FILE__, __LINE__)
 CO_API int co_lock_acquire_at(co_lock_t *l, int64_t deadline, const char *file, int line);
-#define co_lock_acquire(l, deadline) co_lock_acquire_at((l), (deadline), CO__HERE)
 /* Releases l, handing it to the oldest waiter if any.  Releasing a lock
  * the caller does not hold aborts with a message.  Switches: no. */
 CO_API void co_lock_release(co_lock_t *l);
@@ -446,11 +467,10 @@ CO_API void co_rlock_init(co_rlock_t *r, const char *name);
 /* 0, or -1 with EBUSY if held or waited on.  Switches: no. */
 CO_API int co_rlock_destroy(co_rlock_t *r);
 /* Takes r, or adds one level if the caller owns it already.  Errors as
- * co_lock_acquire (without the self-deadlock).  Switches: yes, when r is
- * held by another. */
-CO_API int co_rlock_acquire(co_rlock_t *r, int64_t deadline);
+ * co_lock_acquire (without the self-deadlock).  A macro, as
+ * co_lock_acquire.  Switches: yes, when r is held by another. */
+#define co_rlock_acquire(r, deadline) co_rlock_acquire_at((r), (deadline), __FILE__, __LINE__)
 CO_API int co_rlock_acquire_at(co_rlock_t *r, int64_t deadline, const char *file, int line);
-#define co_rlock_acquire(r, deadline) co_rlock_acquire_at((r), (deadline), CO__HERE)
 /* Drops one level; the last one releases r.  A non-owner aborts.
  * Switches: no. */
 CO_API void co_rlock_release(co_rlock_t *r);
@@ -667,9 +687,9 @@ CO_API int co_close(int fd);
  * it) without closing it.  Switches: no. */
 CO_API void co_fd_forget(int fd);
 /* Default time limit for every wait on fd whose own deadline is -1 (as
- * Python's socket.settimeout): ms >= 0 sets it, a negative ms removes
- * it.  0, or -1 with EBADF.  Switches: no. */
-CO_API int co_fd_set_timeout(int fd, int64_t ms);
+ * Python's socket.settimeout): a duration, ms >= 0 sets it, a negative ms
+ * removes it.  0, or -1 with EBADF.  Switches: no. */
+CO_API int co_fd_set_timeout_ms(int fd, int64_t ms);
 
 /* --------------------------------------------------------------- sockets */
 /* TCP and Unix-domain sockets and name resolution (docs/net.md).  Every
@@ -695,10 +715,11 @@ CO_API int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opt
  * does not resolve, EAGAIN for a temporary resolver failure...).
  * Switches: yes. */
 CO_API int co_tcp_connect(const char *host, int port, int64_t deadline);
-/* Unix-domain stream sockets.  listen removes a stale socket file first;
- * the path must fit sockaddr_un (ENAMETOOLONG otherwise).
+/* Unix-domain stream sockets.  listen replaces a stale socket file (one
+ * nobody answers on) but nothing else; the path must fit sockaddr_un
+ * (ENAMETOOLONG otherwise).  opts may be NULL; reuseport is ignored.
  * Switches: connect yes, listen no. */
-CO_API int co_unix_listen(const char *path, int backlog);
+CO_API int co_unix_listen(const char *path, const co_listen_opts_t *opts);
 CO_API int co_unix_connect(const char *path, int64_t deadline);
 /* A connected pair of Unix stream sockets.  0, or -1 with errno.
  * Switches: no. */

@@ -205,16 +205,6 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     return c;
 }
 
-co_coro_t *(co_spawn_ex)(co_fn fn, void *arg, const co_spawn_opts_t *opts)
-{
-    return co_spawn_at(fn, arg, opts, NULL, 0);
-}
-
-co_coro_t *(co_spawn)(co_fn fn, void *arg)
-{
-    return co_spawn_at(fn, arg, NULL, NULL, 0);
-}
-
 /* ------------------------------------------------ cross-thread parts */
 
 /* Answers a WATCH: its coroutine has finished. */
@@ -382,17 +372,19 @@ void co_detach(co_coro_t *c)
     release_handle(c, CO__H_DETACHED, "co_detach");
 }
 
-int co_kill(co_coro_t *c)
+void co_kill(co_coro_t *c)
 {
     CO__CHECK(c != NULL, "co_kill: NULL coroutine");
     CO__CHECK(atomic_load_explicit(&c->handle, memory_order_relaxed) != CO__H_JOINED,
               "co_kill: coroutine #%" PRIu64 " was already joined", c->id);
-    atomic_store_explicit(&c->killed, true, memory_order_relaxed);
-    if (co__done(c)) return 0;
     co__hub_t *h = co__tls.hub;
-    if (h && c->hub == h) {
+    bool local = h && c->hub == h;
+    /* Killing a finished coroutine does nothing, not even co_killed. */
+    if (co__done(c) || (local && c->state == CO__C_DONE)) return;
+    atomic_store_explicit(&c->killed, true, memory_order_relaxed);
+    if (local) {
         if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
-        return 0;
+        return;
     }
     co__msg_t *m = calloc(1, sizeof *m);
     CO__CHECK(m != NULL, "co_kill: out of memory for a cross-thread message");
@@ -402,7 +394,6 @@ int co_kill(co_coro_t *c)
         unref(c);
         free(m);
     }
-    return 0;
 }
 
 bool co_killed(const co_coro_t *c)
@@ -415,7 +406,7 @@ bool co_finished(const co_coro_t *c)
     return co__done(c);
 }
 
-int co_yield (void)
+int co_yield_now(void)
 {
     co__hub_t *h = co__hub();
     co_coro_t *self = h->current;
@@ -428,15 +419,15 @@ int co_yield (void)
 int co_sleep_until(int64_t deadline)
 {
     co__hub_t *h = co__hub();
-    if (deadline >= 0 && deadline <= co_now()) return co_yield ();
+    if (deadline >= 0 && deadline <= co_now()) return co_yield_now();
     int r = co__park(h, deadline, "co_sleep", true);
     if (r == ETIMEDOUT) return 0;
     return errno = r ? r : EINTR, -1;
 }
 
-int co_sleep(int64_t ms)
+int co_sleep_ms(int64_t ms)
 {
-    return ms <= 0 ? co_yield () : co_sleep_until(co_now() + ms);
+    return ms <= 0 ? co_yield_now() : co_sleep_until(co_now() + ms);
 }
 
 co_coro_t *co_current(void)

@@ -109,13 +109,13 @@ void co__fiber_release(co_fiber_t *f)
 
 /* ------------------------------------------------------- public API */
 
-co_fiber_t *co_fiber_new(co_fiber_fn fn, void *ud, size_t stack_size)
+co_fiber_t *co_fiber_new(co_fiber_fn fn, void *ud, const co_fiber_opts_t *opts)
 {
     co__thread_t *t = co__thread();
     co_fiber_t *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->kind = CO__K_RAW;
-    if (co__fiber_init(f, fn, ud, stack_size) < 0) {
+    if (co__fiber_init(f, fn, ud, opts ? opts->stack_size : 0) < 0) {
         free(f);
         return NULL;
     }

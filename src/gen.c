@@ -26,14 +26,14 @@ static void *gen_entry(co_fiber_t *f, void *first)
     return g->result;
 }
 
-co_gen_t *co_gen_new(co_gen_fn fn, void *arg, size_t stack_size)
+co_gen_t *co_gen_new(co_gen_fn fn, void *arg, const co_gen_opts_t *opts)
 {
     co__thread();
     if (!fn) return errno = EINVAL, NULL;
     co_gen_t *g = calloc(1, sizeof *g);
     if (!g) return NULL;
     g->fiber.kind = CO__K_GEN;
-    if (co__fiber_init(&g->fiber, gen_entry, NULL, stack_size) < 0) {
+    if (co__fiber_init(&g->fiber, gen_entry, NULL, opts ? opts->stack_size : 0) < 0) {
         free(g);
         return NULL;
     }

@@ -71,12 +71,13 @@ void co_group_free(co_group_t *g)
     free(g);
 }
 
-co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline,
+co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadline, const co_spawn_opts_t *opts,
                              const char *file, int line)
 {
     check_owner(g, "co_group_spawn");
     co__hub_t *h = g->hub;
     while (g->limit && g->nrunning >= g->limit) {
+        if (deadline == 0) return errno = EAGAIN, NULL;
         co__wnode_t node;
         co__waitq_push(&g->slot_waiters, &node, h->current);
         int r = co__park(h, deadline, "co_group_spawn (waiting for a slot)", true);
@@ -142,11 +143,10 @@ int co_group_join(co_group_t *g, int64_t deadline)
     return 0;
 }
 
-int co_group_kill(co_group_t *g)
+void co_group_kill(co_group_t *g)
 {
     check_owner(g, "co_group_kill");
     for (co_coro_t *c = g->running.head; c; c = c->gnext) co_kill(c);
-    return 0;
 }
 
 co_coro_t *co_group_next(co_group_t *g, int64_t deadline)
@@ -172,9 +172,4 @@ size_t co_group_size(const co_group_t *g)
 size_t co_group_running(const co_group_t *g)
 {
     return g->nrunning;
-}
-
-co_coro_t *(co_group_spawn)(co_group_t *g, co_fn fn, void *arg, const co_spawn_opts_t *opts, int64_t deadline)
-{
-    return co_group_spawn_at(g, fn, arg, opts, deadline, NULL, 0);
 }

@@ -244,7 +244,7 @@ void co_fd_forget(int fd)
     co__fd_forget(fd);
 }
 
-int co_fd_set_timeout(int fd, int64_t ms)
+int co_fd_set_timeout_ms(int fd, int64_t ms)
 {
     unsigned fl;
     co__fd_t *e = io_enter(fd, &fl);

@@ -210,11 +210,6 @@ int co_lock_acquire_at(co_lock_t *l, int64_t deadline, const char *file, int lin
     return r ? (errno = r, -1) : 0;
 }
 
-int(co_lock_acquire)(co_lock_t *l, int64_t deadline)
-{
-    return co_lock_acquire_at(l, deadline, NULL, 0);
-}
-
 void co__lock_retake(co_lock_t *l)
 {
     co__actor_t *self = co__actor_self();
@@ -307,11 +302,6 @@ int co_rlock_acquire_at(co_rlock_t *r, int64_t deadline, const char *file, int l
     if (e) return errno = e, -1;
     r->_count = 1;
     return 0;
-}
-
-int(co_rlock_acquire)(co_rlock_t *r, int64_t deadline)
-{
-    return co_rlock_acquire_at(r, deadline, NULL, 0);
 }
 
 void co_rlock_release(co_rlock_t *r)

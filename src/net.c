@@ -176,7 +176,7 @@ static int unix_addr(const char *what, const char *path, struct sockaddr_un *sun
     return 0;
 }
 
-int co_unix_listen(const char *path, int backlog)
+int co_unix_listen(const char *path, const co_listen_opts_t *opts)
 {
     struct sockaddr_un sun;
     if (unix_addr("listen on", path, &sun) < 0) return -1;
@@ -201,7 +201,7 @@ int co_unix_listen(const char *path, int backlog)
             return FAIL(err, NULL, "listen on %s: bind", path);
         }
     }
-    if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0) {
+    if (listen(fd, opts && opts->backlog > 0 ? opts->backlog : SOMAXCONN) < 0) {
         int err = errno;
         co_close(fd);
         return FAIL(err, NULL, "listen on %s", path);

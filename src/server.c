@@ -64,7 +64,7 @@ static void *handler_main(void *arg)
     conn_t *c = arg;
     co_server_t *s = c->s;
     c->started = true;
-    if (s->idle_ms > 0) co_fd_set_timeout(c->fd, s->idle_ms);
+    if (s->idle_ms > 0) co_fd_set_timeout_ms(c->fd, s->idle_ms);
     int rc = s->fn(c->fd, s->arg);
     if (rc) count(&s->errors, 1);
     conn_end(s, c);
@@ -85,11 +85,11 @@ static void *acceptor_main(void *arg)
             count(&s->errors, 1);
             /* Out of descriptors or memory: give the handlers a moment to
              * release some rather than spin on the same failure. */
-            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) co_sleep(10);
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) co_sleep_ms(10);
             continue;
         }
         conn_t *c = calloc(1, sizeof *c);
-        co_coro_t *co = c ? co_spawn_ex(handler_main, c, &so) : NULL;
+        co_coro_t *co = c ? co_spawn_with(handler_main, c, &so) : NULL;
         if (!co) {
             free(c);
             co_close(fd);
@@ -122,7 +122,7 @@ co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opt
     s->stack_size = opts->stack_size;
     s->port = -1;
     if (opts->unix_socket) {
-        s->lfd = co_unix_listen(opts->host, opts->backlog);
+        s->lfd = co_unix_listen(opts->host, &(co_listen_opts_t){.backlog = opts->backlog});
         if (s->lfd >= 0 && !(s->path = strdup(opts->host))) {
             co_close(s->lfd);
             s->lfd = -1;
@@ -148,7 +148,7 @@ int co_server_start(co_server_t *s)
 {
     if (s->started || s->stopping) return errno = EINVAL, -1;
     co_spawn_opts_t so = {.stack_size = 0, .name = "co_server acceptor"};
-    s->acceptor = co_spawn_ex(acceptor_main, s, &so);
+    s->acceptor = co_spawn_with(acceptor_main, s, &so);
     if (!s->acceptor) return -1;
     s->hub = co__hub();
     s->started = true;

@@ -7,7 +7,7 @@ static co_coro_t *peer_a, *peer_b;
 static void *join_peer(void *arg)
 {
     co_coro_t **other = arg;
-    co_sleep(1); /* let both handles exist */
+    co_sleep_ms(1); /* let both handles exist */
     if (co_join(*other, -1, NULL) < 0) return (void *)(intptr_t)errno;
     return NULL;
 }
@@ -60,7 +60,7 @@ static void test_sleep_forever(void)
 static void *late(void *arg)
 {
     (void)arg;
-    co_sleep(30);
+    co_sleep_ms(30);
     return (void *)5;
 }
 
@@ -85,9 +85,9 @@ static void group_stuck(void *arg)
     /* main waits for a group whose only member waits for main's group. */
     co_group_t *g = co_group_new(0);
     co_group_t *h = co_group_new(0);
-    co_group_spawn(h, late, NULL, NULL, -1);
-    co_group_spawn(g, waits_group, g, NULL, -1); /* waits on its own group: forever */
-    co_sleep(50);                                /* h's member finishes meanwhile */
+    co_group_spawn(h, late, NULL, -1);
+    co_group_spawn(g, waits_group, g, -1); /* waits on its own group: forever */
+    co_sleep_ms(50);                       /* h's member finishes meanwhile */
     int r = co_group_join(g, -1);
     _exit(r == -1 && errno == EDEADLK ? 0 : 2);
 }

@@ -104,7 +104,7 @@ static co_lock_t held = CO_LOCK_INIT_NAMED("held");
 
 static void *sleeper(void *arg)
 {
-    co_sleep((intptr_t)arg);
+    co_sleep_ms((intptr_t)arg);
     return NULL;
 }
 
@@ -119,7 +119,7 @@ static void *other_thread(void *arg)
 {
     co_event_t *ready = arg;
     co_spawn_opts_t o = {.name = "faraway"};
-    co_coro_t *c = co_spawn_ex(sleeper, (void *)100000, &o);
+    co_coro_t *c = co_spawn_with(sleeper, (void *)100000, &o);
     co_event_set(ready);
     co_event_wait(&never, co_now() + 100000); /* main of this thread waits too */
     co_kill(c);
@@ -135,8 +135,8 @@ static void test_dump(void)
     ASSERT_EQ(co_event_wait(&ready, -1), 0);
     co_lock_acquire(&held, -1);
     co_spawn_opts_t o1 = {.name = "napper"}, o2 = {.name = "blocked"};
-    co_coro_t *s = co_spawn_ex(sleeper, (void *)100000, &o1), *l = co_spawn_ex(locker, NULL, &o2);
-    co_yield ();
+    co_coro_t *s = co_spawn_with(sleeper, (void *)100000, &o1), *l = co_spawn_with(locker, NULL, &o2);
+    co_yield_now();
     char path[] = "/tmp/cogent-dump-XXXXXX";
     int fd = mkstemp(path);
     ASSERT(fd >= 0);
@@ -201,9 +201,9 @@ static void sigquit_child(void)
 {
     co_dump_on_signal(SIGQUIT);
     co_spawn_opts_t o = {.name = "dreamer"};
-    co_spawn_ex(sleeper, (void *)100000, &o);
+    co_spawn_with(sleeper, (void *)100000, &o);
     raise(SIGQUIT);
-    co_sleep(60000); /* the parent kills us once it has read the dump */
+    co_sleep_ms(60000); /* the parent kills us once it has read the dump */
 }
 
 static void test_dump_on_sigquit(void)
@@ -232,9 +232,9 @@ static void monitor_child(void)
 {
     co_monitor_start(50);
     co_spawn_opts_t o = {.name = "hog"};
-    co_join(co_spawn_ex(spinner, NULL, &o), -1, NULL);
+    co_join(co_spawn_with(spinner, NULL, &o), -1, NULL);
     fprintf(stderr, "reports=%llu\n", (unsigned long long)co_monitor_reports());
-    co_sleep(60000);
+    co_sleep_ms(60000);
 }
 
 static void test_monitor(void)

@@ -40,8 +40,8 @@ static void test_eat_play(void)
     co_fiber_t *main_f = co_fiber_current();
     ASSERT(main_f != NULL);
     ASSERT_PTR_EQ(co_fiber_parent(main_f), NULL);
-    eat_f = co_fiber_new(eat, NULL, 0);
-    play_f = co_fiber_new(play, NULL, 0);
+    eat_f = co_fiber_new(eat, NULL, NULL);
+    play_f = co_fiber_new(play, NULL, NULL);
     ASSERT(eat_f && play_f);
     ASSERT(!co_fiber_started(eat_f));
     ASSERT_PTR_EQ(co_fiber_parent(eat_f), main_f);
@@ -65,8 +65,8 @@ static void *ret_arg(co_fiber_t *self, void *v)
 static void test_end_returns_to_parent_chain(void)
 {
     /* a's parent is b; b has ended by the time a ends: a returns to main. */
-    co_fiber_t *b = co_fiber_new(ret_arg, NULL, 0);
-    co_fiber_t *a = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_t *b = co_fiber_new(ret_arg, NULL, NULL);
+    co_fiber_t *a = co_fiber_new(ret_arg, NULL, NULL);
     ASSERT_EQ(co_fiber_set_parent(a, b), 0);
     char buf[4];
     ASSERT_PTR_EQ(co_fiber_switch(b, buf), buf + 1);
@@ -78,8 +78,8 @@ static void test_end_returns_to_parent_chain(void)
 
 static void test_set_parent_errors(void)
 {
-    co_fiber_t *a = co_fiber_new(ret_arg, NULL, 0);
-    co_fiber_t *b = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_t *a = co_fiber_new(ret_arg, NULL, NULL);
+    co_fiber_t *b = co_fiber_new(ret_arg, NULL, NULL);
     ASSERT_EQ(co_fiber_set_parent(b, a), 0);
     ASSERT_ERR(co_fiber_set_parent(a, b), EINVAL); /* cycle */
     ASSERT_ERR(co_fiber_set_parent(a, a), EINVAL);
@@ -91,8 +91,8 @@ static void test_set_parent_errors(void)
 
 static void test_bad_arguments(void)
 {
-    ASSERT_ERR(co_fiber_new(NULL, NULL, 0), EINVAL);
-    ASSERT_ERR(co_fiber_new(ret_arg, NULL, 1024), EINVAL);
+    ASSERT_ERR(co_fiber_new(NULL, NULL, NULL), EINVAL);
+    ASSERT_ERR(co_fiber_new(ret_arg, NULL, &(co_fiber_opts_t){.stack_size = 1024}), EINVAL);
     co_fiber_free(NULL);
     /* Switching to yourself hands the value straight back. */
     ASSERT_PTR_EQ(co_fiber_switch(co_fiber_current(), "x"), "x");
@@ -101,7 +101,7 @@ static void test_bad_arguments(void)
 static void switch_to_ended(void *arg)
 {
     (void)arg;
-    co_fiber_t *f = co_fiber_new(ret_arg, NULL, 0);
+    co_fiber_t *f = co_fiber_new(ret_arg, NULL, NULL);
     co_fiber_switch(f, NULL);
     co_fiber_switch(f, NULL);
 }
@@ -139,7 +139,7 @@ static void *ring_body(co_fiber_t *self, void *v)
 
 static void test_ring(void)
 {
-    for (intptr_t i = 0; i < RING; i++) ring[i] = co_fiber_new(ring_body, (void *)i, 0);
+    for (intptr_t i = 0; i < RING; i++) ring[i] = co_fiber_new(ring_body, (void *)i, NULL);
     for (int i = 1; i < RING; i++) co_fiber_set_parent(ring[i], ring[0]); /* ends return along the ring */
     /* The value passed around accumulates every fiber's id 5 times; the
      * last fiber to end returns to its parent chain and finally main. */

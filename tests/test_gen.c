@@ -12,7 +12,7 @@ static void *count_to(co_gen_t *g, void *arg)
 
 static void test_next_until_done(void)
 {
-    co_gen_t *g = co_gen_new(count_to, (void *)5, 0);
+    co_gen_t *g = co_gen_new(count_to, (void *)5, NULL);
     ASSERT(g);
     void *v;
     intptr_t expect = 0;
@@ -42,7 +42,7 @@ static void *running_sum(co_gen_t *g, void *arg)
 
 static void test_send(void)
 {
-    co_gen_t *g = co_gen_new(running_sum, NULL, 0);
+    co_gen_t *g = co_gen_new(running_sum, NULL, NULL);
     void *v;
     ASSERT_ERR(co_gen_send(g, (void *)1, &v), EINVAL); /* fresh: nothing to receive it */
     ASSERT_EQ(co_gen_next(g, &v), 1);
@@ -73,7 +73,7 @@ static void *needs_cleanup(co_gen_t *g, void *arg)
 static void test_close_runs_cleanup(void)
 {
     cleaned = 0;
-    co_gen_t *g = co_gen_new(needs_cleanup, NULL, 0);
+    co_gen_t *g = co_gen_new(needs_cleanup, NULL, NULL);
     void *v;
     ASSERT_EQ(co_gen_next(g, &v), 1);
     ASSERT(v != NULL);
@@ -81,12 +81,12 @@ static void test_close_runs_cleanup(void)
     ASSERT_EQ(cleaned, 1);
     co_gen_free(g);
     /* Freeing a suspended generator closes it first. */
-    g = co_gen_new(needs_cleanup, NULL, 0);
+    g = co_gen_new(needs_cleanup, NULL, NULL);
     ASSERT_EQ(co_gen_next(g, &v), 1);
     co_gen_free(g);
     ASSERT_EQ(cleaned, 2);
     /* Closing one never started: it never runs. */
-    g = co_gen_new(needs_cleanup, NULL, 0);
+    g = co_gen_new(needs_cleanup, NULL, NULL);
     ASSERT_EQ(co_gen_close(g), 0);
     ASSERT_EQ(cleaned, 2);
     ASSERT_ERR(co_gen_next(g, &v), EPIPE);
@@ -96,7 +96,7 @@ static void test_close_runs_cleanup(void)
 /* Generators nest: one drives another from inside itself. */
 static void *doubler(co_gen_t *g, void *arg)
 {
-    co_gen_t *inner = co_gen_new(count_to, arg, 0);
+    co_gen_t *inner = co_gen_new(count_to, arg, NULL);
     void *v;
     while (co_gen_next(inner, &v) > 0)
         if (co_gen_yield(g, (void *)((intptr_t)v * 2), NULL) < 0) break;
@@ -106,7 +106,7 @@ static void *doubler(co_gen_t *g, void *arg)
 
 static void test_nested(void)
 {
-    co_gen_t *g = co_gen_new(doubler, (void *)4, 0);
+    co_gen_t *g = co_gen_new(doubler, (void *)4, NULL);
     void *v;
     intptr_t got[8], n = 0;
     while (co_gen_next(g, &v) > 0) got[n++] = (intptr_t)v;
@@ -125,13 +125,13 @@ static void *resume_self(co_gen_t *g, void *arg)
 static void child_resume_self(void *arg)
 {
     (void)arg;
-    self_gen = co_gen_new(resume_self, NULL, 0);
+    self_gen = co_gen_new(resume_self, NULL, NULL);
     co_gen_next(self_gen, NULL);
 }
 static void child_yield_outside(void *arg)
 {
     (void)arg;
-    co_gen_t *g = co_gen_new(count_to, (void *)3, 0);
+    co_gen_t *g = co_gen_new(count_to, (void *)3, NULL);
     co_gen_yield(g, NULL, NULL);
 }
 
@@ -144,7 +144,7 @@ static void test_misuse_aborts(void)
     st = run_child(child_yield_outside, NULL, buf, sizeof buf);
     ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     ASSERT(strstr(buf, "not called from inside generator"));
-    ASSERT_ERR(co_gen_new(NULL, NULL, 0), EINVAL);
+    ASSERT_ERR(co_gen_new(NULL, NULL, NULL), EINVAL);
     co_gen_free(NULL);
 }
 

@@ -70,12 +70,12 @@ static void test_deadline_and_try(void)
     /* a deadline already passed */
     ASSERT_ERR(co_read(sv[0], &b, 1, co_now() - 5), ETIMEDOUT);
     /* default timeout per fd, as socket.settimeout */
-    ASSERT_EQ(co_fd_set_timeout(sv[0], 30), 0);
+    ASSERT_EQ(co_fd_set_timeout_ms(sv[0], 30), 0);
     t0 = co_now();
     ASSERT_ERR(co_read(sv[0], &b, 1, -1), ETIMEDOUT);
     ASSERT_TIME(co_now() - t0, 25, 2000);
-    ASSERT_EQ(co_fd_set_timeout(sv[0], -1), 0);
-    ASSERT_ERR(co_fd_set_timeout(-1, 10), EBADF);
+    ASSERT_EQ(co_fd_set_timeout_ms(sv[0], -1), 0);
+    ASSERT_ERR(co_fd_set_timeout_ms(-1, 10), EBADF);
     co_close(sv[0]);
     co_close(sv[1]);
     FDS_END();
@@ -95,7 +95,7 @@ static void test_cancel(void)
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *c = co_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
-    co_sleep(10);
+    co_sleep_ms(10);
     ASSERT(!co_finished(c));
     co_kill(c);
     void *res;
@@ -113,7 +113,7 @@ static void test_close_while_waiting(void)
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *a = co_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
     co_coro_t *b = co_spawn(blocked_reader, (void *)(intptr_t)sv[0]);
-    co_sleep(10);
+    co_sleep_ms(10);
     int num = sv[0];
     ASSERT_EQ(co_close(sv[0]), 0);
     void *ra, *rb;
@@ -128,7 +128,7 @@ static void test_close_while_waiting(void)
     ASSERT(sv2[0] == num || sv2[1] == num);
     int rd = sv2[0] == num ? sv2[0] : sv2[1], wr = sv2[0] == num ? sv2[1] : sv2[0];
     co_coro_t *c = co_spawn(blocked_reader, (void *)(intptr_t)rd);
-    co_sleep(5);
+    co_sleep_ms(5);
     ASSERT_EQ(co_write(wr, "x", 1, -1), 1);
     void *rc;
     ASSERT_EQ(co_join(c, co_now() + 5000, &rc), 0);
@@ -172,8 +172,8 @@ static void test_close_from_other_thread(void)
     xwait_t x = {.fd = sv[0]};
     pthread_t t;
     ASSERT_EQ(pthread_create(&t, NULL, xthread_main, &x), 0);
-    while (atomic_load(&x.state) != 1) co_sleep(1);
-    co_sleep(20); /* let it park: an early close is EBADF as well */
+    while (atomic_load(&x.state) != 1) co_sleep_ms(1);
+    co_sleep_ms(20); /* let it park: an early close is EBADF as well */
     int64_t t0 = co_now();
     ASSERT_EQ(co_close(sv[0]), 0);
     pthread_join(t, NULL);
@@ -222,7 +222,7 @@ static void test_data_then_hangup(void)
         int sv[2];
         ASSERT_EQ(co_socketpair(sv), 0);
         co_coro_t *r = co_spawn(read_to_eof, (void *)(intptr_t)sv[1]);
-        co_yield (); /* the reader is parked in co_read */
+        co_yield_now(); /* the reader is parked in co_read */
         ASSERT_EQ(co_write(sv[0], "0123456789", 10, -1), 10);
         if (round == 0)
             shutdown(sv[0], SHUT_WR);
@@ -359,7 +359,7 @@ static void *slow_reader(void *arg)
     while ((n = co_read(fd, b, sizeof b, co_now() + 10000)) > 0) {
         for (ssize_t i = 0; i < n; i++) sum = sum * 31 + b[i];
         total += (size_t)n;
-        if (total % 65536 < 700) co_yield ();
+        if (total % 65536 < 700) co_yield_now();
     }
     ASSERT_EQ(n, 0);
     ASSERT_EQ(total, 1 << 20);
@@ -406,7 +406,7 @@ static void test_partial_writes(void)
 static void *write_later(void *arg)
 {
     int fd = (int)(intptr_t)arg;
-    co_sleep(20);
+    co_sleep_ms(20);
     co_write(fd, "p", 1, -1);
     return NULL;
 }
@@ -470,7 +470,7 @@ static void test_poll_cancel(void)
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);
     co_coro_t *c = co_spawn(poll_forever, (void *)(intptr_t)sv[0]);
-    co_sleep(5);
+    co_sleep_ms(5);
     co_kill(c);
     void *r;
     ASSERT_EQ(co_join(c, -1, &r), 0);
@@ -555,7 +555,7 @@ static void test_unix(void)
     FDS_BEGIN();
     char path[64];
     snprintf(path, sizeof path, "/tmp/cogent-unix-%d", (int)getpid());
-    int l = co_unix_listen(path, 8);
+    int l = co_unix_listen(path, NULL);
     ASSERT(l >= 0);
     int c = co_unix_connect(path, co_now() + 1000);
     ASSERT(c >= 0);
@@ -565,7 +565,7 @@ static void test_unix(void)
     char b[4];
     ASSERT_EQ(co_read(s, b, 4, co_now() + 1000), 4);
     /* a live listener is not replaced (its probe connection is accepted) */
-    ASSERT_ERR(co_unix_listen(path, 8), EADDRINUSE);
+    ASSERT_ERR(co_unix_listen(path, NULL), EADDRINUSE);
     int probe = co_accept(l, NULL, NULL, co_now() + 1000);
     ASSERT(probe >= 0);
     co_close(probe);
@@ -573,7 +573,7 @@ static void test_unix(void)
     co_close(c);
     co_close(l);
     /* a stale socket file (nobody listening) is replaced */
-    l = co_unix_listen(path, 8);
+    l = co_unix_listen(path, NULL);
     ASSERT(l >= 0);
     co_close(l);
     unlink(path);
@@ -581,7 +581,7 @@ static void test_unix(void)
     char longp[200];
     memset(longp, 'a', sizeof longp - 1);
     longp[sizeof longp - 1] = '\0';
-    ASSERT_ERR(co_unix_listen(longp, 1), ENAMETOOLONG);
+    ASSERT_ERR(co_unix_listen(longp, NULL), ENAMETOOLONG);
     ASSERT_ERR(co_unix_connect("", -1), EINVAL);
     FDS_END();
 }

@@ -12,7 +12,7 @@ static co_lock_t L = CO_LOCK_INIT_NAMED("L");
 static void *hold_for(void *arg)
 {
     ASSERT_EQ(co_lock_acquire(&L, -1), 0);
-    co_sleep((intptr_t)arg);
+    co_sleep_ms((intptr_t)arg);
     co_lock_release(&L);
     return NULL;
 }
@@ -47,7 +47,7 @@ static void test_basic(void)
 static void test_timeout_keeps_state(void)
 {
     co_coro_t *h = co_spawn(hold_for, (void *)60);
-    co_yield ();
+    co_yield_now();
     ASSERT(co_lock_locked(&L));
     int64_t t0 = co_now();
     ASSERT_ERR(co_lock_acquire(&L, co_now() + 20), ETIMEDOUT);
@@ -71,7 +71,7 @@ static void test_cancel_keeps_state(void)
 {
     ASSERT_EQ(co_lock_acquire(&L, -1), 0);
     co_coro_t *w = co_spawn(wait_lock, NULL);
-    co_yield (); /* w now waits */
+    co_yield_now(); /* w now waits */
     co_kill(w);
     void *r;
     ASSERT_EQ(co_join(w, -1, &r), 0);
@@ -87,7 +87,7 @@ static void *take_in_turn(void *arg)
 {
     ASSERT_EQ(co_lock_acquire(&L, -1), 0);
     order[norder++] = (int)(intptr_t)arg;
-    co_yield (); /* others must still wait: no barging */
+    co_yield_now(); /* others must still wait: no barging */
     co_lock_release(&L);
     return NULL;
 }
@@ -98,7 +98,7 @@ static void test_fifo(void)
     ASSERT_EQ(co_lock_acquire(&L, -1), 0);
     co_coro_t *cs[6];
     for (intptr_t i = 0; i < 6; i++) cs[i] = co_spawn(take_in_turn, (void *)i);
-    co_yield (); /* all six queue up in spawn order */
+    co_yield_now(); /* all six queue up in spawn order */
     co_lock_release(&L);
     /* A late comer queues behind them even though the lock is "free" for
      * an instant at every hand-off. */
@@ -138,7 +138,7 @@ static void release_other(void *arg)
     (void)arg;
     static co_lock_t l = CO_LOCK_INIT_NAMED("theirs");
     co_spawn_opts_t o = {.name = "owner"};
-    co_join(co_spawn_ex(grab, &l, &o), -1, NULL); /* ends holding it */
+    co_join(co_spawn_with(grab, &l, &o), -1, NULL); /* ends holding it */
     co_lock_release(&l);
 }
 
@@ -178,7 +178,7 @@ static void rlock_foreign_release(void *arg)
     (void)arg;
     co_rlock_acquire(&R, -1);
     co_spawn_opts_t o = {.name = "intruder"};
-    co_coro_t *c = co_spawn_ex((co_fn)(void (*)(void))co_rlock_release, &R, &o);
+    co_coro_t *c = co_spawn_with((co_fn)(void (*)(void))co_rlock_release, &R, &o);
     co_join(c, -1, NULL);
 }
 
@@ -190,11 +190,11 @@ static void test_rlock(void)
     ASSERT_EQ(co_rlock_count(&R), 3);
     ASSERT_ERR(co_rlock_destroy(&R), EBUSY);
     co_coro_t *c = co_spawn(rlock_other, NULL);
-    co_yield ();
+    co_yield_now();
     co_rlock_release(&R);
     co_rlock_release(&R);
     ASSERT_EQ(co_rlock_count(&R), 1);
-    co_yield ();
+    co_yield_now();
     ASSERT(!co_finished(c));
     co_rlock_release(&R);
     ASSERT_EQ(co_join(c, -1, NULL), 0);
@@ -213,7 +213,7 @@ static void *x_then_y(void *arg)
 {
     (void)arg;
     ASSERT_EQ(co_lock_acquire(&X, -1), 0);
-    co_yield ();
+    co_yield_now();
     int r = co_lock_acquire(&Y, -1) == 0 ? 0 : errno;
     if (r == 0) co_lock_release(&Y);
     co_lock_release(&X);
@@ -224,7 +224,7 @@ static void *y_then_x(void *arg)
 {
     (void)arg;
     ASSERT_EQ(co_lock_acquire(&Y, -1), 0);
-    co_yield ();
+    co_yield_now();
     int r = co_lock_acquire(&X, -1) == 0 ? 0 : errno;
     if (r == 0) co_lock_release(&X);
     co_lock_release(&Y);
@@ -235,7 +235,7 @@ static void cycle_child(void *arg)
 {
     (void)arg;
     co_spawn_opts_t oa = {.name = "alice"}, ob = {.name = "bob"};
-    co_coro_t *a = co_spawn_ex(x_then_y, NULL, &oa), *b = co_spawn_ex(y_then_x, NULL, &ob);
+    co_coro_t *a = co_spawn_with(x_then_y, NULL, &oa), *b = co_spawn_with(y_then_x, NULL, &ob);
     void *ra, *rb;
     if (co_join(a, -1, &ra) || co_join(b, -1, &rb)) _exit(1);
     /* alice blocked first (no cycle yet); bob closed the cycle. */
@@ -289,7 +289,7 @@ static void *y_then_x_deadline(void *arg)
 {
     (void)arg;
     ASSERT_EQ(co_lock_acquire(&Y, -1), 0);
-    co_yield ();
+    co_yield_now();
     int r = co_lock_acquire(&X, co_now() + 30) == 0 ? 0 : errno;
     co_lock_release(&Y);
     return (void *)(intptr_t)r;
@@ -320,7 +320,7 @@ static void forever_child(void *arg)
 {
     (void)arg;
     co_coro_t *c = co_spawn(hold_and_block, NULL);
-    co_yield ();
+    co_yield_now();
     int r = co_lock_acquire(&L, -1);
     int e = errno;
     co_kill(c);
@@ -356,7 +356,7 @@ static void *coro_adder(void *arg)
     for (int i = 0; i < 20000; i++) {
         ASSERT_EQ(co_lock_acquire(&C, -1), 0);
         counter++;
-        if (i % 100 == 0) co_yield (); /* hold it across a switch now and then */
+        if (i % 100 == 0) co_yield_now(); /* hold it across a switch now and then */
         co_lock_release(&C);
     }
     return arg;

@@ -11,7 +11,7 @@ static int woke;
 static void *gate_body(void *arg)
 {
     (void)arg;
-    co_sleep(50);
+    co_sleep_ms(50);
     return NULL;
 }
 
@@ -28,9 +28,9 @@ static void test_hundred_thousand_blocked(void)
     co_group_t *g = co_group_new(0);
     gate = co_spawn(gate_body, NULL);
     int64_t t0 = co_now();
-    for (int i = 0; i < N; i++) ASSERT(co_group_spawn(g, waiter, NULL, NULL, -1));
+    for (int i = 0; i < N; i++) ASSERT(co_group_spawn(g, waiter, NULL, -1));
     int64_t spawned = co_now() - t0;
-    co_sleep(10); /* every waiter is parked now */
+    co_sleep_ms(10); /* every waiter is parked now */
     co_hub_stats_t hs;
     co_hub_stats(&hs);
     ASSERT_EQ(hs.coroutines, N + 1);

@@ -71,7 +71,7 @@ static void test_server_5000(void)
     co_spawn_opts_t so = {.stack_size = 16384};
     for (int i = 0; i < N; i++) {
         cl[i] = (client_t){.port = co_server_port(s), .id = i};
-        cs[i] = co_spawn_ex(echo_client, &cl[i], &so);
+        cs[i] = co_spawn_with(echo_client, &cl[i], &so);
         ASSERT(cs[i] != NULL);
     }
     ASSERT_EQ(co_joinall(cs, N, co_now() + 60000, NULL), 0);
@@ -80,7 +80,7 @@ static void test_server_5000(void)
     for (int i = 0; i < 1000; i++) {
         co_server_stats(s, &st);
         if (st.closed == N) break;
-        co_sleep(5);
+        co_sleep_ms(5);
     }
     ASSERT_EQ(st.accepted, N);
     ASSERT_EQ(st.closed, N);
@@ -100,7 +100,7 @@ static int counting_handler(int fd, void *arg)
     (void)arg;
     int now = atomic_fetch_add(&in_handler, 1) + 1;
     if (now > atomic_load(&max_seen)) atomic_store(&max_seen, now);
-    co_sleep(20);
+    co_sleep_ms(20);
     atomic_fetch_sub(&in_handler, 1);
     return echo_handler(fd, NULL);
 }
@@ -170,7 +170,7 @@ static int slow_handler(int fd, void *arg)
     int64_t ms = *(int64_t *)arg;
     char b[8];
     if (co_read(fd, b, 1, -1) != 1) return errno;
-    if (co_sleep(ms) < 0) return errno; /* killed at the stop deadline */
+    if (co_sleep_ms(ms) < 0) return errno; /* killed at the stop deadline */
     return co_write(fd, "done", 4, -1) == 4 ? 0 : errno;
 }
 
@@ -201,7 +201,7 @@ static void graceful(int64_t handler_ms, int64_t stop_ms, int expect_killed, int
     }
     co_server_stats_t st;
     do { /* every handler in flight */
-        co_sleep(2);
+        co_sleep_ms(2);
         co_server_stats(s, &st);
     } while (st.accepted < N);
     int port = co_server_port(s);
@@ -256,7 +256,7 @@ static void test_serve_and_unix(void)
     ASSERT(s != NULL);
     ASSERT_EQ(co_server_port(s), -1);
     co_coro_t *srv = co_spawn(serve_it, s);
-    co_yield ();
+    co_yield_now();
     int fd = co_unix_connect(path, co_now() + 2000);
     ASSERT(fd >= 0);
     ASSERT_EQ(co_write(fd, "abc", 3, -1), 3);
@@ -355,7 +355,7 @@ static void test_offload_deadline(void)
     int64_t t0 = co_now();
     ASSERT_EQ(co__offload(&j->job, co_now() + 30, "test"), ETIMEDOUT);
     ASSERT_TIME(co_now() - t0, 25, 140);
-    while (!atomic_load(&dropped)) co_sleep(5);
+    while (!atomic_load(&dropped)) co_sleep_ms(5);
     /* killed while waiting: ECANCELED, freed all the same */
     slow_job_t *k = calloc(1, sizeof *k);
     k->job.run = slow_run;

@@ -285,7 +285,7 @@ static int slow_http(int fd, void *arg)
         req[n] = '\0';
         if (strstr(req, "\r\n\r\n")) break;
     }
-    co_sleep(200);
+    co_sleep_ms(200);
     const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     return co_write_all(fd, resp, strlen(resp), NULL, -1) < 0 ? errno : 0;
 }

@@ -106,7 +106,7 @@ static void test_bounded(void)
     ASSERT_ERR(co_queue_put(Q, P(3), co_now() + 10), ETIMEDOUT);
     ASSERT_EQ(co_queue_size(Q), 2);
     co_coro_t *p3 = co_spawn(putter, P(3)), *p4 = co_spawn(putter, P(4));
-    co_yield (); /* both wait for room, in order */
+    co_yield_now(); /* both wait for room, in order */
     for (int i = 1; i <= 4; i++) {
         void *it;
         ASSERT_EQ(co_queue_get(Q, &it, -1), 0);
@@ -123,7 +123,7 @@ static void test_cancellation(void)
     Q = mk(CO_QUEUE_FIFO, 1);
     /* A getter killed while waiting takes nothing with it. */
     co_coro_t *g = co_spawn(getter, NULL);
-    co_yield ();
+    co_yield_now();
     co_kill(g);
     void *r;
     ASSERT_EQ(co_join(g, -1, &r), 0);
@@ -132,7 +132,7 @@ static void test_cancellation(void)
     ASSERT_EQ(co_queue_size(Q), 1); /* not handed to the dead getter */
     /* A putter killed while waiting leaves nothing behind. */
     co_coro_t *p = co_spawn(putter, P(8));
-    co_yield ();
+    co_yield_now();
     co_kill(p);
     ASSERT_EQ(co_join(p, -1, &r), 0);
     ASSERT_EQ((intptr_t)r, ECANCELED);
@@ -154,7 +154,7 @@ static void test_close(void)
 {
     Q = mk(CO_QUEUE_FIFO, 2);
     co_coro_t *g = co_spawn(getter, NULL);
-    co_yield ();
+    co_yield_now();
     co_queue_close(Q);
     void *r;
     ASSERT_EQ(co_join(g, -1, &r), 0);
@@ -168,7 +168,7 @@ static void test_close(void)
     ASSERT_EQ(co_queue_put(Q, P(1), -1), 0);
     ASSERT_EQ(co_queue_put(Q, P(2), -1), 0);
     co_coro_t *p = co_spawn(putter, P(3));
-    co_yield ();
+    co_yield_now();
     co_queue_close(Q);
     ASSERT_EQ(co_join(p, -1, &r), 0);
     ASSERT_EQ((intptr_t)r, EPIPE);
@@ -194,7 +194,7 @@ static void *worker(void *arg)
     void *it;
     int n = 0;
     while (co_queue_get(Q, &it, -1) == 0) {
-        co_sleep(1);
+        co_sleep_ms(1);
         n++;
         ASSERT_EQ(co_queue_task_done(Q), 0);
     }

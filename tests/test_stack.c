@@ -30,7 +30,7 @@ static void *overflow_a_little(void *arg)
 {
     (void)arg;
     sink = recurse((int)(CO_STACK_MIN / 1000) + 2);
-    co_yield ();
+    co_yield_now();
     return NULL;
 }
 
@@ -38,11 +38,12 @@ static int child_main(const char *what)
 {
     co_spawn_opts_t o = {.stack_size = CO_STACK_MIN, .name = "deep"};
     if (!strcmp(what, "coro")) {
-        co_join(co_spawn_ex(overflow_forever, NULL, &o), -1, NULL);
+        co_join(co_spawn_with(overflow_forever, NULL, &o), -1, NULL);
     } else if (!strcmp(what, "little")) {
-        co_join(co_spawn_ex(overflow_a_little, NULL, &o), -1, NULL);
+        co_join(co_spawn_with(overflow_a_little, NULL, &o), -1, NULL);
     } else if (!strcmp(what, "fiber")) {
-        co_fiber_t *f = co_fiber_new((co_fiber_fn)(void (*)(void))overflow_forever, NULL, CO_STACK_MIN);
+        co_fiber_t *f = co_fiber_new((co_fiber_fn)(void (*)(void))overflow_forever, NULL,
+                                     &(co_fiber_opts_t){.stack_size = CO_STACK_MIN});
         co_fiber_switch(f, NULL);
     }
     return 0; /* not reached if the overflow was caught */
@@ -117,7 +118,7 @@ static void test_policy_and_stats(void)
 #include <sys/resource.h>
 static void *nop(void *arg)
 {
-    co_sleep(1);
+    co_sleep_ms(1);
     return arg;
 }
 
@@ -139,7 +140,7 @@ static void exhaust(void *arg)
     static co_coro_t *cs[MAX];
     int n = 0;
     co_spawn_opts_t o = {.stack_size = 256 * 1024};
-    while (n < MAX && (cs[n] = co_spawn_ex(nop, (void *)(intptr_t)n, &o)) != NULL) n++;
+    while (n < MAX && (cs[n] = co_spawn_with(nop, (void *)(intptr_t)n, &o)) != NULL) n++;
     int e = errno;
     int joined = 0;
     for (int i = 0; i < n; i++) {

@@ -40,7 +40,7 @@ static void work(intptr_t id)
         in_sem++;
         if (in_sem > max_in_sem) max_in_sem = in_sem;
         co_lock_release(&sum_lock);
-        if (id % 2 == 0 && id < 300) co_yield (); /* coroutines only: ids 300+ are plain threads */
+        if (id % 2 == 0 && id < 300) co_yield_now(); /* coroutines only: ids 300+ are plain threads */
         ASSERT_EQ(co_lock_acquire(&sum_lock, -1), 0);
         in_sem--;
         co_lock_release(&sum_lock);

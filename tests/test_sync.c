@@ -32,7 +32,7 @@ static void test_semaphore(void)
     norder = 0;
     co_coro_t *cs[4];
     for (intptr_t i = 0; i < 4; i++) cs[i] = co_spawn(sem_taker, (void *)i);
-    co_yield ();
+    co_yield_now();
     ASSERT_EQ(co_sem_destroy(&S), -1);
     ASSERT_EQ(errno, EBUSY);
     for (int i = 0; i < 4; i++) {
@@ -43,7 +43,7 @@ static void test_semaphore(void)
     for (int i = 0; i < 4; i++) ASSERT_EQ(order[i], i);
     /* Cancelled waiter: takes nothing. */
     co_coro_t *c = co_spawn(sem_taker, (void *)9);
-    co_yield ();
+    co_yield_now();
     co_kill(c);
     void *r;
     ASSERT_EQ(co_join(c, -1, &r), 0);
@@ -83,10 +83,10 @@ static void test_event(void)
     ASSERT_ERR(co_event_wait(&E, co_now() + 10), ETIMEDOUT);
     co_coro_t *cs[5];
     for (int i = 0; i < 5; i++) cs[i] = co_spawn(event_waiter, NULL);
-    co_yield ();
+    co_yield_now();
     ASSERT_ERR(co_event_destroy(&E), EBUSY);
     co_kill(cs[2]);
-    co_yield (); /* it leaves the wait list empty-handed */
+    co_yield_now(); /* it leaves the wait list empty-handed */
     co_event_set(&E);
     void *r[5];
     ASSERT_EQ(co_joinall(cs, 5, -1, r), 0);
@@ -146,14 +146,14 @@ static void test_condition(void)
     items = 0;
     co_coro_t *cs[3];
     for (int i = 0; i < 3; i++) cs[i] = co_spawn(consumer, NULL);
-    co_yield ();
+    co_yield_now();
     ASSERT_ERR(co_cond_destroy(&CV), EBUSY);
     ASSERT_EQ(co_lock_acquire(&CL, -1), 0);
     items = 2;
     ASSERT_EQ(co_cond_notify(&CV, 2), 2);
     co_lock_release(&CL);
-    co_yield ();
-    co_yield ();
+    co_yield_now();
+    co_yield_now();
     ASSERT(co_finished(cs[0]) && co_finished(cs[1]) && !co_finished(cs[2]));
     co_kill(cs[2]);
     void *r[3];
@@ -233,7 +233,7 @@ static void test_barrier(void)
 {
     co_barrier_init(&B, 3);
     co_coro_t *a = co_spawn(party, (void *)-1), *b = co_spawn(party, (void *)-1);
-    co_yield ();
+    co_yield_now();
     ASSERT_EQ(co_barrier_waiting(&B), 2);
     ASSERT_ERR(co_barrier_destroy(&B), EBUSY);
     int mine = co_barrier_wait(&B, -1);
@@ -260,7 +260,7 @@ static void test_barrier(void)
     /* Cancellation breaks it too; reset wakes waiters with EPIPE. */
     a = co_spawn(party, (void *)-1);
     b = co_spawn(party, (void *)-1);
-    co_yield ();
+    co_yield_now();
     co_kill(b);
     ASSERT_EQ(co_join(b, -1, &rb), 0);
     ASSERT_EQ((intptr_t)rb, -ECANCELED);
@@ -268,7 +268,7 @@ static void test_barrier(void)
     ASSERT_EQ((intptr_t)ra, -EPIPE);
     co_barrier_reset(&B);
     a = co_spawn(party, (void *)-1);
-    co_yield ();
+    co_yield_now();
     co_barrier_reset(&B);
     ASSERT_EQ(co_join(a, -1, &ra), 0);
     ASSERT_EQ((intptr_t)ra, -EPIPE);

@@ -8,7 +8,7 @@
 
 static void *sleep_ret(void *arg)
 {
-    if (co_sleep((intptr_t)arg) < 0) return (void *)(intptr_t)-errno;
+    if (co_sleep_ms((intptr_t)arg) < 0) return (void *)(intptr_t)-errno;
     return arg;
 }
 
@@ -29,7 +29,7 @@ static void *owner_thread(void *arg)
     pthread_cond_broadcast(&h->cv);
     pthread_mutex_unlock(&h->mu);
     /* Keep the hub alive until told; the coroutine runs while we sleep. */
-    while (co_sleep(1) == 0) {
+    while (co_sleep_ms(1) == 0) {
         pthread_mutex_lock(&h->mu);
         int stop = h->stop;
         pthread_mutex_unlock(&h->mu);
@@ -88,7 +88,7 @@ static void *short_lived(void *arg)
 {
     (void)arg;
     orphan = co_spawn(sleep_ret, (void *)100000);
-    co_sleep(1);
+    co_sleep_ms(1);
     return NULL; /* exits with orphan still sleeping */
 }
 
@@ -112,8 +112,8 @@ static pthread_barrier_t spawned, joined;
 
 static void *yield_some(void *arg)
 {
-    for (intptr_t i = 0; i < (intptr_t)arg % 7; i++) co_yield ();
-    co_sleep((intptr_t)arg % 3);
+    for (intptr_t i = 0; i < (intptr_t)arg % 7; i++) co_yield_now();
+    co_sleep_ms((intptr_t)arg % 3);
     return arg;
 }
 
@@ -131,7 +131,7 @@ static void *grid_thread(void *arg)
     /* Run our own coroutines to their end before blocking the thread
      * outside cogent (a blocked thread runs no coroutines). */
     co_hub_stats_t st;
-    for (co_hub_stats(&st); st.coroutines > 0; co_hub_stats(&st)) co_sleep(1);
+    for (co_hub_stats(&st); st.coroutines > 0; co_hub_stats(&st)) co_sleep_ms(1);
     pthread_barrier_wait(&joined);
     return NULL;
 }
@@ -160,7 +160,7 @@ static void test_plain_thread_joins(void)
     co_coro_t *c = co_spawn(sleep_ret, (void *)20);
     pthread_t t;
     pthread_create(&t, NULL, plain_joiner, c);
-    co_sleep(60); /* main's hub runs c meanwhile */
+    co_sleep_ms(60); /* main's hub runs c meanwhile */
     void *r;
     pthread_join(t, &r);
     ASSERT_EQ((intptr_t)r, 20);

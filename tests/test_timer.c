@@ -79,10 +79,10 @@ static void test_many_sleepers_in_order(void)
     gate = co_spawn(gate_body, NULL);
     co_spawn_opts_t small = {.stack_size = CO_STACK_MIN};
     for (intptr_t i = 0; i < SLEEPERS; i++) {
-        cs[i] = co_spawn_ex(sleeper, (void *)i, &small);
+        cs[i] = co_spawn_with(sleeper, (void *)i, &small);
         ASSERT(cs[i]);
     }
-    co_sleep(0); /* every sleeper is now parked on the gate */
+    co_sleep_ms(0); /* every sleeper is now parked on the gate */
     int64_t base = co_now() + 1000;
     srand(11);
     for (int i = 0; i < SLEEPERS; i++) deadlines[i] = base + rand() % 300;
@@ -122,7 +122,7 @@ static void test_sleep_zero_yields(void)
     step = 0;
     co_coro_t *c = co_spawn(yielder, NULL);
     ASSERT_EQ(step, 0); /* spawn queues, does not run */
-    ASSERT_EQ(co_sleep(0), 0);
+    ASSERT_EQ(co_sleep_ms(0), 0);
     ASSERT_EQ(step, 1); /* sleep(0) let it run */
     ASSERT_EQ(co_join(c, -1, NULL), 0);
     /* A deadline already passed also just yields. */
@@ -132,7 +132,7 @@ static void test_sleep_zero_yields(void)
 static void test_sleep_duration(void)
 {
     int64_t t0 = co_now();
-    ASSERT_EQ(co_sleep(50), 0);
+    ASSERT_EQ(co_sleep_ms(50), 0);
     ASSERT_TIME(co_now() - t0, 50, 1000);
 }
 
