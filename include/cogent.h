@@ -353,13 +353,17 @@ CO_API void co_hub_stats(co_hub_stats_t *st);
  * Zero-filled memory is a valid lock, rlock, event and (unbounded, 0)
  * semaphore.  An object must not be copied or moved once used. */
 
-struct co__waiter; /* a parked waiter, on its own stack */
+/* Private: the list of waiters every sync object holds (src/list.h). */
+struct co__lnode;
+struct co__list {
+    struct co__lnode *head, *tail;
+};
 
 typedef struct co_lock {
     uintptr_t _state; /* owner | flags */
     unsigned _spin;
     unsigned _flags;
-    struct co__waiter *_head, *_tail;
+    struct co__list _waiters;
     const char *_name; /* for reports; NULL: shown by address */
     const char *_file; /* where the owner took it */
     int _line;
@@ -390,7 +394,7 @@ typedef struct co_sem {
     unsigned _spin;
     unsigned _bounded;
     long _value, _initial;
-    struct co__waiter *_head, *_tail;
+    struct co__list _waiters;
 } co_sem_t;
 #define CO_SEM_INIT(n)                                                                                                 \
     {                                                                                                                  \
@@ -404,7 +408,7 @@ typedef struct co_sem {
 typedef struct co_event {
     unsigned _spin;
     unsigned _set;
-    struct co__waiter *_head, *_tail;
+    struct co__list _waiters;
 } co_event_t;
 #define CO_EVENT_INIT                                                                                                  \
     {                                                                                                                  \
@@ -414,7 +418,7 @@ typedef struct co_event {
 typedef struct co_cond {
     unsigned _spin;
     co_lock_t *_lock;
-    struct co__waiter *_head, *_tail;
+    struct co__list _waiters;
 } co_cond_t;
 #define CO_COND_INIT(lockp)                                                                                            \
     {                                                                                                                  \
@@ -425,7 +429,7 @@ typedef struct co_barrier {
     unsigned _spin;
     unsigned _parties, _count;
     unsigned _broken;
-    struct co__waiter *_head, *_tail;
+    struct co__list _waiters;
 } co_barrier_t;
 #define CO_BARRIER_INIT(n)                                                                                             \
     {                                                                                                                  \

@@ -15,13 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "coro.h"
+#include "hub.h"
 
 #define POOL_CHUNK 64
 #define TCACHE_MAX 1024
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static co_coro_t *pool;
+
+void (*co__coro_drop_actor)(struct co__actor *a);
+
+/* Free structs form stacks linked through their run-queue node. */
+static inline void pool_push(co_coro_t **top, co_coro_t *c)
+{
+    c->rq.next = *top ? &(*top)->rq : NULL;
+    *top = c;
+}
+static inline co_coro_t *pool_pop(co_coro_t **top)
+{
+    co_coro_t *c = *top;
+    if (c) *top = c->rq.next ? CO__CONTAINER(c->rq.next, co_coro_t, rq) : NULL;
+    return c;
+}
 static CO__TLS __thread co_coro_t *tcache;
 static CO__TLS __thread size_t ntcache;
 static CO__TLS __thread uint64_t id_next, id_end;
@@ -40,20 +56,18 @@ static co_coro_t *coro_alloc(void)
 {
     co_coro_t *c = tcache;
     if (CO__LIKELY(c != NULL)) {
-        tcache = c->next;
+        pool_pop(&tcache);
         ntcache--;
         return c;
     }
     pthread_mutex_lock(&pool_lock);
-    c = pool;
-    if (c) pool = c->next;
+    c = pool_pop(&pool);
     pthread_mutex_unlock(&pool_lock);
     if (c) return c;
     co_coro_t *chunk = calloc(POOL_CHUNK, sizeof *chunk);
     if (!chunk) return NULL;
     for (size_t i = 1; i < POOL_CHUNK; i++) {
-        chunk[i].next = tcache;
-        tcache = &chunk[i];
+        pool_push(&tcache, &chunk[i]);
         ntcache++;
     }
     return &chunk[0];
@@ -65,13 +79,11 @@ static void coro_recycle(co_coro_t *c)
     if (c->name && c->name != c->name_buf) free(c->name);
     c->name = NULL;
     if (ntcache < TCACHE_MAX) {
-        c->next = tcache;
-        tcache = c;
+        pool_push(&tcache, c);
         ntcache++;
     } else {
         pthread_mutex_lock(&pool_lock);
-        c->next = pool;
-        pool = c;
+        pool_push(&pool, c);
         pthread_mutex_unlock(&pool_lock);
     }
     if (co__tls.hub == h)
@@ -83,13 +95,10 @@ static void coro_recycle(co_coro_t *c)
 void co__coro_thread_exit(void)
 {
     if (!tcache) return;
-    co_coro_t *last = tcache;
-    while (last->next) last = last->next;
     pthread_mutex_lock(&pool_lock);
-    last->next = pool;
-    pool = tcache;
+    co_coro_t *c;
+    while ((c = pool_pop(&tcache))) pool_push(&pool, c);
     pthread_mutex_unlock(&pool_lock);
-    tcache = NULL;
     ntcache = 0;
 }
 
@@ -110,16 +119,14 @@ static void unref(co_coro_t *c)
 
 /* ------------------------------------------------------------ spawn */
 
+static const co__fiber_class_t coro_class; /* below */
+
 static noreturn void finish(co__hub_t *h, co_coro_t *c)
 {
     c->state = CO__C_DONE;
     __atomic_store_n(&h->ncoros, h->ncoros - 1, __ATOMIC_RELAXED);
-    if (c->all_prev)
-        c->all_prev->all_next = c->all_next;
-    else
-        h->all = c->all_next;
-    if (c->all_next) c->all_next->all_prev = c->all_prev;
-    if (c->waiters.head) co__waitq_wake(h, &c->waiters, SIZE_MAX);
+    co__list_remove(&h->all, &c->all);
+    if (!co__list_empty(&c->joiners.list)) co__parkq_wake(h, &c->joiners, SIZE_MAX);
     if (c->group) co__group_member_done(c);
     if (h->exiting && h->ncoros == 0) co__wake(h, &h->main, h->main.park_seq, 0);
     co__schedule(h, true);
@@ -147,11 +154,11 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     c->fiber.kind = CO__K_CORO;
     if (co__fiber_init(&c->fiber, coro_entry, NULL, opts ? opts->stack_size : 0) < 0) {
         int e = errno;
-        c->next = tcache;
-        tcache = c;
+        pool_push(&tcache, c);
         ntcache++;
         return errno = e, NULL;
     }
+    c->fiber.cls = &coro_class;
     if (opts && opts->name) {
         size_t n = strlen(opts->name);
         /* name_buf always holds the name, cut if long: other threads'
@@ -163,8 +170,7 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
             c->name = c->name_buf;
         } else if (!(c->name = strdup(opts->name))) {
             co__fiber_release(&c->fiber);
-            c->next = tcache;
-            tcache = c;
+            pool_push(&tcache, c);
             ntcache++;
             return errno = ENOMEM, NULL;
         }
@@ -184,6 +190,7 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     atomic_init(&c->refs, 2);
     atomic_init(&c->watchers, NULL);
     c->wake_result = 0;
+    c->waker = CO__BY_HUB;
     c->cancellable = false;
     c->wait_what = NULL;
     c->wait_obj = NULL;
@@ -191,13 +198,9 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     c->spawn_line = line;
     c->actor = NULL;
     c->timer.index = SIZE_MAX;
-    c->waiters.head = c->waiters.tail = NULL;
+    c->joiners.list = (co__list_t){0};
     c->group = NULL;
-    c->gprev = c->gnext = NULL;
-    c->all_prev = NULL;
-    c->all_next = h->all;
-    if (h->all) h->all->all_prev = c;
-    h->all = c;
+    co__list_push(&h->all, &c->all);
     __atomic_store_n(&h->ncoros, h->ncoros + 1, __ATOMIC_RELAXED); /* the monitor reads it */
     h->local_refs++;
     c->state = CO__C_NEW;
@@ -207,60 +210,83 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
 
 /* ------------------------------------------------ cross-thread parts */
 
-/* Answers a WATCH: its coroutine has finished. */
-static void answer_watch(co__msg_t *m)
+/* A coroutine of another hub waits for c to finish: a watch on c's
+ * watcher stack, answered by c's reap as a message to the waiter's hub. */
+typedef struct watch_msg {
+    co__msg_t msg;
+    co_coro_t *waiter; /* referenced */
+    co__hub_t *hub;    /* the waiter's; referenced until sent */
+    uint64_t seq;      /* the waiter's park */
+} watch_msg_t;
+
+/* On the waiter's hub: the watched coroutine finished. */
+static void watch_answered(co__hub_t *h, co__msg_t *m)
 {
-    co__hub_t *to = m->from_hub;
-    m->kind = CO__M_WAKE;
-    m->co = m->from;
-    m->result = 0;
-    if (!co__hub_send(to, m)) {
-        unref(m->from);
-        free(m);
+    watch_msg_t *w = (watch_msg_t *)m;
+    co__wake(h, w->waiter, w->seq, 0);
+    unref(w->waiter);
+    free(w);
+}
+
+static void answer_watch(watch_msg_t *w)
+{
+    co__hub_t *to = w->hub;
+    w->msg.handle = watch_answered;
+    if (!co__hub_send(to, &w->msg)) {
+        unref(w->waiter);
+        free(w);
     }
     co__hub_unref(to);
 }
 
-void co__coro_reap(co_coro_t *c)
+/* The fiber layer's call after a coroutine's stack was released (on the
+ * next stack): marks it done, answers other hubs' watchers, drops its
+ * lock-owner record and the running reference. */
+static void coro_released(co_fiber_t *f)
 {
+    co_coro_t *c = (co_coro_t *)f;
     /* Publishes the result and closes the watcher stack in one step: a
      * watcher either got in before (and is answered here) or sees DONE. */
     co__msg_t *w = atomic_exchange_explicit(&c->watchers, CO__DONE, memory_order_acq_rel);
     while (w) {
         co__msg_t *n = w->next;
-        answer_watch(w);
+        answer_watch((watch_msg_t *)w);
         w = n;
     }
     if (c->actor) {
-        co__actor_release(c->actor);
+        co__coro_drop_actor(c->actor);
         c->actor = NULL;
     }
     unref(c);
 }
 
-void co__coro_message(co__hub_t *h, co__msg_t *m)
+/* For overflow reports, from a signal handler: no stdio. */
+static void coro_describe(const co_fiber_t *f, co__line_t *l)
 {
-    co_coro_t *c = m->co;
-    switch (m->kind) {
-    case CO__M_WAKE:
-        co__wake(h, c, m->seq, m->result);
-        unref(c);
-        free(m);
-        break;
-    case CO__M_GRANT:
-        co__grant_delivered(h, m);
-        break;
-    case CO__M_DUMP:
-        co__dump_answer(h, m);
-        break;
-    case CO__M_KILL:
-        if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
-        unref(c);
-        free(m);
-        break;
-    default:
-        co__panic("corrupt inbox message kind %d", m->kind);
+    const co_coro_t *c = (const co_coro_t *)f;
+    co__line_str(l, "coroutine #");
+    co__line_uint(l, c->id, 10);
+    if (c->name) {
+        co__line_str(l, " \"");
+        co__line_str(l, c->name);
+        co__line_str(l, "\"");
     }
+}
+
+static const co__fiber_class_t coro_class = {.released = coro_released, .describe = coro_describe};
+
+/* A kill from another thread, handled on the victim's hub. */
+typedef struct kill_msg {
+    co__msg_t msg;
+    co_coro_t *co; /* referenced */
+} kill_msg_t;
+
+static void kill_arrived(co__hub_t *h, co__msg_t *m)
+{
+    co_coro_t *c = ((kill_msg_t *)m)->co;
+    if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
+    unref(c);
+    free(m);
 }
 
 /* ------------------------------------------------------------- waits */
@@ -283,39 +309,41 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
     if (c->is_main) return EINVAL;
     if (c->hub == h) {
         for (;;) {
-            co__wnode_t node;
-            co__waitq_push(&c->waiters, &node, self);
-            int r = co__park(h, deadline, what, true);
-            co__waitq_remove(&c->waiters, &node);
+            co__parknode_t node;
+            co__parkq_push(&c->joiners, &node, self);
+            self->wait_obj = c;
+            int r = co__park(h, deadline, what, CO__BY_HUB, true);
+            self->wait_obj = NULL;
+            co__parkq_remove(&c->joiners, &node);
             if (r) return r;
             if (c->state == CO__C_DONE) return 0;
         }
     }
-    /* Another thread's coroutine: leave a WATCH on it; its reap sends the
-     * WAKE to our inbox.  Its own hub need not be running for this. */
+    /* Another thread's coroutine: leave a watch on it; its reap sends the
+     * answer to our inbox.  Its own hub need not be running for this. */
     for (;;) {
-        if (deadline >= 0 && deadline <= co_now()) return ETIMEDOUT;
+        if (co__expired(deadline)) return ETIMEDOUT;
         if (atomic_load_explicit(&self->killed, memory_order_relaxed)) return ECANCELED;
-        co__msg_t *m = calloc(1, sizeof *m);
-        if (!m) return ENOMEM;
-        *m = (co__msg_t){.kind = CO__M_WATCH, .from = self, .from_hub = h, .seq = self->park_seq};
+        watch_msg_t *w = malloc(sizeof *w);
+        if (!w) return ENOMEM;
+        *w = (watch_msg_t){.waiter = self, .hub = h, .seq = self->park_seq};
         ref(self);
-        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+        co__hub_ref(h);
         co__msg_t *head = atomic_load_explicit(&c->watchers, memory_order_acquire);
         do {
             if (head == CO__DONE) break;
-            m->next = head;
-        } while (
-            !atomic_compare_exchange_weak_explicit(&c->watchers, &head, m, memory_order_release, memory_order_acquire));
+            w->msg.next = head;
+        } while (!atomic_compare_exchange_weak_explicit(&c->watchers, &head, &w->msg, memory_order_release,
+                                                        memory_order_acquire));
         if (head == CO__DONE) {
             unref(self);
             co__hub_unref(h);
-            free(m);
+            free(w);
             return 0;
         }
-        h->nexternal++;
-        int r = co__park(h, deadline, what, true);
-        h->nexternal--;
+        self->wait_obj = c;
+        int r = co__park(h, deadline, what, CO__BY_MESSAGE, true);
+        self->wait_obj = NULL;
         if (r) return r;
         if (co__done(c)) return 0;
     }
@@ -386,11 +414,11 @@ void co_kill(co_coro_t *c)
         if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
         return;
     }
-    co__msg_t *m = calloc(1, sizeof *m);
+    kill_msg_t *m = malloc(sizeof *m);
     CO__CHECK(m != NULL, "co_kill: out of memory for a cross-thread message");
-    *m = (co__msg_t){.kind = CO__M_KILL, .co = c};
+    *m = (kill_msg_t){.msg.handle = kill_arrived, .co = c};
     ref(c);
-    if (!co__hub_send(c->hub, m)) {
+    if (!co__hub_send(c->hub, &m->msg)) {
         unref(c);
         free(m);
     }
@@ -419,15 +447,15 @@ int co_yield_now(void)
 int co_sleep_until(int64_t deadline)
 {
     co__hub_t *h = co__hub();
-    if (deadline >= 0 && deadline <= co_now()) return co_yield_now();
-    int r = co__park(h, deadline, "co_sleep", true);
+    if (co__expired(deadline)) return co_yield_now();
+    int r = co__park(h, deadline, "co_sleep", CO__BY_HUB, true);
     if (r == ETIMEDOUT) return 0;
     return errno = r ? r : EINTR, -1;
 }
 
 int co_sleep_ms(int64_t ms)
 {
-    return ms <= 0 ? co_yield_now() : co_sleep_until(co_now() + ms);
+    return ms <= 0 ? co_yield_now() : co_sleep_until(co__deadline_after(ms));
 }
 
 co_coro_t *co_current(void)
@@ -437,45 +465,89 @@ co_coro_t *co_current(void)
 
 uint64_t co_id(const co_coro_t *c)
 {
+    CO__CHECK(c != NULL, "co_id: NULL coroutine");
     return c->id;
 }
 
 const char *co_name(const co_coro_t *c)
 {
     static CO__TLS __thread char buf[32];
+    CO__CHECK(c != NULL, "co_name: NULL coroutine");
     if (c->name) return c->name;
     snprintf(buf, sizeof buf, "#%" PRIu64, c->id);
     return buf;
 }
 
+/* ------------------------------------------------- main coroutines */
+
+void co__coro_init_main(co_coro_t *m, co__hub_t *h, co_fiber_t *thread_fiber)
+{
+    m->is_main = true;
+    m->hub = h;
+    m->state = CO__C_RUNNING;
+    m->resume = thread_fiber;
+    m->timer.index = SIZE_MAX;
+    m->id = co__new_id();
+    atomic_init(&m->refs, 1);
+    strcpy(m->name_buf, "main");
+    m->name = m->name_buf;
+}
+
 /* ------------------------------------------------------- thread exit */
+
+#define EACH_CORO(c, list)                                                                                             \
+    for (co__lnode_t *n_ = (list)->head; n_; n_ = n_->next)                                                            \
+        for (co_coro_t *c = CO__CONTAINER(n_, co_coro_t, all); c; c = NULL)
 
 void co__coro_exit_all(co__hub_t *h)
 {
     CO__CHECK(h->current == &h->main, "a thread exited from inside coroutine #%" PRIu64 " (pthread_exit?)",
               h->current->id);
     while (h->ncoros > 0) {
-        for (co_coro_t *c = h->all; c; c = c->all_next) {
+        EACH_CORO(c, &h->all)
+        {
             atomic_store_explicit(&c->killed, true, memory_order_relaxed);
             if (c->state == CO__C_PARKED && c->cancellable) co__wake(h, c, c->park_seq, ECANCELED);
         }
-        if (co__park(h, -1, "thread exit", false) != EDEADLK) continue;
+        if (co__park(h, -1, "thread exit", CO__BY_HUB, false) != EDEADLK) continue;
         /* What is left can never finish: drop it without unwinding.  All
          * bookkeeping first (wait-list nodes live on these stacks), then
          * the stacks go. */
-        co_coro_t *stuck = h->all;
-        for (co_coro_t *c = stuck; c; c = c->all_next) c->state = CO__C_DONE;
-        for (co_coro_t *c = stuck; c; c = c->all_next) {
+        EACH_CORO(c, &h->all) c->state = CO__C_DONE;
+        EACH_CORO(c, &h->all)
+        {
             if (c->group) co__group_member_done(c);
             if (co__timer_armed(&c->timer)) co__timers_remove(&h->timers, &c->timer);
         }
-        h->all = NULL;
+        co__list_t stuck = h->all;
+        h->all = (co__list_t){0};
         h->ncoros = 0;
-        while (stuck) {
-            co_coro_t *c = stuck;
-            stuck = c->all_next;
+        co__lnode_t *n;
+        while ((n = co__list_pop(&stuck))) {
+            co_coro_t *c = CO__CONTAINER(n, co_coro_t, all);
             co__fiber_release(&c->fiber);
-            co__coro_reap(c);
+            coro_released(&c->fiber);
         }
     }
+    if (h->main.actor) {
+        co__coro_drop_actor(h->main.actor);
+        h->main.actor = NULL;
+    }
+}
+
+/* ------------------------------------------------------------ fork */
+
+void co__coro_fork_prepare(void)
+{
+    pthread_mutex_lock(&pool_lock);
+}
+
+void co__coro_fork_parent(void)
+{
+    pthread_mutex_unlock(&pool_lock);
+}
+
+void co__coro_fork_child(void)
+{
+    pthread_mutex_unlock(&pool_lock);
 }

@@ -1,5 +1,5 @@
-/* Debugging aids: the registry of hubs, the coroutine dump (on demand or
- * on a signal), the blocking monitor, and the environment switches.
+/* Debugging aids: the coroutine dump (on demand or on a signal), the
+ * blocking monitor, and the environment switches.
  *
  * A hub's coroutines belong to its thread, so a dump asks each other hub
  * to describe itself (a DUMP message, answered the next time that hub
@@ -18,34 +18,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "debug.h"
+#include "fork.h"
+#include "helper.h"
+#include "hub.h"
 #include "sys.h"
+#include "wait.h"
 
 #define DUMP_WAIT_MS 200
-
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static co__hub_t *hubs;
-
-void co__debug_hub_created(co__hub_t *h)
-{
-    pthread_mutex_lock(&reg_lock);
-    h->reg_prev = NULL;
-    h->reg_next = hubs;
-    if (hubs) hubs->reg_prev = h;
-    hubs = h;
-    pthread_mutex_unlock(&reg_lock);
-}
-
-void co__debug_hub_exiting(co__hub_t *h)
-{
-    pthread_mutex_lock(&reg_lock);
-    if (h->reg_prev)
-        h->reg_prev->reg_next = h->reg_next;
-    else
-        hubs = h->reg_next;
-    if (h->reg_next) h->reg_next->reg_prev = h->reg_prev;
-    pthread_mutex_unlock(&reg_lock);
-}
 
 /* ---------------------------------------------------------------- dump */
 
@@ -113,7 +93,10 @@ static void describe_hub(FILE *f, const co__hub_t *h, const co_coro_t *caller)
     fprintf(f, "thread %d: %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, h->ncoros + 1,
             h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s", h->poller.ops->name);
     describe_coro(f, &h->main, now, &h->main == caller);
-    for (const co_coro_t *c = h->all; c; c = c->all_next) describe_coro(f, c, now, c == caller);
+    for (const co__lnode_t *n = h->all.head; n; n = n->next) {
+        const co_coro_t *c = CO__CONTAINER(n, co_coro_t, all);
+        describe_coro(f, c, now, c == caller);
+    }
 }
 
 typedef struct dump_req {
@@ -132,9 +115,10 @@ static void req_unref(dump_req_t *r)
     }
 }
 
-void co__dump_answer(co__hub_t *h, co__msg_t *m)
+/* On the asked hub's thread. */
+static void dump_asked(co__hub_t *h, co__msg_t *m)
 {
-    dump_req_t *r = m->ptr;
+    dump_req_t *r = (dump_req_t *)m;
     FILE *f = open_memstream(&r->buf, &r->len);
     if (f) {
         describe_hub(f, h, NULL);
@@ -164,6 +148,37 @@ typedef struct asked {
     dump_req_t *req; /* NULL: its inbox was closed (exiting) */
 } asked_t;
 
+typedef struct asking {
+    co__hub_t *self;
+    asked_t *asked;
+    size_t n, cap;
+} asking_t;
+
+/* Sends a dump request to h (registry locked). */
+static void ask(co__hub_t *h, void *arg)
+{
+    asking_t *a = arg;
+    if (h == a->self) return;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 8;
+        asked_t *n = realloc(a->asked, cap * sizeof *n);
+        if (!n) return; /* out of memory: that hub goes unlisted */
+        a->asked = n;
+        a->cap = cap;
+    }
+    dump_req_t *r = calloc(1, sizeof *r);
+    if (r) {
+        r->refs = 2;
+        r->msg.handle = dump_asked;
+        if (!co__hub_send(h, &r->msg)) {
+            free(r);
+            r = NULL;
+        }
+    }
+    co__hub_ref(h);
+    a->asked[a->n++] = (asked_t){h, r};
+}
+
 int co_dump(int fd)
 {
     char *out = NULL;
@@ -171,31 +186,10 @@ int co_dump(int fd)
     FILE *f = open_memstream(&out, &outlen);
     if (!f) return -1;
     co__hub_t *self = co__tls.hub;
-    asked_t *asked = NULL;
-    size_t nasked = 0, cap = 0;
-
-    pthread_mutex_lock(&reg_lock);
-    for (co__hub_t *h = hubs; h; h = h->reg_next) {
-        if (h == self) continue;
-        if (nasked == cap) {
-            cap = cap ? cap * 2 : 8;
-            asked_t *n = realloc(asked, cap * sizeof *n);
-            if (!n) break;
-            asked = n;
-        }
-        dump_req_t *r = calloc(1, sizeof *r);
-        if (r) {
-            r->refs = 2;
-            r->msg = (co__msg_t){.kind = CO__M_DUMP, .ptr = r};
-            if (!co__hub_send(h, &r->msg)) {
-                free(r);
-                r = NULL;
-            }
-        }
-        atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
-        asked[nasked++] = (asked_t){h, r};
-    }
-    pthread_mutex_unlock(&reg_lock);
+    asking_t a = {.self = self};
+    co__hub_each(ask, &a);
+    asked_t *asked = a.asked;
+    size_t nasked = a.n;
 
     fprintf(f, "cogent: dump of %zu hub%s (pid %d)\n", nasked + (self != NULL), nasked + (self != NULL) == 1 ? "" : "s",
             (int)getpid());
@@ -249,10 +243,7 @@ static void *dumper(void *unused)
         char b[16];
         ssize_t n = co__sys_read(sig_pipe[0], b, sizeof b);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
-            return NULL;
-        }
+        if (n <= 0) return NULL;
         co_dump(STDERR_FILENO);
     }
 }
@@ -260,6 +251,7 @@ static void *dumper(void *unused)
 int co_dump_on_signal(int signo)
 {
     if (signo < 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP) return errno = EINVAL, -1;
+    co__fork_init();
     pthread_mutex_lock(&sig_lock);
     if (sig_current) signal(sig_current, SIG_DFL);
     sig_current = 0;
@@ -274,15 +266,8 @@ int co_dump_on_signal(int signo)
             return errno = e, -1;
         }
         co__sys_fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED); /* counted before it exists */
-        int e = pthread_create(&t, &a, dumper, NULL);
-        pthread_attr_destroy(&a);
+        int e = co__helper_start("dump", dumper, NULL, 0);
         if (e) {
-            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
             co__sys_close(sig_pipe[0]);
             co__sys_close(sig_pipe[1]);
             sig_pipe[0] = sig_pipe[1] = -1;
@@ -308,30 +293,28 @@ static int64_t mon_threshold; /* atomic: 0 = off */
 static bool mon_started;
 static uint64_t mon_reports;
 
-static void monitor_check(int64_t threshold)
+/* One hub's check (the registry is locked, so h stays alive). */
+static void monitor_check(co__hub_t *h, void *arg)
 {
+    int64_t threshold = *(const int64_t *)arg;
     int64_t now = co_now();
-    pthread_mutex_lock(&reg_lock);
-    for (co__hub_t *h = hubs; h; h = h->reg_next) {
-        uint64_t t = __atomic_load_n(&h->ticks, __ATOMIC_RELAXED);
-        if (__atomic_load_n(&h->idle, __ATOMIC_RELAXED) || t != h->mon_ticks) {
-            h->mon_ticks = t;
-            h->mon_since = now;
-            h->mon_reported = false;
-            continue;
-        }
-        if (h->mon_reported || now - h->mon_since < threshold) continue;
-        h->mon_reported = true;
-        char name[96];
-        snapshot_running(h, name, sizeof name);
-        fprintf(stderr,
-                "cogent: monitor: %s of thread %d has run for %" PRId64
-                " ms without giving up the CPU (threshold %" PRId64 " ms): a blocking call or a long computation "
-                "stalls every coroutine of that thread\n",
-                name, (int)h->tid, now - h->mon_since, threshold);
-        __atomic_fetch_add(&mon_reports, 1, __ATOMIC_RELEASE); /* counted once written */
+    uint64_t t = __atomic_load_n(&h->ticks, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&h->idle, __ATOMIC_RELAXED) || t != h->mon_ticks) {
+        h->mon_ticks = t;
+        h->mon_since = now;
+        h->mon_reported = false;
+        return;
     }
-    pthread_mutex_unlock(&reg_lock);
+    if (h->mon_reported || now - h->mon_since < threshold) return;
+    h->mon_reported = true;
+    char name[96];
+    snapshot_running(h, name, sizeof name);
+    fprintf(stderr,
+            "cogent: monitor: %s of thread %d has run for %" PRId64 " ms without giving up the CPU (threshold %" PRId64
+            " ms): a blocking call or a long computation "
+            "stalls every coroutine of that thread\n",
+            name, (int)h->tid, now - h->mon_since, threshold);
+    __atomic_fetch_add(&mon_reports, 1, __ATOMIC_RELEASE); /* counted once written */
 }
 
 static void *monitor(void *unused)
@@ -343,7 +326,7 @@ static void *monitor(void *unused)
         if (step < 2) step = 2;
         struct timespec ts = {step / 1000, (long)(step % 1000) * 1000000L};
         nanosleep(&ts, NULL);
-        if (th > 0) monitor_check(th);
+        if (th > 0) co__hub_each(monitor_check, &th);
     }
     return NULL;
 }
@@ -351,18 +334,11 @@ static void *monitor(void *unused)
 int co_monitor_start(int64_t threshold_ms)
 {
     if (threshold_ms < 0) return errno = EINVAL, -1;
+    co__fork_init();
     pthread_mutex_lock(&mon_lock);
     __atomic_store_n(&mon_threshold, threshold_ms, __ATOMIC_RELAXED);
     if (threshold_ms > 0 && !mon_started) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED);
-        int e = pthread_create(&t, &a, monitor, NULL);
-        pthread_attr_destroy(&a);
-        if (e) {
-            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
+        if (co__helper_start("monitor", monitor, NULL, 0) != 0) {
             pthread_mutex_unlock(&mon_lock);
             return errno = EAGAIN, -1;
         }
@@ -377,6 +353,33 @@ uint64_t co_monitor_reports(void)
     return __atomic_load_n(&mon_reports, __ATOMIC_RELAXED);
 }
 
+/* ---------------------------------------------------------------- fork */
+
+void co__debug_fork_prepare(void)
+{
+    pthread_mutex_lock(&mon_lock);
+    pthread_mutex_lock(&sig_lock);
+}
+
+void co__debug_fork_parent(void)
+{
+    pthread_mutex_unlock(&sig_lock);
+    pthread_mutex_unlock(&mon_lock);
+}
+
+/* The helper threads (dumper, monitor) did not survive the fork: start
+ * them again if they were running. */
+void co__debug_fork_child(void)
+{
+    if (sig_pipe[0] >= 0 && co__helper_start("dump", dumper, NULL, 0) != 0)
+        fprintf(stderr, "cogent: fork: cannot restart the dumper\n");
+    pthread_mutex_unlock(&sig_lock);
+    mon_started = false;
+    pthread_mutex_unlock(&mon_lock);
+    int64_t th = __atomic_load_n(&mon_threshold, __ATOMIC_RELAXED);
+    if (th > 0) co_monitor_start(th);
+}
+
 /* --------------------------------------------------------- environment */
 
 static bool env_on(const char *name)
@@ -385,43 +388,8 @@ static bool env_on(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-/* After fork() only the forking thread exists: the registry keeps its
- * hub alone, locks other threads may have held are reset, and the helper
- * threads (dumper, monitor) are started again if they were running. */
-static void debug_fork_child(void)
-{
-    __atomic_store_n(&co__helper_threads, 0, __ATOMIC_RELAXED); /* restarted below */
-    pthread_mutex_init(&reg_lock, NULL);
-    hubs = NULL;
-    co__hub_t *h = co__tls.hub;
-    if (h) {
-        h->reg_prev = h->reg_next = NULL;
-        hubs = h;
-    }
-    co__wait_fork_child();
-    co__lockdep_fork_child();
-    pthread_mutex_init(&sig_lock, NULL);
-    if (sig_pipe[0] >= 0) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        __atomic_fetch_add(&co__helper_threads, 1, __ATOMIC_RELAXED);
-        if (pthread_create(&t, &a, dumper, NULL) != 0) {
-            __atomic_fetch_sub(&co__helper_threads, 1, __ATOMIC_RELAXED);
-            fprintf(stderr, "cogent: fork: cannot restart the dumper\n");
-        }
-        pthread_attr_destroy(&a);
-    }
-    pthread_mutex_init(&mon_lock, NULL);
-    mon_started = false;
-    int64_t th = __atomic_load_n(&mon_threshold, __ATOMIC_RELAXED);
-    if (th > 0) co_monitor_start(th);
-}
-
 __attribute__((constructor)) static void debug_from_env(void)
 {
-    pthread_atfork(NULL, NULL, debug_fork_child);
     if (env_on("COGENT_LOCKDEP")) co_lockdep_enable(true);
     if (env_on("COGENT_DUMP_SIGNAL")) co_dump_on_signal(SIGQUIT);
     const char *m = getenv("COGENT_MONITOR");

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "fd.h"
 #include "sys.h"
 
 #define CHUNK_BITS 10
@@ -98,7 +98,7 @@ unsigned co__fd_flags(co__fd_t *e, int fd)
 
 int64_t co__fd_deadline(co__fd_t *e, int64_t deadline)
 {
-    if (deadline >= 0) return deadline;
+    if (!co__no_deadline(deadline)) return deadline;
     int64_t t = __atomic_load_n(&e->timeout, __ATOMIC_RELAXED);
     return t ? co_now() + (t - 1) : -1;
 }
@@ -150,8 +150,8 @@ static int edge_add(co__fd_t *e, co__hub_t *h, int fd)
 static int level_update(co__fd_t *e, co__hub_t *h, int fd)
 {
     unsigned want = 0;
-    for (co__waiter_t *w = e->head; w; w = w->next)
-        if (w->hub == h) want |= (unsigned)w->key;
+    for (co__lnode_t *n = e->waiters.head; n; n = n->next)
+        if (co__waiter_of(n)->hub == h) want |= (unsigned)co__waiter_of(n)->key;
     co__poller_t *p = &h->poller;
     if (!want) {
         p->ops->del(p, fd); /* ENOENT: not watched, fine */
@@ -171,7 +171,7 @@ static void unwatch(co__hub_t *h, int fd)
  * lock held. */
 static void forget_locked(co__fd_t *e, int fd, co__wlist_t *wl)
 {
-    while (e->head) co__grant(&e->head, &e->tail, e->head, EBADF, NULL, wl);
+    while (!co__list_empty(&e->waiters)) co__grant(&e->waiters, co__waiters_first(&e->waiters), EBADF, NULL, wl);
     if (e->hub) unwatch(e->hub, fd);
     e->hub = NULL;
     while (e->more) {
@@ -212,7 +212,8 @@ int co__fd_new(int fd, unsigned flags)
     }
     co__wlist_t wl = {0};
     co__spin_lock(&e->spin);
-    if (e->head || e->hub || e->more) forget_locked(e, fd, &wl); /* left by a close behind our back */
+    if (!co__list_empty(&e->waiters) || e->hub || e->more)
+        forget_locked(e, fd, &wl); /* left by a close behind our back */
     __atomic_store_n(&e->flags, CO__FD_KNOWN | flags, __ATOMIC_RELAXED);
     __atomic_store_n(&e->timeout, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&e->rshort, false, __ATOMIC_RELAXED);
@@ -248,10 +249,10 @@ static int link_locked(co__fd_t *e, co__hub_t *h, int fd, co__waiter_t *w, unsig
     bool edge = h->poller.ops->edge;
     if (edge && !registered(e, h) && edge_add(e, h, fd) < 0) return -1;
     w->key = events;
-    co__wq_push(&e->head, &e->tail, w);
+    co__waiters_push(&e->waiters, w);
     if (!edge && level_update(e, h, fd) < 0) {
         int err = errno;
-        co__wq_remove(&e->head, &e->tail, w);
+        co__waiters_remove(&e->waiters, w);
         return errno = err, -1;
     }
     return 0;
@@ -271,7 +272,7 @@ void co__fd_unlink(co__fd_t *e, int fd, co__waiter_t *w)
     co__hub_t *h = w->hub;
     co__spin_lock(&e->spin);
     if (w->linked) {
-        co__wq_remove(&e->head, &e->tail, w);
+        co__waiters_remove(&e->waiters, w);
     } else if (w->remote) {
         /* Granted by a close on another thread: its message must land
          * before the node (on our stack) goes. */
@@ -296,9 +297,7 @@ int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const ch
         co__spin_unlock(&e->spin);
         return errno = err, -1;
     }
-    h->nio++;
-    int r = co__wait_block(&w, &e->spin, &e->head, &e->tail, deadline, what, e, true);
-    h->nio--;
+    int r = co__wait_block(&w, &e->spin, &e->waiters, deadline, what, e, CO__BY_IO, true);
     bool level = !h->poller.ops->edge;
     if (r) { /* spin lock held, w unlinked */
         if (level) level_update(e, h, fd);
@@ -323,10 +322,11 @@ void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events)
      * so again. */
     if (events & (CO__POLL_HUP | CO__POLL_ERR)) __atomic_store_n(&e->rhup, true, __ATOMIC_RELAXED);
     co__spin_lock(&e->spin);
-    for (co__waiter_t *w = e->head, *next; w; w = next) {
-        next = w->next;
+    for (co__lnode_t *n = e->waiters.head, *next; n; n = next) {
+        next = n->next;
+        co__waiter_t *w = co__waiter_of(n);
         if (w->hub == h && (((unsigned)w->key & events) || (events & CO__POLL_ERR)))
-            co__grant(&e->head, &e->tail, w, 0, NULL, &wl);
+            co__grant(&e->waiters, w, 0, NULL, &wl);
     }
     co__spin_unlock(&e->spin);
     if (wl.head) co__wake_list(&wl);
@@ -342,8 +342,8 @@ static void each_entry(void (*fn)(co__fd_t *e, int fd, co__hub_t *h), co__hub_t 
         if (!chunk) continue;
         for (unsigned i = 0; i < CHUNK; i++) {
             co__fd_t *e = &chunk[i];
-            if (force_unlock) e->spin = 0;                 /* a fork child: its holder is gone */
-            if (!e->hub && !e->more && !e->head) continue; /* racy peek; rechecked under the lock */
+            if (force_unlock) e->spin = 0;                                    /* a fork child: its holder is gone */
+            if (!e->hub && !e->more && co__list_empty(&e->waiters)) continue; /* racy peek; rechecked under the lock */
             co__spin_lock(&e->spin);
             fn(e, (int)(c * CHUNK + i), h);
             co__spin_unlock(&e->spin);
@@ -383,9 +383,10 @@ static void fork_entry(co__fd_t *e, int fd, co__hub_t *h)
 {
     /* Waiters and registrations of other threads' hubs: those threads do
      * not exist here. */
-    for (co__waiter_t *w = e->head, *next; w; w = next) {
-        next = w->next;
-        if (!h || w->hub != h) co__wq_remove(&e->head, &e->tail, w);
+    for (co__lnode_t *n = e->waiters.head, *next; n; n = next) {
+        next = n->next;
+        co__waiter_t *w = co__waiter_of(n);
+        if (!h || w->hub != h) co__waiters_remove(&e->waiters, w);
     }
     bool mine = h && registered(e, h);
     while (e->more) {
@@ -397,8 +398,8 @@ static void fork_entry(co__fd_t *e, int fd, co__hub_t *h)
     if (!h) return;
     /* The hub's poller is new: watch again what it watched. */
     if (h->poller.ops->edge) {
-        if (mine || e->head) edge_add(e, h, fd);
-    } else if (e->head) {
+        if (mine || !co__list_empty(&e->waiters)) edge_add(e, h, fd);
+    } else if (!co__list_empty(&e->waiters)) {
         level_update(e, h, fd);
     }
 }

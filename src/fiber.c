@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "fiber.h"
 #include "switch.h"
 #include "arch/layout.h"
 
@@ -36,7 +36,7 @@ static void release_dead(co__thread_t *t)
     co_fiber_t *d = t->dead;
     t->dead = NULL;
     co__fiber_release(d);
-    if (d->kind == CO__K_CORO) co__coro_reap((co_coro_t *)d);
+    if (d->cls && d->cls->released) d->cls->released(d);
 }
 
 /* Runs on the stack just switched to, first thing (co__fiber_switch_end). */
@@ -79,6 +79,7 @@ int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
     f->ud = ud;
     f->state = CO__F_NEW;
     f->parent = NULL;
+    f->cls = NULL;
     /* The canary word is at the bottom, the first frame at the top. */
     f->sp = co__ctx_init(f->stack.lo, f->stack.size - f->stack.color, fiber_main, f);
 #if CO_ASAN

@@ -5,7 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "fiber.h"
 #include "switch.h"
 
 struct co_gen {

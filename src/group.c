@@ -6,43 +6,21 @@
 #include <inttypes.h>
 #include <stdlib.h>
 
-#include "internal.h"
-
-typedef struct list {
-    co_coro_t *head, *tail;
-} list_t;
+#include "coro.h"
+#include "hub.h"
 
 struct co_group {
     co__hub_t *hub;
     size_t limit;
     size_t nrunning, ndone;
-    list_t running, done;
-    co__waitq_t slot_waiters; /* co_group_spawn at the limit */
-    co__waitq_t done_waiters; /* co_group_next / co_group_join */
+    co__list_t running, done; /* members, through co_coro_t.gnode */
+    co__parkq_t slot_waiters; /* co_group_spawn at the limit */
+    co__parkq_t done_waiters; /* co_group_next / co_group_join */
 };
 
-static void list_push(list_t *l, co_coro_t *c)
+static co_coro_t *member(co__lnode_t *n)
 {
-    c->gnext = NULL;
-    c->gprev = l->tail;
-    if (l->tail)
-        l->tail->gnext = c;
-    else
-        l->head = c;
-    l->tail = c;
-}
-
-static void list_remove(list_t *l, co_coro_t *c)
-{
-    if (c->gprev)
-        c->gprev->gnext = c->gnext;
-    else
-        l->head = c->gnext;
-    if (c->gnext)
-        c->gnext->gprev = c->gprev;
-    else
-        l->tail = c->gprev;
-    c->gprev = c->gnext = NULL;
+    return n ? CO__CONTAINER(n, co_coro_t, gnode) : NULL;
 }
 
 static void check_owner(const co_group_t *g, const char *fn)
@@ -67,7 +45,8 @@ void co_group_free(co_group_t *g)
     CO__CHECK(g->nrunning + g->ndone == 0,
               "co_group_free: the group still has %zu member(s); join, take or detach them first",
               g->nrunning + g->ndone);
-    CO__CHECK(!g->slot_waiters.head && !g->done_waiters.head, "co_group_free: coroutines are waiting on the group");
+    CO__CHECK(co__list_empty(&g->slot_waiters.list) && co__list_empty(&g->done_waiters.list),
+              "co_group_free: coroutines are waiting on the group");
     free(g);
 }
 
@@ -78,16 +57,18 @@ co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadlin
     co__hub_t *h = g->hub;
     while (g->limit && g->nrunning >= g->limit) {
         if (deadline == 0) return errno = EAGAIN, NULL;
-        co__wnode_t node;
-        co__waitq_push(&g->slot_waiters, &node, h->current);
-        int r = co__park(h, deadline, "co_group_spawn (waiting for a slot)", true);
-        co__waitq_remove(&g->slot_waiters, &node);
+        co__parknode_t node;
+        co__parkq_push(&g->slot_waiters, &node, h->current);
+        h->current->wait_obj = g;
+        int r = co__park(h, deadline, "co_group_spawn (waiting for a slot)", CO__BY_HUB, true);
+        h->current->wait_obj = NULL;
+        co__parkq_remove(&g->slot_waiters, &node);
         if (r) return errno = r, NULL;
     }
     co_coro_t *c = co_spawn_at(fn, arg, opts, file, line);
     if (!c) return NULL;
     c->group = g;
-    list_push(&g->running, c);
+    co__list_push(&g->running, &c->gnode);
     g->nrunning++;
     return c;
 }
@@ -95,12 +76,12 @@ co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadlin
 void co__group_member_done(co_coro_t *c)
 {
     co_group_t *g = c->group;
-    list_remove(&g->running, c);
+    co__list_remove(&g->running, &c->gnode);
     g->nrunning--;
-    list_push(&g->done, c);
+    co__list_push(&g->done, &c->gnode);
     g->ndone++;
-    co__waitq_wake(g->hub, &g->slot_waiters, 1);
-    co__waitq_wake(g->hub, &g->done_waiters, SIZE_MAX);
+    co__parkq_wake(g->hub, &g->slot_waiters, 1);
+    co__parkq_wake(g->hub, &g->done_waiters, SIZE_MAX);
 }
 
 void co__group_member_leave(co_coro_t *c)
@@ -109,12 +90,12 @@ void co__group_member_leave(co_coro_t *c)
     CO__CHECK(g->hub == co__tls.hub, "coroutine #%" PRIu64 " of a group was joined or detached from another thread",
               c->id);
     if (c->state == CO__C_DONE) {
-        list_remove(&g->done, c);
+        co__list_remove(&g->done, &c->gnode);
         g->ndone--;
     } else {
-        list_remove(&g->running, c);
+        co__list_remove(&g->running, &c->gnode);
         g->nrunning--;
-        co__waitq_wake(g->hub, &g->slot_waiters, 1);
+        co__parkq_wake(g->hub, &g->slot_waiters, 1);
     }
     c->group = NULL;
 }
@@ -122,10 +103,13 @@ void co__group_member_leave(co_coro_t *c)
 /* Parks until a member finishes.  0 or an errno value. */
 static int wait_member(co_group_t *g, int64_t deadline, const char *what)
 {
-    co__wnode_t node;
-    co__waitq_push(&g->done_waiters, &node, g->hub->current);
-    int r = co__park(g->hub, deadline, what, true);
-    co__waitq_remove(&g->done_waiters, &node);
+    co__parknode_t node;
+    co_coro_t *self = g->hub->current;
+    co__parkq_push(&g->done_waiters, &node, self);
+    self->wait_obj = g;
+    int r = co__park(g->hub, deadline, what, CO__BY_HUB, true);
+    self->wait_obj = NULL;
+    co__parkq_remove(&g->done_waiters, &node);
     return r;
 }
 
@@ -136,29 +120,26 @@ int co_group_join(co_group_t *g, int64_t deadline)
         int r = wait_member(g, deadline, "co_group_join");
         if (r) return errno = r, -1;
     }
-    while (g->done.head) {
-        co_coro_t *c = g->done.head;
-        co_join(c, 0, NULL); /* finished: cannot fail; leaves the group */
-    }
+    while (!co__list_empty(&g->done)) co_join(member(g->done.head), 0, NULL); /* finished: leaves the group */
     return 0;
 }
 
 void co_group_kill(co_group_t *g)
 {
     check_owner(g, "co_group_kill");
-    for (co_coro_t *c = g->running.head; c; c = c->gnext) co_kill(c);
+    for (co__lnode_t *n = g->running.head; n; n = n->next) co_kill(member(n));
 }
 
 co_coro_t *co_group_next(co_group_t *g, int64_t deadline)
 {
     check_owner(g, "co_group_next");
-    while (!g->done.head) {
+    while (co__list_empty(&g->done)) {
         if (g->nrunning == 0) return errno = ENOENT, NULL;
         int r = wait_member(g, deadline, "co_group_next");
         if (r) return errno = r, NULL;
     }
-    co_coro_t *c = g->done.head;
-    list_remove(&g->done, c);
+    co_coro_t *c = member(g->done.head);
+    co__list_remove(&g->done, &c->gnode);
     g->ndone--;
     c->group = NULL;
     return c;

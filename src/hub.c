@@ -19,85 +19,43 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "sys.h"
+#include "fd.h"
+#include "fork.h"
+#include "helper.h"
+#include "hub.h"
 #include "switch.h"
+#include "sys.h"
 
 #define POLL_EVERY 64 /* picks between two looks at timers and I/O when busy */
 
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 
+/* The registry: every hub of the process, for dumps and the monitor. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static co__list_t hubs;
+
 static void hub_thread_exit(void *arg);
-static void fork_child(void);
 static void make_key(void)
 {
     CO__CHECK(pthread_key_create(&exit_key, hub_thread_exit) == 0, "pthread_key_create failed");
-    CO__CHECK(pthread_atfork(NULL, NULL, fork_child) == 0, "pthread_atfork failed");
 }
 
-/* After fork() the child has only the forking thread.  Its hub keeps its
- * coroutines (copies of the parent's, as gevent's do after fork) but must
- * not share the parent's epoll instance or eventfd: both are made anew.
- * Messages other threads had queued are dropped, and the child holds no
- * references from them: those threads do not exist in the child. */
-static void fork_child(void)
+void co__hub_each(void (*fn)(co__hub_t *h, void *arg), void *arg)
 {
-    co__hub_t *h = co__tls.hub;
-    if (!h) {
-        co__fd_fork_child(NULL);
-        return;
-    }
-    h->poller.ops->destroy(&h->poller);
-    co__sys_close(h->evfd);
-    CO__CHECK(h->poller.ops->create(&h->poller) == 0, "fork: cannot create the %s poller: %s", h->poller.ops->name,
-              strerror(errno));
-    h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    CO__CHECK(h->evfd >= 0, "fork: cannot create the hub's eventfd: %s", strerror(errno));
-    CO__CHECK(h->poller.ops->add(&h->poller, h->evfd, CO__POLL_IN, NULL) == 0,
-              "fork: cannot watch the hub's eventfd: %s", strerror(errno));
-    atomic_store_explicit(&h->inbox, NULL, memory_order_relaxed);
-    h->nexternal = 0;
-    h->tid = (pid_t)syscall(SYS_gettid);
-    co__fd_fork_child(h);
+    pthread_mutex_lock(&reg_lock);
+    for (co__lnode_t *n = hubs.head; n; n = n->next) fn(CO__CONTAINER(n, co__hub_t, reg), arg);
+    pthread_mutex_unlock(&reg_lock);
 }
 
-/* --------------------------------------------------------- wait lists */
+/* ----------------------------------------------------- hub-local queues */
 
-void co__waitq_push(co__waitq_t *q, co__wnode_t *n, co_coro_t *co)
-{
-    n->co = co;
-    n->seq = co->park_seq;
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    n->linked = true;
-}
-
-void co__waitq_remove(co__waitq_t *q, co__wnode_t *n)
-{
-    if (!n->linked) return;
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->linked = false;
-}
-
-size_t co__waitq_wake(co__hub_t *h, co__waitq_t *q, size_t n)
+size_t co__parkq_wake(co__hub_t *h, co__parkq_t *q, size_t n)
 {
     size_t woken = 0;
-    while (woken < n && q->head) {
-        co__wnode_t *w = q->head;
-        co__waitq_remove(q, w);
+    while (woken < n && !co__list_empty(&q->list)) {
+        co__parknode_t *w = CO__CONTAINER(q->list.head, co__parknode_t, node);
+        co__parkq_remove(q, w);
         co__wake(h, w->co, w->seq, 0);
         woken++;
     }
@@ -111,21 +69,13 @@ co__hub_t *co__hub_get(void)
     co__thread_t *t = co__thread();
     if (t->hub) return t->hub;
     pthread_once(&key_once, make_key);
+    co__fork_init();
     co__hub_t *h = calloc(1, sizeof *h);
     CO__CHECK(h != NULL, "out of memory creating the hub");
     h->thr = t;
     h->tid = (pid_t)syscall(SYS_gettid);
     co_coro_t *m = &h->main;
-    m->is_main = true;
-    m->hub = h;
-    m->state = CO__C_RUNNING;
-    m->resume = t->cur;
-    m->timer.index = SIZE_MAX;
-    m->id = co__new_id();
-    atomic_init(&m->refs, 1);
-    strcpy(m->name_buf, "main");
-    m->name = m->name_buf;
-    m->actor = co__actor_adopt_thread(m);
+    co__coro_init_main(m, h, t->cur);
     h->current = m;
     h->running = m;
     h->now = co_now();
@@ -144,7 +94,9 @@ co__hub_t *co__hub_get(void)
               strerror(errno));
     t->hub = h;
     pthread_setspecific(exit_key, h);
-    co__debug_hub_created(h);
+    pthread_mutex_lock(&reg_lock);
+    co__list_push(&hubs, &h->reg);
+    pthread_mutex_unlock(&reg_lock);
     return h;
 }
 
@@ -177,13 +129,10 @@ void co__hub_unref(co__hub_t *h)
 
 static inline co_coro_t *pop(co__hub_t *h)
 {
-    co_coro_t *co = h->runq_head;
-    if (co) {
-        h->runq_head = co->next;
-        if (!h->runq_head) h->runq_tail = NULL;
-        h->nrunq--;
-    }
-    return co;
+    co__snode_t *n = co__fifo_pop(&h->runq);
+    if (!n) return NULL;
+    h->nrunq--;
+    return CO__CONTAINER(n, co_coro_t, rq);
 }
 
 void co__wake(co__hub_t *h, co_coro_t *co, uint64_t seq, int result)
@@ -216,10 +165,10 @@ bool co__hub_send(co__hub_t *to, co__msg_t *m)
     return true;
 }
 
-static void drain_inbox(co__hub_t *h)
+/* Runs the handlers of a list taken from the inbox, oldest first (the
+ * stack is newest first). */
+static void handle_messages(co__hub_t *h, co__msg_t *list)
 {
-    co__msg_t *list = atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire);
-    /* The stack is newest first: reverse to handle messages in order. */
     co__msg_t *fifo = NULL;
     while (list) {
         co__msg_t *n = list->next;
@@ -230,8 +179,13 @@ static void drain_inbox(co__hub_t *h)
     while (fifo) {
         co__msg_t *m = fifo;
         fifo = m->next;
-        co__coro_message(h, m);
+        m->handle(h, m);
     }
+}
+
+static void drain_inbox(co__hub_t *h)
+{
+    handle_messages(h, atomic_exchange_explicit(&h->inbox, NULL, memory_order_acquire));
 }
 
 /* ------------------------------------------------------------- events */
@@ -252,7 +206,7 @@ static void fire_timers(co__hub_t *h)
 static void poll_events(co__hub_t *h, int timeout_ms)
 {
     bool inbox = atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL;
-    if (timeout_ms != 0 || h->nio > 0) {
+    if (timeout_ms != 0 || h->nparked[CO__BY_IO] > 0) {
         if (inbox) timeout_ms = 0;
         if (timeout_ms) __atomic_store_n(&h->idle, 1, __ATOMIC_RELAXED);
         int n = h->poller.ops->wait(&h->poller, timeout_ms);
@@ -279,8 +233,8 @@ static void deadlock(co__hub_t *h)
 {
     co_coro_t *m = &h->main;
     size_t others = 0;
-    for (co_coro_t *c = h->all; c; c = c->all_next)
-        if (c->state == CO__C_PARKED) others++;
+    for (co__lnode_t *n = h->all.head; n; n = n->next)
+        if (CO__CONTAINER(n, co_coro_t, all)->state == CO__C_PARKED) others++;
     if (h->exiting)
         fprintf(stderr,
                 "cogent: thread %d exits with %zu coroutine%s that cannot finish (blocked, nothing can wake "
@@ -300,7 +254,7 @@ static void deadlock(co__hub_t *h)
 static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
 {
     h->since_poll = 0;
-    if (h->runq_head) {
+    if (!co__fifo_empty(&h->runq)) {
         poll_events(h, 0);
         return pop(h);
     }
@@ -309,16 +263,17 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
         co__timer_t *t = co__timers_first(&h->timers);
         if (t) {
             timeout = co__ms_until(t->deadline);
-        } else if (h->nio == 0 && h->nexternal == 0 && atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL &&
-                   h->main.state == CO__C_PARKED && (h->nsync == 0 || !co__multithreaded())) {
+        } else if (h->nparked[CO__BY_IO] == 0 && h->nparked[CO__BY_MESSAGE] == 0 &&
+                   atomic_load_explicit(&h->inbox, memory_order_relaxed) == NULL && h->main.state == CO__C_PARKED &&
+                   (h->nparked[CO__BY_THREADS] == 0 || !co__multithreaded())) {
             /* Nothing runnable, no deadline, no fd, no other thread owes
              * us anything (and none exists that could release a lock or
              * fill a queue we wait on): whoever is parked here stays
              * parked forever. */
             deadlock(h);
         }
-        if (!h->runq_head) poll_events(h, timeout);
-        if (h->runq_head) return pop(h);
+        if (co__fifo_empty(&h->runq)) poll_events(h, timeout);
+        if (!co__fifo_empty(&h->runq)) return pop(h);
     }
 }
 
@@ -326,7 +281,7 @@ void co__schedule(co__hub_t *h, bool dying)
 {
     co_coro_t *self = h->current;
     co_coro_t *next;
-    if (CO__LIKELY(h->runq_head != NULL && ++h->since_poll < POLL_EVERY))
+    if (CO__LIKELY(!co__fifo_empty(&h->runq) && ++h->since_poll < POLL_EVERY))
         next = pop(h);
     else
         next = pick_slow(h);
@@ -342,20 +297,23 @@ void co__schedule(co__hub_t *h, bool dying)
     co__fiber_transfer(from, next->resume, NULL, dying);
 }
 
-int co__park(co__hub_t *h, int64_t deadline, const char *what, bool cancellable)
+int co__park(co__hub_t *h, int64_t deadline, const char *what, int waker, bool cancellable)
 {
     co_coro_t *self = h->current;
     if (cancellable && atomic_load_explicit(&self->killed, memory_order_relaxed)) return ECANCELED;
-    if (deadline >= 0) {
-        if (deadline <= co_now()) return ETIMEDOUT;
+    if (!co__no_deadline(deadline)) {
+        if (deadline <= co_now()) return ETIMEDOUT; /* any other negative value too */
         if (co__timers_add(&h->timers, &self->timer, deadline) < 0) return ENOMEM;
     }
     self->state = CO__C_PARKED;
     self->park_since = h->now;
     self->wake_result = 0;
+    self->waker = (uint8_t)waker;
     self->cancellable = cancellable;
     self->wait_what = what;
+    h->nparked[waker]++;
     co__schedule(h, false);
+    h->nparked[waker]--;
     self->park_seq++; /* every wake-up aimed at this park is now stale */
     self->wait_what = NULL;
     if (co__timer_armed(&self->timer)) co__timers_remove(&h->timers, &self->timer);
@@ -371,18 +329,13 @@ static void hub_thread_exit(void *arg)
     h->exiting = true;
     co__coro_exit_all(h);
     /* No coroutine is left: close the inbox and answer what is in it. */
-    co__msg_t *list = atomic_exchange_explicit(&h->inbox, CO__INBOX_CLOSED, memory_order_acq_rel);
-    while (list) {
-        co__msg_t *m = list;
-        list = m->next;
-        co__coro_message(h, m);
-    }
-    co__debug_hub_exiting(h);
+    handle_messages(h, atomic_exchange_explicit(&h->inbox, CO__INBOX_CLOSED, memory_order_acq_rel));
+    pthread_mutex_lock(&reg_lock);
+    co__list_remove(&hubs, &h->reg);
+    pthread_mutex_unlock(&reg_lock);
     co__fd_hub_exit(h);
     h->poller.ops->destroy(&h->poller);
     co__timers_destroy(&h->timers);
-    if (h->main.actor) co__actor_release(h->main.actor);
-    h->main.actor = NULL;
     t->hub = NULL;
     co__stack_thread_exit();
     co__coro_thread_exit(); /* last: the messages above may have recycled records */
@@ -393,4 +346,44 @@ static void hub_thread_exit(void *arg)
         co__sys_close(h->evfd);
         free(h);
     }
+}
+
+/* --------------------------------------------------------------- fork */
+
+void co__hub_fork_prepare(void)
+{
+    pthread_mutex_lock(&reg_lock);
+}
+
+void co__hub_fork_parent(void)
+{
+    pthread_mutex_unlock(&reg_lock);
+}
+
+/* After fork() the child has only the forking thread.  Its hub keeps its
+ * coroutines (copies of the parent's, as gevent's do after fork) but must
+ * not share the parent's epoll instance or eventfd: both are made anew.
+ * Messages other threads had queued are dropped, and the child holds no
+ * references from them: those threads do not exist in the child; nor do
+ * their hubs, which leave the registry. */
+void co__hub_fork_child(void)
+{
+    co__hub_t *h = co__tls.hub;
+    hubs = (co__list_t){0};
+    if (h) {
+        co__list_push(&hubs, &h->reg);
+        h->poller.ops->destroy(&h->poller);
+        co__sys_close(h->evfd);
+        CO__CHECK(h->poller.ops->create(&h->poller) == 0, "fork: cannot create the %s poller: %s", h->poller.ops->name,
+                  strerror(errno));
+        h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        CO__CHECK(h->evfd >= 0, "fork: cannot create the hub's eventfd: %s", strerror(errno));
+        CO__CHECK(h->poller.ops->add(&h->poller, h->evfd, CO__POLL_IN, NULL) == 0,
+                  "fork: cannot watch the hub's eventfd: %s", strerror(errno));
+        atomic_store_explicit(&h->inbox, NULL, memory_order_relaxed);
+        /* Coroutines parked on another thread's message stay parked (and
+         * counted): that thread is gone, but a kill still ends them. */
+        h->tid = (pid_t)syscall(SYS_gettid);
+    }
+    pthread_mutex_unlock(&reg_lock);
 }

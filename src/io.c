@@ -5,7 +5,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "fd.h"
 #include "sys.h"
 
 /* The entry and flags of fd, classified (and made non-blocking on a hub)
@@ -40,18 +40,41 @@ static inline bool io_retry(co__fd_t *e, int fd, unsigned fl, unsigned events, i
     return co__fd_wait(e, fd, events, dl, what) == 0;
 }
 
-#define IO_CALL(fd, deadline, events, what, expr)                                                                      \
-    do {                                                                                                               \
-        co__fd_t *e_;                                                                                                  \
-        unsigned fl_;                                                                                                  \
-        int64_t dl_;                                                                                                   \
-        if (io_begin(fd, deadline, events, what, &e_, &fl_, &dl_) < 0) return -1;                                      \
-        do {                                                                                                           \
-            ssize_t r_ = (expr);                                                                                       \
-            if (CO__LIKELY(r_ >= 0)) return r_;                                                                        \
-        } while (io_retry(e_, fd, fl_, events, dl_, what));                                                            \
-        return -1;                                                                                                     \
-    } while (0)
+/* What one call needs besides the fd: each operation below reads its own
+ * fields. */
+typedef struct io_args {
+    void *buf;
+    const void *cbuf;
+    size_t n;
+    int flags;
+    const struct iovec *iov;
+    int iovcnt;
+    struct sockaddr *addr;
+    const struct sockaddr *caddr;
+    socklen_t *addrlen;
+    socklen_t alen;
+    struct msghdr *msg;
+    const struct msghdr *cmsg;
+} io_args_t;
+
+/* One try of a system call on a non-blocking fd whose flags are `fl`. */
+typedef ssize_t (*io_op_t)(int fd, unsigned fl, const io_args_t *a);
+
+/* A cooperative call: try, and while the kernel says EAGAIN, wait for the
+ * poller and try again.  Always inlined, so that `op` is a direct call. */
+static inline __attribute__((always_inline)) ssize_t io_call(int fd, int64_t deadline, unsigned events,
+                                                             const char *what, io_op_t op, const io_args_t *a)
+{
+    co__fd_t *e;
+    unsigned fl;
+    int64_t dl;
+    if (io_begin(fd, deadline, events, what, &e, &fl, &dl) < 0) return -1;
+    do {
+        ssize_t r = op(fd, fl, a);
+        if (CO__LIKELY(r >= 0)) return r;
+    } while (io_retry(e, fd, fl, events, dl, what));
+    return -1;
+}
 
 /* Reads from a stream socket carry the short-read hint: a read that got
  * less than it asked for drained the socket, so unless the poller has
@@ -59,44 +82,106 @@ static inline bool io_retry(co__fd_t *e, int fd, unsigned fl, unsigned events, i
  * first and save that system call (libuv does the same).  Correct with an
  * edge-triggered poller because any data arriving after the short read
  * queues a new event; with a level-triggered one because it reports the
- * state.  Not for the try form: it must not answer EAGAIN from a hint. */
-#define READ_CALL(fd, deadline, want, what, expr)                                                                      \
-    do {                                                                                                               \
-        co__fd_t *e_;                                                                                                  \
-        unsigned fl_;                                                                                                  \
-        int64_t dl_;                                                                                                   \
-        if (io_begin(fd, deadline, CO__POLL_IN, what, &e_, &fl_, &dl_) < 0) return -1;                                 \
-        bool hint_ = (fl_ & CO__FD_STREAM) && co__tls.hub && dl_ != 0;                                                 \
-        if (hint_ && __atomic_load_n(&e_->rshort, __ATOMIC_RELAXED) &&                                                 \
-            !__atomic_load_n(&e_->rhup, __ATOMIC_RELAXED) &&                                                           \
-            __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED) == __atomic_load_n(&e_->rseen, __ATOMIC_RELAXED) &&           \
-            co__fd_wait(e_, fd, CO__POLL_IN, dl_, what) < 0)                                                           \
-            return -1;                                                                                                 \
-        do {                                                                                                           \
-            unsigned g_ = __atomic_load_n(&e_->rgen, __ATOMIC_RELAXED);                                                \
-            ssize_t r_ = (expr);                                                                                       \
-            if (CO__LIKELY(r_ >= 0)) {                                                                                 \
-                if (hint_) {                                                                                           \
-                    __atomic_store_n(&e_->rshort, r_ > 0 && (size_t)r_ < (want), __ATOMIC_RELAXED);                    \
-                    __atomic_store_n(&e_->rseen, g_, __ATOMIC_RELAXED);                                                \
-                }                                                                                                      \
-                return r_;                                                                                             \
-            }                                                                                                          \
-        } while (io_retry(e_, fd, fl_, CO__POLL_IN, dl_, what));                                                       \
-        return -1;                                                                                                     \
-    } while (0)
+ * state.  Not for the try form: it must not answer EAGAIN from a hint.
+ * `want` is how many bytes the read asks for. */
+static inline __attribute__((always_inline)) ssize_t io_read(int fd, int64_t deadline, size_t want, const char *what,
+                                                             io_op_t op, const io_args_t *a)
+{
+    co__fd_t *e;
+    unsigned fl;
+    int64_t dl;
+    if (io_begin(fd, deadline, CO__POLL_IN, what, &e, &fl, &dl) < 0) return -1;
+    bool hint = (fl & CO__FD_STREAM) && co__tls.hub && dl != 0;
+    if (hint && __atomic_load_n(&e->rshort, __ATOMIC_RELAXED) && !__atomic_load_n(&e->rhup, __ATOMIC_RELAXED) &&
+        __atomic_load_n(&e->rgen, __ATOMIC_RELAXED) == __atomic_load_n(&e->rseen, __ATOMIC_RELAXED) &&
+        co__fd_wait(e, fd, CO__POLL_IN, dl, what) < 0)
+        return -1;
+    do {
+        unsigned gen = __atomic_load_n(&e->rgen, __ATOMIC_RELAXED);
+        ssize_t r = op(fd, fl, a);
+        if (CO__LIKELY(r >= 0)) {
+            if (hint) {
+                __atomic_store_n(&e->rshort, r > 0 && (size_t)r < want, __ATOMIC_RELAXED);
+                __atomic_store_n(&e->rseen, gen, __ATOMIC_RELAXED);
+            }
+            return r;
+        }
+    } while (io_retry(e, fd, fl, CO__POLL_IN, dl, what));
+    return -1;
+}
+
+/* -------------------------------------------------------- operations */
+
+static ssize_t op_read(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_read(fd, a->buf, a->n);
+}
+
+/* Sockets go through send so that a closed peer is EPIPE, not a SIGPIPE
+ * that kills the process. */
+static ssize_t op_write(int fd, unsigned fl, const io_args_t *a)
+{
+    return (fl & CO__FD_SOCK) ? co__sys_sendto(fd, a->cbuf, a->n, MSG_NOSIGNAL, NULL, 0)
+                              : co__sys_write(fd, a->cbuf, a->n);
+}
+
+static ssize_t op_readv(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_readv(fd, a->iov, a->iovcnt);
+}
+
+static ssize_t op_writev(int fd, unsigned fl, const io_args_t *a)
+{
+    if (!(fl & CO__FD_SOCK)) return co__sys_writev(fd, a->iov, a->iovcnt);
+    struct msghdr m = {.msg_iov = (struct iovec *)a->iov, .msg_iovlen = (size_t)a->iovcnt};
+    return co__sys_sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static ssize_t op_recvfrom(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_recvfrom(fd, a->buf, a->n, a->flags, a->addr, a->addrlen);
+}
+
+static ssize_t op_sendto(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_sendto(fd, a->cbuf, a->n, a->flags | MSG_NOSIGNAL, a->caddr, a->alen);
+}
+
+static ssize_t op_recvmsg(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_recvmsg(fd, a->msg, a->flags);
+}
+
+static ssize_t op_sendmsg(int fd, unsigned fl, const io_args_t *a)
+{
+    (void)fl;
+    return co__sys_sendmsg(fd, a->cmsg, a->flags | MSG_NOSIGNAL);
+}
+
+/* A connection inherits "stream" from its listener (a SOCK_SEQPACKET
+ * listener accepts too, and its short reads prove nothing). */
+static ssize_t op_accept(int fd, unsigned fl, const io_args_t *a)
+{
+    int c = co__sys_accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c < 0) return -1;
+    return co__fd_new(c, CO__FD_SOCK | (fl & CO__FD_STREAM) | CO__FD_NB | CO__FD_NB_OURS);
+}
+
+/* --------------------------------------------------------------- calls */
 
 ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline)
 {
-    READ_CALL(fd, deadline, n, "co_read", co__sys_read(fd, buf, n));
+    return io_read(fd, deadline, n, "co_read", op_read, &(io_args_t){.buf = buf, .n = n});
 }
 
 ssize_t co_write(int fd, const void *buf, size_t n, int64_t deadline)
 {
-    /* Sockets go through send so that a closed peer is EPIPE, not a
-     * SIGPIPE that kills the process. */
-    IO_CALL(fd, deadline, CO__POLL_OUT, "co_write",
-            (fl_ & CO__FD_SOCK) ? co__sys_sendto(fd, buf, n, MSG_NOSIGNAL, NULL, 0) : co__sys_write(fd, buf, n));
+    return io_call(fd, deadline, CO__POLL_OUT, "co_write", op_write, &(io_args_t){.cbuf = buf, .n = n});
 }
 
 int co_write_all(int fd, const void *buf, size_t n, size_t *written, int64_t deadline)
@@ -119,66 +204,54 @@ ssize_t co_readv(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
     size_t want = 0;
     for (int i = 0; i < iovcnt; i++) want += iov[i].iov_len;
-    READ_CALL(fd, deadline, want, "co_readv", co__sys_readv(fd, iov, iovcnt));
-}
-
-static ssize_t writev_nosig(int fd, unsigned fl, const struct iovec *iov, int iovcnt)
-{
-    if (!(fl & CO__FD_SOCK)) return co__sys_writev(fd, iov, iovcnt);
-    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-    return co__sys_sendmsg(fd, &m, MSG_NOSIGNAL);
+    return io_read(fd, deadline, want, "co_readv", op_readv, &(io_args_t){.iov = iov, .iovcnt = iovcnt});
 }
 
 ssize_t co_writev(int fd, const struct iovec *iov, int iovcnt, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_OUT, "co_writev", writev_nosig(fd, fl_, iov, iovcnt));
+    return io_call(fd, deadline, CO__POLL_OUT, "co_writev", op_writev, &(io_args_t){.iov = iov, .iovcnt = iovcnt});
 }
 
 ssize_t co_recv(int fd, void *buf, size_t n, int flags, int64_t deadline)
 {
+    const io_args_t a = {.buf = buf, .n = n, .flags = flags};
     if (flags & (MSG_PEEK | MSG_WAITALL | MSG_OOB)) /* these say nothing about what is left */
-        IO_CALL(fd, deadline, CO__POLL_IN, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
-    READ_CALL(fd, deadline, n, "co_recv", co__sys_recvfrom(fd, buf, n, flags, NULL, NULL));
+        return io_call(fd, deadline, CO__POLL_IN, "co_recv", op_recvfrom, &a);
+    return io_read(fd, deadline, n, "co_recv", op_recvfrom, &a);
 }
 
 ssize_t co_send(int fd, const void *buf, size_t n, int flags, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_OUT, "co_send", co__sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, NULL, 0));
+    return io_call(fd, deadline, CO__POLL_OUT, "co_send", op_sendto, &(io_args_t){.cbuf = buf, .n = n, .flags = flags});
 }
 
 ssize_t co_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *from, socklen_t *fromlen, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_recvfrom", co__sys_recvfrom(fd, buf, n, flags, from, fromlen));
+    return io_call(fd, deadline, CO__POLL_IN, "co_recvfrom", op_recvfrom,
+                   &(io_args_t){.buf = buf, .n = n, .flags = flags, .addr = from, .addrlen = fromlen});
 }
 
 ssize_t co_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *to, socklen_t tolen,
                   int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_OUT, "co_sendto", co__sys_sendto(fd, buf, n, flags | MSG_NOSIGNAL, to, tolen));
+    return io_call(fd, deadline, CO__POLL_OUT, "co_sendto", op_sendto,
+                   &(io_args_t){.cbuf = buf, .n = n, .flags = flags, .caddr = to, .alen = tolen});
 }
 
 ssize_t co_recvmsg(int fd, struct msghdr *msg, int flags, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_recvmsg", co__sys_recvmsg(fd, msg, flags));
+    return io_call(fd, deadline, CO__POLL_IN, "co_recvmsg", op_recvmsg, &(io_args_t){.msg = msg, .flags = flags});
 }
 
 ssize_t co_sendmsg(int fd, const struct msghdr *msg, int flags, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_OUT, "co_sendmsg", co__sys_sendmsg(fd, msg, flags | MSG_NOSIGNAL));
-}
-
-/* A connection inherits "stream" from its listener (a SOCK_SEQPACKET
- * listener accepts too, and its short reads prove nothing). */
-static int accept_nb(int fd, unsigned lflags, struct sockaddr *addr, socklen_t *addrlen)
-{
-    int c = co__sys_accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (c < 0) return -1;
-    return co__fd_new(c, CO__FD_SOCK | (lflags & CO__FD_STREAM) | CO__FD_NB | CO__FD_NB_OURS);
+    return io_call(fd, deadline, CO__POLL_OUT, "co_sendmsg", op_sendmsg, &(io_args_t){.cmsg = msg, .flags = flags});
 }
 
 int co_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int64_t deadline)
 {
-    IO_CALL(fd, deadline, CO__POLL_IN, "co_accept", accept_nb(fd, fl_, addr, addrlen));
+    return (int)io_call(fd, deadline, CO__POLL_IN, "co_accept", op_accept,
+                        &(io_args_t){.addr = addr, .addrlen = addrlen});
 }
 
 int co_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, int64_t deadline)
@@ -287,11 +360,9 @@ static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadlin
         }
     }
     if (!r) {
-        h->nio++;
         h->current->wait_obj = fds;
-        r = co__park(h, deadline, "co_poll", true);
+        r = co__park(h, deadline, "co_poll", CO__BY_IO, true);
         h->current->wait_obj = NULL;
-        h->nio--;
     }
     for (nfds_t i = 0; i < linked; i++)
         if (ents[i]) co__fd_unlink(ents[i], fds[i].fd, &w[i]);
@@ -314,8 +385,7 @@ int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
     for (;;) {
         int r = co__sys_poll(fds, nfds, 0);
         if (r != 0) return r;
-        if (deadline == 0) return 0;
-        if (deadline > 0 && co_now() >= deadline) return 0;
+        if (co__expired(deadline)) return 0; /* 0 (the try form) and past deadlines */
         if (wait_many(h, fds, nfds, deadline) < 0) return -1;
     }
 }

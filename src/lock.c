@@ -18,7 +18,8 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "lock.h"
+#include "wait.h"
 
 #define WAITERS  ((uintptr_t)1)
 #define OWNER(s) ((co__actor_t *)((s) & ~WAITERS))
@@ -110,7 +111,7 @@ void co_lock_init(co_lock_t *l, const char *name)
 int co_lock_destroy(co_lock_t *l)
 {
     co__spin_lock(&l->_spin);
-    bool busy = state(l) != 0 || l->_head != NULL;
+    bool busy = state(l) != 0 || !co__list_empty(&l->_waiters);
     co__spin_unlock(&l->_spin);
     if (busy) return errno = EBUSY, -1;
     if (co__lockdep()) co__lockdep_forget(l);
@@ -155,27 +156,27 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
     co__waiter_t w;
     co__waiter_prepare(&w);
     w.key = (int64_t)(intptr_t)self;
-    co__wq_push(&l->_head, &l->_tail, &w);
+    co__waiters_push(&l->_waiters, &w);
     if (deadline < 0) {
         self->wfile = file;
         self->wline = line;
         __atomic_store_n(&self->blocked_on, l, __ATOMIC_SEQ_CST);
         if (closes_cycle(l, self)) {
-            co__wq_remove(&l->_head, &l->_tail, &w);
-            if (!l->_head) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
+            co__waiters_remove(&l->_waiters, &w);
+            if (co__list_empty(&l->_waiters)) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
             co__spin_unlock(&l->_spin);
             report_cycle(l, self, file, line);
             __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
             return EDEADLK;
         }
     }
-    int r = co__wait_block(&w, &l->_spin, &l->_head, &l->_tail, deadline, "co_lock_acquire", l, cancellable);
+    int r = co__wait_block(&w, &l->_spin, &l->_waiters, deadline, "co_lock_acquire", l, CO__BY_THREADS, cancellable);
     if (deadline < 0) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
     if (r == 0) { /* handed over: the state names us already */
         took(l, self, file, line);
         return 0;
     }
-    if (!l->_head) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
+    if (co__list_empty(&l->_waiters)) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
     co__spin_unlock(&l->_spin);
     return r;
 }
@@ -221,7 +222,7 @@ void co__lock_retake(co_lock_t *l)
 static void lock_handoff(co_lock_t *l)
 {
     co__spin_lock(&l->_spin);
-    co__waiter_t *w = l->_head;
+    co__waiter_t *w = co__waiters_first(&l->_waiters);
     if (!w) { /* its waiters timed out meanwhile */
         __atomic_store_n(&l->_state, 0, __ATOMIC_RELEASE);
         co__spin_unlock(&l->_spin);
@@ -231,9 +232,9 @@ static void lock_handoff(co_lock_t *l)
     co__actor_t *heir = (co__actor_t *)(intptr_t)w->key;
     /* It waits no longer: a cycle check must not follow it back here. */
     __atomic_store_n(&heir->blocked_on, NULL, __ATOMIC_SEQ_CST);
-    uintptr_t next = (uintptr_t)heir | (w->next ? WAITERS : 0);
+    uintptr_t next = (uintptr_t)heir | (w->node.next ? WAITERS : 0);
     __atomic_store_n(&l->_state, next, __ATOMIC_RELEASE);
-    co__grant(&l->_head, &l->_tail, w, 0, NULL, &wl);
+    co__grant(&l->_waiters, w, 0, NULL, &wl);
     co__spin_unlock(&l->_spin);
     co__wake_list(&wl);
 }

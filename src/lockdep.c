@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "lock.h"
 
 bool co__lockdep_on;
 static uint64_t reports;
@@ -50,9 +50,19 @@ static pthread_mutex_t graph_lock = PTHREAD_MUTEX_INITIALIZER;
 static node_t *buckets[NBUCKETS];
 static unsigned mark_gen;
 
+void co__lockdep_fork_prepare(void)
+{
+    pthread_mutex_lock(&graph_lock);
+}
+
+void co__lockdep_fork_parent(void)
+{
+    pthread_mutex_unlock(&graph_lock);
+}
+
 void co__lockdep_fork_child(void)
 {
-    pthread_mutex_init(&graph_lock, NULL);
+    pthread_mutex_unlock(&graph_lock);
 }
 
 void co_lockdep_enable(bool on)

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "internal.h"
+#include "fd.h"
 #include "sys.h"
 
 static __thread char net_error[256];

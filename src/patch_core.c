@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 
-#include "internal.h"
+#include "fd.h"
 #include "patch_api.h"
 #include "sys.h"
 

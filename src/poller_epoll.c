@@ -4,7 +4,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "core.h"
+#include "poller.h"
 #include "sys.h"
 
 static uint32_t to_epoll(unsigned ev)

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
-#include "internal.h"
+#include "core.h"
+#include "poller.h"
 #include "sys.h"
 
 typedef struct pstate {

@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "wait.h"
 
 typedef struct qent {
     void *item;
@@ -33,9 +33,9 @@ struct co_queue {
     qent_t *heap;
     size_t cap, first;
     uint64_t seq;
-    co__waiter_t *getters, *getters_tail;
-    co__waiter_t *putters, *putters_tail;
-    co__waiter_t *joiners, *joiners_tail;
+    co__list_t getters;
+    co__list_t putters;
+    co__list_t joiners;
 };
 
 co_queue_t *co_queue_new(const co_queue_opts_t *opts)
@@ -55,7 +55,8 @@ co_queue_t *co_queue_new(const co_queue_opts_t *opts)
 void co_queue_free(co_queue_t *q, void (*drop)(void *item))
 {
     if (!q) return;
-    CO__CHECK(!q->getters && !q->putters && !q->joiners, "co_queue_free: queue %p has waiters", (void *)q);
+    CO__CHECK(co__list_empty(&q->getters) && co__list_empty(&q->putters) && co__list_empty(&q->joiners),
+              "co_queue_free: queue %p has waiters", (void *)q);
     if (drop) {
         for (size_t i = 0; i < q->n; i++) {
             if (q->kind == CO_QUEUE_PRIORITY)
@@ -169,8 +170,8 @@ static int put(co_queue_t *q, void *item, int64_t prio, int64_t deadline)
         co__spin_unlock(&q->spin);
         return EPIPE;
     }
-    if (q->getters) { /* then the queue is empty: hand it over */
-        co__grant(&q->getters, &q->getters_tail, q->getters, 0, item, &wl);
+    if (!co__list_empty(&q->getters)) { /* then the queue is empty: hand it over */
+        co__grant(&q->getters, co__waiters_first(&q->getters), 0, item, &wl);
         count_task(q);
         co__spin_unlock(&q->spin);
         co__wake_list(&wl);
@@ -190,7 +191,7 @@ static int put(co_queue_t *q, void *item, int64_t prio, int64_t deadline)
     co__waiter_prepare(&w);
     w.item = item;
     w.key = prio;
-    int r = co__wait_in(&w, &q->spin, &q->putters, &q->putters_tail, deadline, "co_queue_put", q);
+    int r = co__wait_in(&w, &q->spin, &q->putters, deadline, "co_queue_put", q, CO__BY_THREADS);
     return r ? r : w.result; /* granted: moved in by a get, or EPIPE at close */
 }
 
@@ -217,12 +218,12 @@ int co_queue_get(co_queue_t *q, void **item, int64_t deadline)
     co__spin_lock(&q->spin);
     if (q->n > 0) {
         void *it = take(q);
-        if (q->putters) { /* room now: the oldest waiting putter's item goes in */
-            co__waiter_t *p = q->putters;
+        if (!co__list_empty(&q->putters)) { /* room now: the oldest waiting putter's item goes in */
+            co__waiter_t *p = co__waiters_first(&q->putters);
             int e = store(q, p->item, p->key);
             CO__CHECK(e == 0, "co_queue_get: storing into the room just made failed");
             count_task(q);
-            co__grant(&q->putters, &q->putters_tail, p, 0, NULL, &wl);
+            co__grant(&q->putters, p, 0, NULL, &wl);
         }
         co__spin_unlock(&q->spin);
         co__wake_list(&wl);
@@ -239,7 +240,7 @@ int co_queue_get(co_queue_t *q, void **item, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &q->spin, &q->getters, &q->getters_tail, deadline, "co_queue_get", q);
+    int r = co__wait_in(&w, &q->spin, &q->getters, deadline, "co_queue_get", q, CO__BY_THREADS);
     if (!r) r = w.result; /* granted: an item, or EPIPE at close */
     if (r) return errno = r, -1;
     if (item) *item = w.item;
@@ -256,8 +257,8 @@ void co_queue_close(co_queue_t *q)
     co__wlist_t wl = {0};
     co__spin_lock(&q->spin);
     __atomic_store_n(&q->closed, 1, __ATOMIC_RELAXED);
-    while (q->getters) co__grant(&q->getters, &q->getters_tail, q->getters, EPIPE, NULL, &wl);
-    while (q->putters) co__grant(&q->putters, &q->putters_tail, q->putters, EPIPE, NULL, &wl);
+    while (!co__list_empty(&q->getters)) co__grant(&q->getters, co__waiters_first(&q->getters), EPIPE, NULL, &wl);
+    while (!co__list_empty(&q->putters)) co__grant(&q->putters, co__waiters_first(&q->putters), EPIPE, NULL, &wl);
     co__spin_unlock(&q->spin);
     co__wake_list(&wl);
 }
@@ -294,7 +295,7 @@ int co_queue_task_done(co_queue_t *q)
     }
     __atomic_store_n(&q->unfinished, q->unfinished - 1, __ATOMIC_RELAXED);
     if (q->unfinished == 0)
-        while (q->joiners) co__grant(&q->joiners, &q->joiners_tail, q->joiners, 0, NULL, &wl);
+        while (!co__list_empty(&q->joiners)) co__grant(&q->joiners, co__waiters_first(&q->joiners), 0, NULL, &wl);
     co__spin_unlock(&q->spin);
     co__wake_list(&wl);
     return 0;
@@ -313,7 +314,7 @@ int co_queue_join(co_queue_t *q, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &q->spin, &q->joiners, &q->joiners_tail, deadline, "co_queue_join", q);
+    int r = co__wait_in(&w, &q->spin, &q->joiners, deadline, "co_queue_join", q, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0;
 }
 

@@ -7,10 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "hub.h"
+#include "list.h"
 
 typedef struct conn {
-    struct conn *prev, *next;
+    co__lnode_t node; /* the server's list of running handlers */
     co_server_t *s;
     co_coro_t *co;
     int fd;
@@ -31,7 +32,7 @@ struct co_server {
     co_sem_t slots;
     co_event_t drained; /* set when stopping and no handler is left */
     co_event_t stopped;
-    conn_t *conns; /* handlers running */
+    co__list_t conns; /* conn_t: handlers running */
     bool started, stopping;
     uint64_t accepted, active, closed, errors; /* atomic (relaxed): read by any thread */
 };
@@ -44,16 +45,12 @@ static void count(uint64_t *c, int64_t d)
 static void conn_end(co_server_t *s, conn_t *c)
 {
     co_close(c->fd);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next) c->next->prev = c->prev;
+    co__list_remove(&s->conns, &c->node);
     free(c);
     count(&s->closed, 1);
     count(&s->active, -1);
     if (s->max_conns) co_sem_release(&s->slots);
-    if (s->stopping && !s->conns) {
+    if (s->stopping && co__list_empty(&s->conns)) {
         co_event_set(&s->drained);
         if (!s->acceptor) co_event_set(&s->stopped);
     }
@@ -100,9 +97,7 @@ static void *acceptor_main(void *arg)
         c->s = s;
         c->fd = fd;
         c->co = co;
-        c->next = s->conns;
-        if (s->conns) s->conns->prev = c;
-        s->conns = c;
+        co__list_push(&s->conns, &c->node);
         co_detach(co);
         count(&s->accepted, 1);
         count(&s->active, 1);
@@ -169,7 +164,7 @@ int co_server_stop(co_server_t *s, int64_t deadline)
         return 0;
     }
     s->stopping = true;
-    if (s->conns == NULL) co_event_set(&s->drained);
+    if (co__list_empty(&s->conns)) co_event_set(&s->drained);
     /* Stop accepting: closing the socket wakes the acceptor (EBADF); the
      * kill reaches it where it waits for a connection slot. */
     co_close(s->lfd);
@@ -182,8 +177,9 @@ int co_server_stop(co_server_t *s, int64_t deadline)
     }
     int killed = 0;
     if (co_event_wait(&s->drained, deadline) != 0) {
-        for (conn_t *c = s->conns, *next; c; c = next) {
-            next = c->next;
+        for (co__lnode_t *n = s->conns.head, *next; n; n = next) {
+            next = n->next;
+            conn_t *c = CO__CONTAINER(n, conn_t, node);
             co_kill(c->co);
             killed++;
             /* Killed before it ever ran, it never will: end it here. */
@@ -213,7 +209,7 @@ void co_server_stats(const co_server_t *s, co_server_stats_t *st)
 void co_server_free(co_server_t *s)
 {
     if (!s) return;
-    if (!s->stopping || s->conns) co_server_stop(s, 0);
+    if (!s->stopping || !co__list_empty(&s->conns)) co_server_stop(s, 0);
     if (s->lfd >= 0) co_close(s->lfd);
     free(s->path);
     if (s->max_conns) co_sem_destroy(&s->slots);

@@ -21,14 +21,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "fiber.h"
+#include "fork.h"
+#include "stack.h"
 #include "sys.h"
 
 #if CO_ASAN
@@ -65,18 +66,6 @@ static size_t nclasses;
 
 static struct sigaction old_segv, old_bus;
 
-noreturn void co__panic(const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start is above
-    va_end(ap);
-    fprintf(stderr, "cogent: %s\n", buf);
-    fflush(stderr);
-    abort();
-}
-
 static size_t parse_size(const char *s)
 {
     char *end;
@@ -92,6 +81,7 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx);
 
 static void init_once(void)
 {
+    co__fork_init();
     page_size = (size_t)sysconf(_SC_PAGESIZE);
     default_size = CO_STACK_DEFAULT;
 #if CO_ASAN || CO_TSAN
@@ -137,7 +127,7 @@ static void init_once(void)
 
 /* Every thread that runs fibers needs an alternate signal stack, or the
  * overflow handler would itself run on the overflowed stack. */
-static void ensure_altstack(co__thread_t *t)
+static void ensure_altstack(co__stack_cache_t *t)
 {
     if (t->altstack) return;
     stack_t cur;
@@ -249,8 +239,8 @@ int co__stack_get(co__stack_t *st, size_t size)
     co__thread_t *t = &co__tls;
     /* The common case first: a default-size stack from this thread's cache
      * (a non-empty cache means the module and the thread are set up). */
-    if (CO__LIKELY(size == 0 && t->ncache > 0 && t->cache[t->ncache - 1].size == default_size)) {
-        *st = t->cache[--t->ncache];
+    if (CO__LIKELY(size == 0 && t->stacks.n > 0 && t->stacks.cache[t->stacks.n - 1].size == default_size)) {
+        *st = t->stacks.cache[--t->stacks.n];
 #if CO_ASAN
         ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
@@ -261,12 +251,12 @@ int co__stack_get(co__stack_t *st, size_t size)
     if (size < CO_STACK_MIN || size > ((size_t)1 << 40)) return errno = EINVAL, -1;
     size = (size + page_size - 1) & ~(page_size - 1);
     t = co__thread();
-    ensure_altstack(t);
+    ensure_altstack(&t->stacks);
 
-    for (size_t i = t->ncache; i-- > 0;) {
-        if (t->cache[i].size != size) continue;
-        *st = t->cache[i];
-        t->cache[i] = t->cache[--t->ncache];
+    for (size_t i = t->stacks.n; i-- > 0;) {
+        if (t->stacks.cache[i].size != size) continue;
+        *st = t->stacks.cache[i];
+        t->stacks.cache[i] = t->stacks.cache[--t->stacks.n];
 #if CO_ASAN
         /* Frames of the previous owner may have left poisoned redzones. */
         ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
@@ -298,22 +288,22 @@ void co__stack_put(co__stack_t *st)
 {
     if (!st->lo) return;
     co__thread_t *t = &co__tls;
-    if (CO__LIKELY(t->ncache < t->cache_cap)) {
-        t->cache[t->ncache++] = *st; /* a canary zone is still zero: checked at exit */
+    if (CO__LIKELY(t->stacks.n < t->stacks.cap)) {
+        t->stacks.cache[t->stacks.n++] = *st; /* a canary zone is still zero: checked at exit */
         st->lo = NULL;
         st->mode = 0;
         return;
     }
-    if (t->ncache == t->cache_cap && t->cache_cap < CACHE_MAX) {
-        size_t cap = t->cache_cap ? t->cache_cap * 2 : 16;
-        co__stack_t *c = realloc(t->cache, cap * sizeof *c);
+    if (t->stacks.n == t->stacks.cap && t->stacks.cap < CACHE_MAX) {
+        size_t cap = t->stacks.cap ? t->stacks.cap * 2 : 16;
+        co__stack_t *c = realloc(t->stacks.cache, cap * sizeof *c);
         if (c) {
-            t->cache = c;
-            t->cache_cap = cap;
+            t->stacks.cache = c;
+            t->stacks.cap = cap;
         }
     }
-    if (t->ncache < t->cache_cap) {
-        t->cache[t->ncache++] = *st; /* a canary zone is still zero: checked at exit */
+    if (t->stacks.n < t->stacks.cap) {
+        t->stacks.cache[t->stacks.n++] = *st; /* a canary zone is still zero: checked at exit */
     } else {
         unmap(st);
     }
@@ -323,16 +313,16 @@ void co__stack_put(co__stack_t *st)
 void co__stack_thread_exit(void)
 {
     co__thread_t *t = &co__tls;
-    for (size_t i = 0; i < t->ncache; i++) unmap(&t->cache[i]);
-    free(t->cache);
-    t->cache = NULL;
-    t->ncache = t->cache_cap = 0;
-    if (t->altstack && t->altstack != (void *)1) {
+    for (size_t i = 0; i < t->stacks.n; i++) unmap(&t->stacks.cache[i]);
+    free(t->stacks.cache);
+    t->stacks.cache = NULL;
+    t->stacks.n = t->stacks.cap = 0;
+    if (t->stacks.altstack && t->stacks.altstack != (void *)1) {
         stack_t ss = {.ss_flags = SS_DISABLE};
         sigaltstack(&ss, NULL);
-        munmap(t->altstack, ALTSTACK_SIZE);
+        munmap(t->stacks.altstack, ALTSTACK_SIZE);
     }
-    t->altstack = NULL;
+    t->stacks.altstack = NULL;
 }
 
 void co_stack_stats(co_stack_stats_t *st)
@@ -340,63 +330,30 @@ void co_stack_stats(co_stack_stats_t *st)
     pthread_once(&once, init_once);
     st->guarded = atomic_load(&live_guarded);
     st->canary = atomic_load(&live_canary);
-    st->cached = co__tls.ncache;
+    st->cached = co__tls.stacks.n;
     st->guard_budget = policy == POLICY_NEVER ? 0 : guard_budget;
 }
 
 /* ------------------------------------------------- overflow reporting */
 
-/* Async-signal-safe formatting: the handler may not call stdio. */
-typedef struct line {
-    char buf[256];
-    size_t n;
-} line_t;
-
-static void put_s(line_t *l, const char *s)
-{
-    while (*s && l->n < sizeof l->buf - 1) l->buf[l->n++] = *s++;
-}
-
-static void put_u(line_t *l, uint64_t v, int base)
-{
-    char tmp[24];
-    int i = 0;
-    do {
-        tmp[i++] = "0123456789abcdef"[v % (unsigned)base];
-        v /= (unsigned)base;
-    } while (v);
-    while (i > 0 && l->n < sizeof l->buf - 1) l->buf[l->n++] = tmp[--i];
-}
-
-static void describe(line_t *l, const co_fiber_t *f)
-{
-    if (f->kind == CO__K_CORO) {
-        const co_coro_t *c = (const co_coro_t *)f;
-        put_s(l, "coroutine #");
-        put_u(l, c->id, 10);
-        if (c->name) {
-            put_s(l, " \"");
-            put_s(l, c->name);
-            put_s(l, "\"");
-        }
-    } else {
-        put_s(l, f->kind == CO__K_GEN ? "generator fiber 0x" : "fiber 0x");
-        put_u(l, (uintptr_t)f, 16);
-    }
-}
-
+/* Async-signal-safe: the overflow handler may not call stdio. */
 noreturn void co__stack_overflow(const co_fiber_t *f, const char *how)
 {
-    line_t l = {.n = 0};
-    put_s(&l, "cogent: stack overflow in ");
-    describe(&l, f);
-    put_s(&l, " (stack ");
-    put_u(&l, f->stack.size, 10);
-    put_s(&l, " bytes, ");
-    put_s(&l, f->stack.mode == CO_STACK_GUARD ? "guard page" : "canary mode");
-    put_s(&l, "): ");
-    put_s(&l, how);
-    put_s(&l, "; spawn it with a larger stack_size (docs/stacks.md)\n");
+    co__line_t l = {.n = 0};
+    co__line_str(&l, "cogent: stack overflow in ");
+    if (f->cls && f->cls->describe) {
+        f->cls->describe(f, &l);
+    } else {
+        co__line_str(&l, f->kind == CO__K_GEN ? "generator fiber 0x" : "fiber 0x");
+        co__line_uint(&l, (uintptr_t)f, 16);
+    }
+    co__line_str(&l, " (stack ");
+    co__line_uint(&l, f->stack.size, 10);
+    co__line_str(&l, " bytes, ");
+    co__line_str(&l, f->stack.mode == CO_STACK_GUARD ? "guard page" : "canary mode");
+    co__line_str(&l, "): ");
+    co__line_str(&l, how);
+    co__line_str(&l, "; give it a larger stack_size (docs/stacks.md)\n");
     ssize_t w = co__sys_write(2, l.buf, l.n);
     (void)w;
     abort();
@@ -430,4 +387,21 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
         if (a < lo + 256 && a + 64 * 1024 >= lo) co__stack_overflow(f, "a fault below the stack");
     }
     chain(sig, si, uctx);
+}
+
+/* ------------------------------------------------------------ fork */
+
+void co__stack_fork_prepare(void)
+{
+    pthread_mutex_lock(&slab_lock);
+}
+
+void co__stack_fork_parent(void)
+{
+    pthread_mutex_unlock(&slab_lock);
+}
+
+void co__stack_fork_child(void)
+{
+    pthread_mutex_unlock(&slab_lock);
 }

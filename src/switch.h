@@ -4,7 +4,9 @@
 #ifndef COGENT_SWITCH_H
 #define COGENT_SWITCH_H
 
-#include "internal.h"
+#include "arch.h"
+#include "fiber.h"
+#include "stack.h"
 
 #if CO_ASAN
 #include <sanitizer/common_interface_defs.h>

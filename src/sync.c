@@ -5,7 +5,8 @@
  * leaves empty-handed or returns with what it was given. */
 #include <errno.h>
 
-#include "internal.h"
+#include "lock.h"
+#include "wait.h"
 
 /* ----------------------------------------------------------- semaphore */
 
@@ -16,23 +17,23 @@ void co_sem_init(co_sem_t *s, long value, bool bounded)
     s->_bounded = bounded;
 }
 
-static int busy_if_waited(unsigned *spin, struct co__waiter *const *head)
+static int busy_if_waited(unsigned *spin, const co__list_t *waiters)
 {
     co__spin_lock(spin);
-    bool busy = *head != NULL;
+    bool busy = !co__list_empty(waiters);
     co__spin_unlock(spin);
     return busy ? (errno = EBUSY, -1) : 0;
 }
 
 int co_sem_destroy(co_sem_t *s)
 {
-    return busy_if_waited(&s->_spin, &s->_head);
+    return busy_if_waited(&s->_spin, &s->_waiters);
 }
 
 int co_sem_acquire(co_sem_t *s, int64_t deadline)
 {
     co__spin_lock(&s->_spin);
-    if (s->_value > 0 && !s->_head) {
+    if (s->_value > 0 && co__list_empty(&s->_waiters)) {
         __atomic_store_n(&s->_value, s->_value - 1, __ATOMIC_RELAXED);
         co__spin_unlock(&s->_spin);
         return 0;
@@ -43,7 +44,7 @@ int co_sem_acquire(co_sem_t *s, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &s->_spin, &s->_head, &s->_tail, deadline, "co_sem_acquire", s);
+    int r = co__wait_in(&w, &s->_spin, &s->_waiters, deadline, "co_sem_acquire", s, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0; /* 0: a unit was handed over */
 }
 
@@ -55,8 +56,8 @@ int co_sem_release(co_sem_t *s)
         co__spin_unlock(&s->_spin);
         return errno = EINVAL, -1;
     }
-    if (s->_head)
-        co__grant(&s->_head, &s->_tail, s->_head, 0, NULL, &wl);
+    if (!co__list_empty(&s->_waiters))
+        co__grant(&s->_waiters, co__waiters_first(&s->_waiters), 0, NULL, &wl);
     else
         __atomic_store_n(&s->_value, s->_value + 1, __ATOMIC_RELAXED);
     co__spin_unlock(&s->_spin);
@@ -78,7 +79,7 @@ void co_event_init(co_event_t *e)
 
 int co_event_destroy(co_event_t *e)
 {
-    return busy_if_waited(&e->_spin, &e->_head);
+    return busy_if_waited(&e->_spin, &e->_waiters);
 }
 
 void co_event_set(co_event_t *e)
@@ -86,7 +87,7 @@ void co_event_set(co_event_t *e)
     co__wlist_t wl = {0};
     co__spin_lock(&e->_spin);
     __atomic_store_n(&e->_set, 1, __ATOMIC_RELEASE);
-    while (e->_head) co__grant(&e->_head, &e->_tail, e->_head, 0, NULL, &wl);
+    while (!co__list_empty(&e->_waiters)) co__grant(&e->_waiters, co__waiters_first(&e->_waiters), 0, NULL, &wl);
     co__spin_unlock(&e->_spin);
     co__wake_list(&wl);
 }
@@ -114,7 +115,7 @@ int co_event_wait(co_event_t *e, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &e->_spin, &e->_head, &e->_tail, deadline, "co_event_wait", e);
+    int r = co__wait_in(&w, &e->_spin, &e->_waiters, deadline, "co_event_wait", e, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0;
 }
 
@@ -128,7 +129,7 @@ void co_cond_init(co_cond_t *c, co_lock_t *lock)
 
 int co_cond_destroy(co_cond_t *c)
 {
-    return busy_if_waited(&c->_spin, &c->_head);
+    return busy_if_waited(&c->_spin, &c->_waiters);
 }
 
 int co_cond_wait(co_cond_t *c, int64_t deadline)
@@ -138,12 +139,12 @@ int co_cond_wait(co_cond_t *c, int64_t deadline)
     co__waiter_t w;
     co__spin_lock(&c->_spin);
     co__waiter_prepare(&w);
-    co__wq_push(&c->_head, &c->_tail, &w);
+    co__waiters_push(&c->_waiters, &w);
     co__spin_unlock(&c->_spin);
     /* Queued first, then the lock goes: a notify in between finds us. */
     co_lock_release(c->_lock);
     co__spin_lock(&c->_spin);
-    int r = co__wait_block(&w, &c->_spin, &c->_head, &c->_tail, deadline, "co_cond_wait", c, true);
+    int r = co__wait_block(&w, &c->_spin, &c->_waiters, deadline, "co_cond_wait", c, CO__BY_THREADS, true);
     if (r) co__spin_unlock(&c->_spin);
     co__lock_retake(c->_lock);
     return r ? (errno = r, -1) : 0;
@@ -166,8 +167,8 @@ size_t co_cond_notify(co_cond_t *c, size_t n)
     co__wlist_t wl = {0};
     size_t woken = 0;
     co__spin_lock(&c->_spin);
-    while (woken < n && c->_head) {
-        co__grant(&c->_head, &c->_tail, c->_head, 0, NULL, &wl);
+    while (woken < n && !co__list_empty(&c->_waiters)) {
+        co__grant(&c->_waiters, co__waiters_first(&c->_waiters), 0, NULL, &wl);
         woken++;
     }
     co__spin_unlock(&c->_spin);
@@ -190,13 +191,13 @@ void co_barrier_init(co_barrier_t *b, unsigned parties)
 
 int co_barrier_destroy(co_barrier_t *b)
 {
-    return busy_if_waited(&b->_spin, &b->_head);
+    return busy_if_waited(&b->_spin, &b->_waiters);
 }
 
 /* Fails every waiter with EPIPE.  Spin lock held. */
 static void barrier_break(co_barrier_t *b, co__wlist_t *wl, bool broken)
 {
-    while (b->_head) co__grant(&b->_head, &b->_tail, b->_head, EPIPE, NULL, wl);
+    while (!co__list_empty(&b->_waiters)) co__grant(&b->_waiters, co__waiters_first(&b->_waiters), EPIPE, NULL, wl);
     __atomic_store_n(&b->_count, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&b->_broken, broken, __ATOMIC_RELAXED);
 }
@@ -213,7 +214,7 @@ int co_barrier_wait(co_barrier_t *b, int64_t deadline)
     unsigned index = b->_count;
     __atomic_store_n(&b->_count, index + 1, __ATOMIC_RELAXED);
     if (index + 1 == b->_parties) { /* the last one: release the round */
-        while (b->_head) co__grant(&b->_head, &b->_tail, b->_head, 0, NULL, &wl);
+        while (!co__list_empty(&b->_waiters)) co__grant(&b->_waiters, co__waiters_first(&b->_waiters), 0, NULL, &wl);
         __atomic_store_n(&b->_count, 0, __ATOMIC_RELAXED);
         co__spin_unlock(&b->_spin);
         co__wake_list(&wl);
@@ -222,8 +223,8 @@ int co_barrier_wait(co_barrier_t *b, int64_t deadline)
     co__waiter_t w;
     co__waiter_prepare(&w);
     w.key = index;
-    co__wq_push(&b->_head, &b->_tail, &w);
-    int r = co__wait_block(&w, &b->_spin, &b->_head, &b->_tail, deadline, "co_barrier_wait", b, true);
+    co__waiters_push(&b->_waiters, &w);
+    int r = co__wait_block(&w, &b->_spin, &b->_waiters, deadline, "co_barrier_wait", b, CO__BY_THREADS, true);
     if (r == 0) return w.result ? (errno = w.result, -1) : (int)w.key;
     /* Our wait failed: nobody else can complete this round. */
     barrier_break(b, &wl, true);

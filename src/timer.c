@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "internal.h"
+#include "timer.h"
 
 int64_t co_now(void)
 {

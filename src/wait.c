@@ -1,5 +1,6 @@
-/* Waiting on sync objects: the one protocol every lock, semaphore, event,
- * condition, barrier and queue uses (see the contract in internal.h).
+/* Waiting on shared objects: the one protocol every lock, semaphore,
+ * event, condition, barrier, queue, fd and offloaded job uses (see the
+ * contract in wait.h).
  *
  * Three kinds of waiter, one node type:
  *  - a coroutine whose waker runs on the same hub: co__wake, no atomics
@@ -8,12 +9,7 @@
  *    message embedded in the node onto that hub's inbox.  The node lives
  *    on the waiter's stack, so a waiter that was granted while timing out
  *    stays until its hub has handled the message;
- *  - a thread without a hub: a futex on the node's `done` word.
- *
- * Owners of locks are actors: one record per coroutine that ever took a
- * lock, one per hub-less thread.  Records are pooled and never freed, so
- * a report that follows a stale owner pointer reads a record, not freed
- * memory. */
+ *  - a thread without a hub: a futex on the node's `done` word. */
 #include <errno.h>
 #include <inttypes.h>
 #include <linux/futex.h>
@@ -27,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "wait.h"
 
 static inline void cpu_relax(void)
 {
@@ -68,7 +64,8 @@ void co__futex_wake(unsigned *addr)
 int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline)
 {
     struct timespec ts, *tp = NULL;
-    if (deadline >= 0) {
+    if (!co__no_deadline(deadline)) {
+        if (deadline < 0) return ETIMEDOUT; /* passed long ago */
         ts.tv_sec = deadline / 1000;
         ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
         tp = &ts;
@@ -78,141 +75,24 @@ int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline)
     return 0;
 }
 
-/* -------------------------------------------------------------- actors */
-
-static pthread_mutex_t actor_lock = PTHREAD_MUTEX_INITIALIZER;
-static co__actor_t *actor_pool;
-static pthread_key_t actor_key;
-static pthread_once_t actor_once = PTHREAD_ONCE_INIT;
-static bool multithreaded; /* sticky: see co__multithreaded */
-unsigned co__helper_threads;
-
-static void actor_thread_exit(void *a)
-{
-    co__tls.actor = NULL;
-    co__actor_release(a);
-}
-
-static void make_actor_key(void)
-{
-    CO__CHECK(pthread_key_create(&actor_key, actor_thread_exit) == 0, "pthread_key_create failed");
-}
-
-static co__actor_t *actor_new(co_coro_t *co)
-{
-    pthread_mutex_lock(&actor_lock);
-    co__actor_t *a = actor_pool;
-    if (a) actor_pool = a->next;
-    pthread_mutex_unlock(&actor_lock);
-    if (!a && !(a = calloc(1, sizeof *a))) return NULL;
-    a->next = NULL;
-    a->co = co;
-    a->tid = (pid_t)syscall(SYS_gettid);
-    __atomic_store_n(&a->blocked_on, NULL, __ATOMIC_RELAXED);
-    a->wfile = NULL;
-    a->wline = 0;
-    a->held = NULL;
-    a->nheld = 0;
-    a->abandoned = false;
-    return a;
-}
-
-void co__actor_release(co__actor_t *a)
-{
-    if (!a) return;
-    if (a->nheld) {
-        char who[128];
-        fprintf(stderr, "cogent: %s ended holding %zu lock%s; %s locked\n", co__actor_describe(a, who, sizeof who),
-                a->nheld, a->nheld == 1 ? "" : "s", a->nheld == 1 ? "it stays" : "they stay");
-        a->co = NULL;
-        a->abandoned = true;
-        return;
-    }
-    free(a->held);
-    a->held = NULL;
-    a->co = NULL;
-    pthread_mutex_lock(&actor_lock);
-    a->next = actor_pool;
-    actor_pool = a;
-    pthread_mutex_unlock(&actor_lock);
-}
-
-co__actor_t *co__actor_adopt_thread(co_coro_t *main_co)
-{
-    co__actor_t *a = co__tls.actor;
-    if (!a) return NULL;
-    /* The thread's locks stay its own once it has a hub: the record now
-     * belongs to its main coroutine (released with the hub). */
-    co__tls.actor = NULL;
-    pthread_setspecific(actor_key, NULL);
-    a->co = main_co;
-    return a;
-}
-
-void co__wait_fork_child(void)
-{
-    __atomic_store_n(&multithreaded, false, __ATOMIC_RELAXED); /* the child has one thread */
-    pthread_mutex_init(&actor_lock, NULL);
-}
-
-co__actor_t *co__actor_self_slow(void)
-{
-    co__hub_t *h = co__tls.hub;
-    if (h) {
-        co_coro_t *c = h->current;
-        if (CO__LIKELY(c->actor != NULL)) return c->actor;
-        return c->actor = actor_new(c);
-    }
-    if (CO__LIKELY(co__tls.actor != NULL)) return co__tls.actor;
-    pthread_once(&actor_once, make_actor_key);
-    co__tls.actor = actor_new(NULL);
-    if (co__tls.actor) pthread_setspecific(actor_key, co__tls.actor);
-    return co__tls.actor;
-}
-
-const char *co__actor_describe(const co__actor_t *a, char *buf, size_t n)
-{
-    if (!a)
-        snprintf(buf, n, "nobody");
-    else if (a->abandoned)
-        snprintf(buf, n, "a coroutine or thread that ended (thread %d)", (int)a->tid);
-    else if (a->co && a->co->is_main)
-        snprintf(buf, n, "the main coroutine of thread %d", (int)a->tid);
-    else if (a->co && a->co->name)
-        snprintf(buf, n, "coroutine '%s' (#%" PRIu64 ") of thread %d", a->co->name, a->co->id, (int)a->tid);
-    else if (a->co)
-        snprintf(buf, n, "coroutine #%" PRIu64 " of thread %d", a->co->id, (int)a->tid);
-    else
-        snprintf(buf, n, "thread %d", (int)a->tid);
-    return buf;
-}
-
-/* ----------------------------------------------------- process threads */
-
-bool co__multithreaded(void)
-{
-    if (__atomic_load_n(&multithreaded, __ATOMIC_RELAXED)) return true;
-    /* /proc/self/task holds one directory per thread (plus . and ..).
-     * Threads that never wake anyone are not counted: cogent's own
-     * helpers (dumper, monitor) and ThreadSanitizer's background thread. */
-    struct stat st;
-    unsigned long helpers = __atomic_load_n(&co__helper_threads, __ATOMIC_RELAXED) + (CO_TSAN ? 1 : 0);
-    if (stat("/proc/self/task", &st) < 0 || st.st_nlink > 3 + helpers) {
-        __atomic_store_n(&multithreaded, true, __ATOMIC_RELAXED);
-        return true; /* unknown counts as "someone else might wake it" */
-    }
-    return false;
-}
-
 /* ---------------------------------------------------------- wait lists */
+
+/* On the waiter's hub: a grant made on another thread arrived. */
+static void grant_arrived(co__hub_t *h, co__msg_t *m)
+{
+    co__waiter_t *w = CO__CONTAINER(m, co__waiter_t, msg);
+    w->delivered = true;
+    co__wake(h, w->co, w->seq, 0);
+}
 
 void co__wake_list(co__wlist_t *wl)
 {
-    co__waiter_t *w = wl->head;
-    while (w) {
+    co__snode_t *n = wl->head;
+    while (n) {
+        co__waiter_t *w = CO__CONTAINER(n, co__waiter_t, wnode);
         /* Read everything first: once `done` is set a thread waiter may
          * return and its stack (this node) be reused. */
-        co__waiter_t *next = w->wnext;
+        co__snode_t *next = n->next;
         co_coro_t *co = w->co;
         co__hub_t *h = w->hub;
         if (!co) {
@@ -226,23 +106,16 @@ void co__wake_list(co__wlist_t *wl)
             /* The waiter stays until its hub handles this message, so the
              * node and the hub outlive the push; the reference keeps the
              * hub (its eventfd) alive for the doorbell after it. */
-            w->msg = (co__msg_t){.kind = CO__M_GRANT, .co = co, .ptr = w};
+            w->msg = (co__msg_t){.handle = grant_arrived};
             __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
-            atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+            co__hub_ref(h);
             bool sent = co__hub_send(h, &w->msg);
             CO__CHECK(sent, "a waiter's hub exited while it waited");
             co__hub_unref(h);
         }
-        w = next;
+        n = next;
     }
     wl->head = wl->tail = NULL;
-}
-
-void co__grant_delivered(co__hub_t *h, co__msg_t *m)
-{
-    co__waiter_t *w = m->ptr;
-    w->delivered = true;
-    co__wake(h, w->co, w->seq, 0);
 }
 
 /* A thread without a hub waits for its grant on the futex; it says so
@@ -256,7 +129,7 @@ static int thread_sleep(co__waiter_t *w, int64_t deadline)
     if (!__atomic_compare_exchange_n(&w->done, &expect, W_SLEEPING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return 0; /* granted just now */
     for (;;) {
-        if (deadline >= 0 && deadline <= co_now()) return ETIMEDOUT;
+        if (co__expired(deadline)) return ETIMEDOUT;
         int r = co__futex_wait(&w->done, W_SLEEPING, deadline);
         if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) == W_DONE) return 0;
         if (r == ETIMEDOUT) return ETIMEDOUT;
@@ -275,9 +148,7 @@ void co__await_grant(co__waiter_t *w)
     co__hub_t *h = w->hub;
     while (!w->delivered) {
         w->seq = w->co->park_seq;
-        h->nexternal++;
-        co__park(h, -1, "a grant in flight", false);
-        h->nexternal--;
+        co__park(h, -1, "a grant in flight", CO__BY_MESSAGE, false);
     }
 }
 
@@ -289,8 +160,8 @@ static void report_forever(const char *what)
             (int)syscall(SYS_gettid), what);
 }
 
-int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__waiter_t **tail, int64_t deadline,
-                   const char *what, const void *obj, bool cancellable)
+int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadline, const char *what, const void *obj,
+                   int waker, bool cancellable)
 {
     int r;
     co__hub_t *h = w->hub;
@@ -300,8 +171,8 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
         return 0;
     }
     if (!w->co) {
-        if (deadline < 0 && !co__multithreaded()) {
-            co__wq_remove(head, tail, w);
+        if (co__no_deadline(deadline) && !co__multithreaded()) {
+            co__waiters_remove(l, w);
             report_forever(what);
             return EDEADLK;
         }
@@ -312,9 +183,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
         co_coro_t *self = w->co;
         self->wait_obj = obj;
         co__spin_unlock(spin);
-        h->nsync++;
-        r = co__park(h, deadline, what, cancellable);
-        h->nsync--;
+        r = co__park(h, deadline, what, waker, cancellable);
         self->wait_obj = NULL;
         if (r == 0) {
             /* Only a grant wakes this park with 0. */
@@ -324,7 +193,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__waiter_t **head, co__wai
     }
     co__spin_lock(spin);
     if (w->linked) {
-        co__wq_remove(head, tail, w);
+        co__waiters_remove(l, w);
         return r;
     }
     co__spin_unlock(spin);

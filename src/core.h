@@ -1,0 +1,63 @@
+/* What every source file of cogent needs: the public header, build
+ * switches (sanitizers), branch hints and the abort-with-a-message check.
+ *
+ * Error conventions, by layer (stated once here, followed everywhere):
+ *  - public functions (co_*): -1 or NULL with errno, as POSIX calls do;
+ *  - internal functions that wait or decide (co__park, co__wait_block,
+ *    co__offload...): return 0 or an errno value, errno untouched, so
+ *    that a caller can still clean up before setting errno itself;
+ *  - internal functions that wrap a system call or make a resource
+ *    (co__stack_get, co__fd_wait, co__timers_add, pollers): 0 or a
+ *    result >= 0, else -1 with errno, like the call they wrap.
+ * Each declaration says which it follows. */
+#ifndef COGENT_CORE_H
+#define COGENT_CORE_H
+
+#define COGENT_BUILDING 1
+#include "cogent.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+#define CO__TLS         __attribute__((tls_model("initial-exec")))
+#define CO__LIKELY(x)   __builtin_expect(!!(x), 1)
+#define CO__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* The struct that contains `ptr` as its member `member`. */
+#define CO__CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Sanitizer builds (the build passes -DCO_ASAN / -DCO_TSAN / -DCO_VALGRIND)
+ * annotate every switch so the tools follow the program across stacks. */
+#if defined(__SANITIZE_ADDRESS__) && !defined(CO_ASAN)
+#define CO_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(CO_TSAN)
+#define CO_TSAN 1
+#endif
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(CO_ASAN)
+#define CO_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(CO_TSAN)
+#define CO_TSAN 1
+#endif
+#endif
+#ifndef CO_ASAN
+#define CO_ASAN 0
+#endif
+#ifndef CO_TSAN
+#define CO_TSAN 0
+#endif
+
+/* Prints "cogent: <msg>" to stderr and aborts (panic.c).  For programming
+ * errors: never compiled out. */
+noreturn void co__panic(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define CO__CHECK(cond, ...)                                                                                           \
+    do {                                                                                                               \
+        if (CO__UNLIKELY(!(cond))) co__panic(__VA_ARGS__);                                                             \
+    } while (0)
+
+#endif

@@ -1,0 +1,13 @@
+/* Debugging aids (debug.c): the dumper thread and the blocking monitor. */
+#ifndef COGENT_DEBUG_H
+#define COGENT_DEBUG_H
+
+#include "core.h"
+
+/* The fork path: locks are held across fork(); in the child the helper
+ * threads that were running (dumper, monitor) are started again. */
+void co__debug_fork_prepare(void);
+void co__debug_fork_parent(void);
+void co__debug_fork_child(void);
+
+#endif

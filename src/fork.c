@@ -1,0 +1,79 @@
+/* The one fork path.
+ *
+ * fork() copies the calling thread only.  Every module that keeps state
+ * shared between threads (a lock, a list of threads, a poller) must give
+ * the child a usable copy, and the order matters: the lower layers first,
+ * so that each step can rely on the ones below it.  One pthread_atfork
+ * registration calls the modules in this fixed order:
+ *
+ *   prepare (parent, before fork): take the global locks, top layer first,
+ *     so that no other thread is inside a section the child would copy
+ *     half-done;
+ *   parent (after fork): release them, in the opposite order;
+ *   child (after fork, one thread):
+ *     1. helper threads    none exist any more; the process is single-threaded
+ *     2. stacks            slab free lists whole; lock released
+ *     3. coroutine pool    lock released
+ *     4. hub               the forking thread's hub gets a new poller and
+ *                          doorbell; other hubs leave the registry
+ *     5. fd table          other threads' waiters and registrations dropped,
+ *                          this hub's poller watches again what it watched
+ *     6. actors            lock released
+ *     7. lock-order graph  lock released
+ *     8. offload pool      no workers, no queued jobs
+ *     9. debugging aids    the dumper and the monitor restarted if they ran
+ *
+ * What the child inherits and keeps: its own coroutines (copies, as in
+ * gevent), the fd table's knowledge of its descriptors, held locks (a lock
+ * held by a thread that does not exist in the child stays held: see
+ * docs/conventions.md). */
+#include <pthread.h>
+
+#include "internal.h"
+
+static void prepare(void)
+{
+    co__debug_fork_prepare();
+    co__offload_fork_prepare();
+    co__lockdep_fork_prepare();
+    co__actor_fork_prepare();
+    co__hub_fork_prepare();
+    co__coro_fork_prepare();
+    co__stack_fork_prepare();
+}
+
+static void parent(void)
+{
+    co__stack_fork_parent();
+    co__coro_fork_parent();
+    co__hub_fork_parent();
+    co__actor_fork_parent();
+    co__lockdep_fork_parent();
+    co__offload_fork_parent();
+    co__debug_fork_parent();
+}
+
+static void child(void)
+{
+    co__helper_fork_child();
+    co__stack_fork_child();
+    co__coro_fork_child();
+    co__hub_fork_child();
+    co__fd_fork_child(co__tls.hub);
+    co__actor_fork_child();
+    co__lockdep_fork_child();
+    co__offload_fork_child();
+    co__debug_fork_child();
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void register_handlers(void)
+{
+    CO__CHECK(pthread_atfork(prepare, parent, child) == 0, "pthread_atfork failed");
+}
+
+void co__fork_init(void)
+{
+    pthread_once(&once, register_handlers);
+}

@@ -1,0 +1,157 @@
+/* The waiting protocol (wait.c): how a coroutine of any hub, or a plain
+ * thread without one, waits on an object shared between threads (locks,
+ * semaphores, events, conditions, barriers, queues, fds, offloaded jobs)
+ * and how whoever changes the object hands it what it waited for.
+ *
+ * A spin lock guards each object's state for a few dozen instructions and
+ * is never held across a switch; waiters queue as co__waiter_t nodes on
+ * their own stacks, on the object's co__list_t.
+ *
+ * Protocol.  A waiter, holding the object's spin lock, fills a node
+ * (co__waiter_prepare), appends it and calls co__wait_block, which drops
+ * the spin lock and parks (a coroutine) or sleeps on a futex (a thread
+ * without a hub).  A waker, holding the spin lock, unlinks nodes with
+ * co__grant (setting what the waiter gets: a result and an item) onto a
+ * local wake list, drops the spin lock, then calls co__wake_list.  A
+ * waiter that times out or is cancelled retakes the spin lock: still
+ * linked, it leaves empty-handed; already granted, it takes what it was
+ * given (a wake-up that won the race is never lost). */
+#ifndef COGENT_WAIT_H
+#define COGENT_WAIT_H
+
+#include <sys/single_threaded.h>
+
+#include "core.h"
+#include "helper.h"
+#include "hub.h"
+#include "list.h"
+
+/* True while the process has only ever had one thread (glibc's flag, the
+ * one its own mutexes use): nobody can race us, so the fast paths of
+ * locks skip their locked instructions.  A thread can only appear by this
+ * thread's own pthread_create, which is never called inside a section. */
+static inline bool co__single_threaded(void)
+{
+    return __libc_single_threaded != 0;
+}
+
+/* The contended half of co__spin_lock: spins, then yields the CPU. */
+void co__spin_wait(unsigned *l);
+static inline void co__spin_lock(unsigned *l)
+{
+    if (co__single_threaded()) {
+        __atomic_store_n(l, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (CO__UNLIKELY(__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))) co__spin_wait(l);
+}
+static inline void co__spin_unlock(unsigned *l)
+{
+    __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+}
+
+/* A waiter's `done` word (also the futex of a thread without a hub). */
+enum { W_WAITING = 0, W_DONE = 1, W_SLEEPING = 2 };
+
+typedef struct co__waiter {
+    co__lnode_t node;  /* the object's list (spin lock held to touch) */
+    co__snode_t wnode; /* the waker's wake list */
+    co_coro_t *co;     /* NULL: a thread without a hub (futex) */
+    co__hub_t *hub;
+    uint64_t seq;   /* the park a same-hub or message wake ends */
+    unsigned done;  /* atomic: set by the waker once granted */
+    bool linked;    /* on the object's list */
+    bool remote;    /* granted from another thread's hub: a message comes */
+    bool delivered; /* that message was handled (the waiter's thread) */
+    int result;     /* what the waker granted: 0 or an errno */
+    void *item;     /* what the waker handed over (queues) */
+    int64_t key;    /* the waiter's own data (priority, index...) */
+    co__msg_t msg;  /* the grant message of a remote wake */
+} co__waiter_t;
+
+/* A wake list: granted waiters, woken after the spin lock is dropped. */
+typedef co__fifo_t co__wlist_t;
+
+static inline co__waiter_t *co__waiter_of(co__lnode_t *n)
+{
+    return CO__CONTAINER(n, co__waiter_t, node);
+}
+/* The oldest waiter on l, or NULL.  Spin lock held. */
+static inline co__waiter_t *co__waiters_first(const co__list_t *l)
+{
+    return l->head ? co__waiter_of(l->head) : NULL;
+}
+
+/* (Inline: these run on every blocking wait and every hand-off.) */
+/* Fills w for the calling coroutine or thread.  Spin lock held. */
+static inline void co__waiter_prepare(co__waiter_t *w)
+{
+    co__hub_t *h = co__tls.hub;
+    w->co = h ? h->current : NULL;
+    w->hub = h;
+    w->seq = h ? h->current->park_seq : 0;
+    __atomic_store_n(&w->done, W_WAITING, __ATOMIC_RELAXED);
+    w->remote = false;
+    w->delivered = false;
+    w->result = 0;
+    w->item = NULL;
+}
+/* Appends w to the object's list.  Spin lock held. */
+static inline void co__waiters_push(co__list_t *l, co__waiter_t *w)
+{
+    co__list_push(l, &w->node);
+    w->linked = true;
+}
+/* Unlinks w.  Spin lock held. */
+static inline void co__waiters_remove(co__list_t *l, co__waiter_t *w)
+{
+    co__list_remove(l, &w->node);
+    w->linked = false;
+}
+/* Unlinks w and puts it on the wake list `wl` with what it gets.  Spin
+ * lock held.  Nothing is woken until co__wake_list. */
+static inline void co__grant(co__list_t *l, co__waiter_t *w, int result, void *item, co__wlist_t *wl)
+{
+    co__waiters_remove(l, w);
+    w->result = result;
+    w->item = item;
+    /* Decided now, under the spin lock, so that a waiter timing out knows
+     * whether a message is on its way. */
+    w->remote = w->co && w->hub != co__tls.hub;
+    co__fifo_push(wl, &w->wnode);
+}
+
+/* Wakes what co__grant collected.  Spin lock NOT held.  Switches: no. */
+void co__wake_list(co__wlist_t *wl);
+/* Blocks the caller, whose node w is linked on l, after dropping *spin.
+ * Returns 0 when granted (w->result and w->item say what; spin lock not
+ * held), or ETIMEDOUT / ECANCELED / EDEADLK / ENOMEM with w unlinked and
+ * the spin lock HELD, so that the caller can repair the object's state.
+ * `what` names the call for dumps; `obj` is the object; `waker` says who
+ * can grant it (CO__BY_*).  A thread without a hub is not cancellable.
+ * Switches: yes. */
+int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadline, const char *what, const void *obj,
+                   int waker, bool cancellable);
+/* The common case of the above: appends w (prepared by the caller, with
+ * any item or key it carries), blocks cancellably, and drops the spin lock
+ * whatever happens.  0 when granted, else the errno of the failed wait
+ * (w unlinked, the object untouched).  Switches: yes. */
+static inline int co__wait_in(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadline, const char *what,
+                              const void *obj, int waker)
+{
+    co__waiters_push(l, w);
+    int r = co__wait_block(w, spin, l, deadline, what, obj, waker, true);
+    if (r) co__spin_unlock(spin);
+    return r;
+}
+/* The caller, granted while its wait was ending, waits for the grant's
+ * message.  Switches: yes. */
+void co__await_grant(co__waiter_t *w);
+
+/* The futex of a waiting thread: sleeps while *addr == val until the
+ * deadline (ms of co_now, -1: none); 0 when woken (maybe spuriously),
+ * ETIMEDOUT at the deadline.  And the wake of one sleeper. */
+int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline);
+void co__futex_wake(unsigned *addr);
+
+#endif
