@@ -67,11 +67,23 @@ static inline int test_selected(const char *name)
     return 0;
 }
 
+/* After every case, like libuv's MAKE_VALGRIND_HAPPY: the case must leave
+ * the process as it found it.  Checked: no coroutine and no timer left on
+ * this thread's hub, the same open descriptors, and the same threads of
+ * the program's own (cogent's helpers, named "cogent-*", are pools that
+ * outlive a case by design).  A case that ends otherwise fails, naming
+ * what it left.  Cases that must abort run in a child (run_child). */
+static void test_leaks_before_(int *fds, int *threads);
+static void test_leaks_after_(const char *name, int fds, int threads);
+
 #define RUN(fn)                                                                                                        \
     do {                                                                                                               \
         if (test_selected(#fn)) {                                                                                      \
+            int fds_, threads_;                                                                                        \
             fprintf(stderr, "  %s\n", #fn);                                                                            \
+            test_leaks_before_(&fds_, &threads_);                                                                      \
             fn();                                                                                                      \
+            test_leaks_after_(#fn, fds_, threads_);                                                                    \
             test_ran_++;                                                                                               \
         }                                                                                                              \
     } while (0)
@@ -94,6 +106,50 @@ static inline int count_fds(void)
     closedir(d);
     return n;
 }
+/* Threads of this process that are not cogent's helpers. */
+static inline int count_threads(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) abort();
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+        FILE *f = fopen(path, "re");
+        if (!f) continue; /* exited meanwhile */
+        if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
+        fclose(f);
+        if (strncmp(comm, "cogent-", 7) != 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+#include <cogent.h>
+#include <time.h>
+
+static void test_leaks_before_(int *fds, int *threads)
+{
+    (void)co_hub_poller(); /* the thread's hub (two fds) lives from its first use on */
+    *fds = count_fds();
+    *threads = count_threads();
+}
+
+static void test_leaks_after_(const char *name, int fds, int threads)
+{
+    co_hub_stats_t st;
+    co_hub_stats(&st);
+    ASSERT_(st.coroutines == 0, "%s left %zu coroutine(s) on the hub", name, st.coroutines);
+    ASSERT_(st.timers == 0, "%s left %zu timer(s) armed", name, st.timers);
+    ASSERT_(count_fds() == fds, "%s left %d descriptor(s) open", name, count_fds() - fds);
+    /* A thread the case joined is gone; one it detached may still be on
+     * its way out: give it a moment. */
+    for (int i = 0; i < 200 && count_threads() > threads; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
+    ASSERT_(count_threads() == threads, "%s left %d thread(s) running", name, count_threads() - threads);
+}
+
 /* Brackets a case that must leave the fd count as it found it. */
 static int fds_before_ __attribute__((unused));
 #define FDS_BEGIN() (fds_before_ = count_fds())
