@@ -77,7 +77,8 @@ bench:
 install: release
 	$(CMAKE) --install build
 
-SOURCES = include/*.h src/*.c src/*.h src/arch/*.h src/patch/*.c tests/*.c tests/*.h examples/*.c bench/*.c bench/peers/*.c
+SOURCES = include/*.h src/*.c src/*.h src/arch/*.h src/patch/*.c tests/*.c tests/*.h tests/header/*.c tests/header/*.h \
+  tests/header/*.cc examples/*.c bench/*.c bench/peers/*.c
 
 format:
 	clang-format -i $(SOURCES)

@@ -349,7 +349,8 @@ CO_API void co_hub_stats(co_hub_stats_t *st);
  * served in FIFO order.  docs/sync.md.
  *
  * The structs below are public only so that they can live in your own
- * structs and globals with a static initialiser; their fields are private.
+ * structs and globals with a static initialiser (positional, so that C
+ * and every C++ standard accept them); their fields are private.
  * Zero-filled memory is a valid lock, rlock, event and (unbounded, 0)
  * semaphore.  An object must not be copied or moved once used. */
 
@@ -370,11 +371,11 @@ typedef struct co_lock {
 } co_lock_t;
 #define CO_LOCK_INIT                                                                                                   \
     {                                                                                                                  \
-        0                                                                                                              \
+        0, 0, 0, {0, 0}, 0, 0, 0                                                                                       \
     }
 #define CO_LOCK_INIT_NAMED(str)                                                                                        \
     {                                                                                                                  \
-        ._name = (str)                                                                                                 \
+        0, 0, 0, {0, 0}, (str), 0, 0                                                                                   \
     }
 
 typedef struct co_rlock {
@@ -398,11 +399,17 @@ typedef struct co_sem {
 } co_sem_t;
 #define CO_SEM_INIT(n)                                                                                                 \
     {                                                                                                                  \
-        ._value = (n), ._initial = (n)                                                                                 \
+        0, 0, (n), (n),                                                                                                \
+        {                                                                                                              \
+            0, 0                                                                                                       \
+        }                                                                                                              \
     }
 #define CO_BSEM_INIT(n)                                                                                                \
     {                                                                                                                  \
-        ._value = (n), ._initial = (n), ._bounded = 1                                                                  \
+        0, 1, (n), (n),                                                                                                \
+        {                                                                                                              \
+            0, 0                                                                                                       \
+        }                                                                                                              \
     }
 
 typedef struct co_event {
@@ -412,7 +419,10 @@ typedef struct co_event {
 } co_event_t;
 #define CO_EVENT_INIT                                                                                                  \
     {                                                                                                                  \
-        0                                                                                                              \
+        0, 0,                                                                                                          \
+        {                                                                                                              \
+            0, 0                                                                                                       \
+        }                                                                                                              \
     }
 
 typedef struct co_cond {
@@ -422,7 +432,10 @@ typedef struct co_cond {
 } co_cond_t;
 #define CO_COND_INIT(lockp)                                                                                            \
     {                                                                                                                  \
-        ._lock = (lockp)                                                                                               \
+        0, (lockp),                                                                                                    \
+        {                                                                                                              \
+            0, 0                                                                                                       \
+        }                                                                                                              \
     }
 
 typedef struct co_barrier {
@@ -433,7 +446,10 @@ typedef struct co_barrier {
 } co_barrier_t;
 #define CO_BARRIER_INIT(n)                                                                                             \
     {                                                                                                                  \
-        ._parties = (n)                                                                                                \
+        0, (n), 0, 0,                                                                                                  \
+        {                                                                                                              \
+            0, 0                                                                                                       \
+        }                                                                                                              \
     }
 
 /* ---- lock (threading.Lock, with owner checks) */
