@@ -52,6 +52,32 @@ uint64_t co__new_id(void)
     return id_next++;
 }
 
+/* Stale handles (docs/debugging.md).  A handle is invalid once joined or
+ * detached, as a pthread_t is: its record is recycled for the next spawn,
+ * and a stale handle would then name another coroutine.  With
+ * COGENT_CHECK_HANDLES the most recent records given up wait in a
+ * quarantine before reuse, still marked joined or detached, so that a
+ * stale use aborts with a message instead. */
+#define QUARANTINE_DEFAULT 65536
+size_t co__check_handles; /* quarantine size; 0: off */
+static co__fifo_t quarantine;
+static size_t nquarantine;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+
+static void read_env(void)
+{
+    const char *v = getenv("COGENT_CHECK_HANDLES");
+    if (!v || !*v || !strcmp(v, "0")) return;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (*end || errno || v[0] == '-') {
+        fprintf(stderr, "cogent: ignoring COGENT_CHECK_HANDLES=%s (want 1, or how many records to quarantine)\n", v);
+        return;
+    }
+    co__check_handles = n == 1 ? QUARANTINE_DEFAULT : (size_t)n;
+}
+
 static co_coro_t *coro_alloc(void)
 {
     co_coro_t *c = tcache;
@@ -60,6 +86,7 @@ static co_coro_t *coro_alloc(void)
         ntcache--;
         return c;
     }
+    pthread_once(&env_once, read_env);
     pthread_mutex_lock(&pool_lock);
     c = pool_pop(&pool);
     pthread_mutex_unlock(&pool_lock);
@@ -78,7 +105,16 @@ static void coro_recycle(co_coro_t *c)
     co__hub_t *h = c->hub;
     if (c->name && c->name != c->name_buf) free(c->name);
     c->name = NULL;
-    if (ntcache < TCACHE_MAX) {
+    if (CO__UNLIKELY(co__check_handles)) {
+        pthread_mutex_lock(&pool_lock);
+        co__fifo_push(&quarantine, &c->rq);
+        c = ++nquarantine > co__check_handles ? CO__CONTAINER(co__fifo_pop(&quarantine), co_coro_t, rq) : NULL;
+        if (c) {
+            nquarantine--;
+            pool_push(&pool, c);
+        }
+        pthread_mutex_unlock(&pool_lock);
+    } else if (ntcache < TCACHE_MAX) {
         pool_push(&tcache, c);
         ntcache++;
     } else {
@@ -295,7 +331,8 @@ static void check_handle(const co_coro_t *c, const char *fn)
 {
     CO__CHECK(c != NULL, "%s: NULL coroutine", fn);
     unsigned char st = atomic_load_explicit(&c->handle, memory_order_relaxed);
-    CO__CHECK(st == CO__H_OWNED, "%s: coroutine #%" PRIu64 " was already %s", fn, c->id,
+    CO__CHECK(st == CO__H_OWNED,
+              "%s: coroutine #%" PRIu64 " was already %s (a handle is invalid once joined or detached)", fn, c->id,
               st == CO__H_DETACHED ? "detached" : "joined");
 }
 
@@ -362,7 +399,7 @@ int co_wait(co_coro_t *c, int64_t deadline)
 static void release_handle(co_coro_t *c, unsigned char to, const char *fn)
 {
     unsigned char was = atomic_load_explicit(&c->handle, memory_order_relaxed);
-    CO__CHECK(was == CO__H_OWNED, "%s: coroutine #%" PRIu64 " was already %s", fn, c->id,
+    CO__CHECK(was == CO__H_OWNED, "%s: coroutine #%" PRIu64 " was already %s (a handle is invalid once joined or detached)", fn, c->id,
               was == CO__H_DETACHED ? "detached" : "joined");
     atomic_store_explicit(&c->handle, to, memory_order_relaxed);
     if (c->group) co__group_member_leave(c);
@@ -381,6 +418,7 @@ int co_join(co_coro_t *c, int64_t deadline, void **result)
 
 int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results)
 {
+    CO__CHECK(cs != NULL || n == 0, "co_joinall: NULL array of %zu coroutines", n);
     for (size_t i = 0; i < n; i++) check_handle(cs[i], "co_joinall");
     for (size_t i = 0; i < n; i++) {
         int r = wait_done(cs[i], deadline, "co_joinall");
@@ -404,7 +442,7 @@ void co_kill(co_coro_t *c)
 {
     CO__CHECK(c != NULL, "co_kill: NULL coroutine");
     CO__CHECK(atomic_load_explicit(&c->handle, memory_order_relaxed) != CO__H_JOINED,
-              "co_kill: coroutine #%" PRIu64 " was already joined", c->id);
+              "co_kill: coroutine #%" PRIu64 " was already joined (a handle is invalid once joined)", c->id);
     co__hub_t *h = co__tls.hub;
     bool local = h && c->hub == h;
     /* Killing a finished coroutine does nothing, not even co_killed. */

@@ -93,6 +93,10 @@ static inline void co__parkq_remove(co__parkq_t *q, co__parknode_t *n)
     n->linked = false;
 }
 
+/* COGENT_CHECK_HANDLES: how many given-up records wait before reuse so
+ * that a stale handle is caught (0: off; docs/debugging.md). */
+extern size_t co__check_handles;
+
 /* A process-wide unique coroutine id. */
 uint64_t co__new_id(void);
 /* Makes the main coroutine of a new hub (hub.c calls it at creation). */

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "fiber.h"
@@ -42,6 +43,7 @@
 #define CACHE_MAX     256 /* free stacks kept per thread */
 #define SLAB_STACKS   64  /* canary stacks per mapping */
 #define ALTSTACK_SIZE (64 * 1024)
+#define MAX_STACK     ((size_t)1 << 40) /* larger requests are mistakes */
 
 enum { POLICY_AUTO, POLICY_ALWAYS, POLICY_NEVER };
 
@@ -66,15 +68,22 @@ static size_t nclasses;
 
 static struct sigaction old_segv, old_bus;
 
+/* Bytes, or with a K or M suffix; 0 for anything else (signs, spaces,
+ * other suffixes, values that overflow). */
 static size_t parse_size(const char *s)
 {
+    if (*s < '0' || *s > '9') return 0;
     char *end;
+    errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return 0;
+    unsigned shift = 0;
     if (*end == 'k' || *end == 'K')
-        v <<= 10, end++;
+        shift = 10, end++;
     else if (*end == 'm' || *end == 'M')
-        v <<= 20, end++;
-    return *end == '\0' ? (size_t)v : 0;
+        shift = 20, end++;
+    if (*end != '\0' || v > (SIZE_MAX >> shift)) return 0;
+    return (size_t)(v << shift);
 }
 
 static void overflow_handler(int sig, siginfo_t *si, void *uctx);
@@ -90,9 +99,10 @@ static void init_once(void)
     const char *env = getenv("COGENT_STACK_SIZE");
     if (env && *env) {
         size_t v = parse_size(env);
-        if (v < CO_STACK_MIN)
-            fprintf(stderr, "cogent: ignoring COGENT_STACK_SIZE=%s (want bytes >= %zu, K/M suffix ok)\n", env,
-                    (size_t)CO_STACK_MIN);
+        if (v < CO_STACK_MIN || v > MAX_STACK)
+            fprintf(stderr,
+                    "cogent: ignoring COGENT_STACK_SIZE=%s (want bytes from %zu to %zu, K or M suffix ok); using %zu\n",
+                    env, (size_t)CO_STACK_MIN, (size_t)MAX_STACK, default_size);
         else
             default_size = v;
     }
@@ -248,7 +258,7 @@ int co__stack_get(co__stack_t *st, size_t size)
     }
     pthread_once(&once, init_once);
     if (size == 0) size = default_size;
-    if (size < CO_STACK_MIN || size > ((size_t)1 << 40)) return errno = EINVAL, -1;
+    if (size < CO_STACK_MIN || size > MAX_STACK) return errno = EINVAL, -1;
     size = (size + page_size - 1) & ~(page_size - 1);
     t = co__thread();
     ensure_altstack(&t->stacks);
@@ -373,18 +383,30 @@ static void chain(int sig, siginfo_t *si, void *uctx)
     }
 }
 
+/* The stack pointer of the interrupted code. */
+static uintptr_t fault_sp(const void *uctx)
+{
+    const ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (uintptr_t)uc->uc_mcontext.sp;
+#endif
+}
+
 static void overflow_handler(int sig, siginfo_t *si, void *uctx)
 {
     const co_fiber_t *f = co__tls.cur;
-    if (f && f->stack.mode == CO_STACK_GUARD) {
-        uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;
+    if (f && f->stack.mode) {
+        uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo, sp = fault_sp(uctx);
         /* The guard page, or just below it (a frame larger than a page
          * can jump over the guard). */
-        if (a < lo + 256 && a + page_size + 64 * 1024 >= lo) co__stack_overflow(f, "the guard page was hit");
-    }
-    if (f && f->stack.mode == CO_STACK_CANARY) {
-        uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo;
-        if (a < lo + 256 && a + 64 * 1024 >= lo) co__stack_overflow(f, "a fault below the stack");
+        if (f->stack.mode == CO_STACK_GUARD && a < lo + 256 && a + page_size + 64 * 1024 >= lo)
+            co__stack_overflow(f, "the guard page was hit");
+        /* Below the stack, wherever the fault happened: a canary-mode
+         * stack has no guard page, so a deep overflow runs through its
+         * neighbours' memory first and faults far below. */
+        if (sp < lo) co__stack_overflow(f, "the stack pointer went below the stack");
     }
     chain(sig, si, uctx);
 }

@@ -2,6 +2,7 @@
 #include "cogent.h"
 #include <pthread.h>
 
+#include "coro.h" /* co__check_handles */
 #include "harness.h"
 
 static void *add_one(void *arg)
@@ -312,6 +313,75 @@ static void test_misuse_aborts(void)
     ASSERT(WIFSIGNALED(st) && strstr(buf, "NULL coroutine"));
 }
 
+/* A handle is invalid once joined (docs/conventions.md): its record is
+ * reused by the next spawn.  This pins that documented rule; the debug
+ * mode below is how a program finds its stale handles. */
+static void test_handle_reuse_documented(void)
+{
+    co_coro_t *a = co_spawn(add_one, NULL);
+    ASSERT_EQ(co_join(a, -1, NULL), 0);
+    co_coro_t *b = co_spawn(add_one, (void *)1);
+    ASSERT_PTR_EQ(b, a); /* the same record: `a` now names b */
+    ASSERT_EQ(co_join(b, -1, NULL), 0);
+}
+
+/* With COGENT_CHECK_HANDLES the record waits in a quarantine: a stale
+ * join or kill aborts, naming the handle, instead of reaching b. */
+static void stale_join(void *arg)
+{
+    co__check_handles = 16;
+    co_coro_t *a = co_spawn(add_one, NULL);
+    co_join(a, -1, NULL);
+    co_coro_t *b = co_spawn(add_one, NULL);
+    if (b == a) _exit(3);
+    if (arg)
+        co_kill(a);
+    else
+        co_join(a, -1, NULL);
+    _exit(4); /* not reached */
+}
+
+static void test_stale_handle_checked(void)
+{
+    char buf[1024];
+    int st = run_child(stale_join, NULL, buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, buf);
+    ASSERT(strstr(buf, "co_join: coroutine #") && strstr(buf, "already joined") && strstr(buf, "invalid"));
+    st = run_child(stale_join, (void *)1, buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, buf);
+    ASSERT(strstr(buf, "co_kill: coroutine #") && strstr(buf, "already joined"));
+}
+
+/* The same, turned on by the environment variable (a fresh process). */
+static int child_stale_env(void)
+{
+    co_coro_t *a = co_spawn(add_one, NULL); /* reads the environment */
+    co_join(a, -1, NULL);
+    if (co__check_handles == 0) return 5; /* refused */
+    co_coro_t *b = co_spawn(add_one, NULL);
+    if (b == a) return 3;
+    co_join(b, -1, NULL);
+    co_join(a, -1, NULL); /* aborts */
+    return 4;
+}
+
+static void exec_stale(void *arg)
+{
+    setenv("COGENT_CHECK_HANDLES", arg, 1);
+    execl("/proc/self/exe", "test_coro", "--child", "stale", (char *)NULL);
+    _exit(99);
+}
+
+static void test_stale_handle_env(void)
+{
+    char buf[1024];
+    int st = run_child(exec_stale, "1", buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "already joined"), "status %#x: %s", st, buf);
+    st = run_child(exec_stale, "lots", buf, sizeof buf);
+    ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 5 && strstr(buf, "ignoring COGENT_CHECK_HANDLES=lots"),
+            "status %#x: %s", st, buf);
+}
+
 /* A generator driven from a coroutine can block on the hub inside. */
 static void *sleepy_gen(co_gen_t *g, void *arg)
 {
@@ -387,6 +457,7 @@ static void test_fork(void)
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--child") && !strcmp(argv[2], "stale")) return child_stale_env();
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_spawn_join_result);
     RUN(test_poller_in_use);
@@ -405,5 +476,8 @@ int main(int argc, char **argv)
     RUN(test_generator_blocks_inside_coroutine);
     RUN(test_fork);
     RUN(test_killed_main);
+    RUN(test_handle_reuse_documented);
+    RUN(test_stale_handle_checked);
+    RUN(test_stale_handle_env);
     return TEST_MAIN_END();
 }

@@ -45,11 +45,16 @@ static int child_main(const char *what)
         co_fiber_t *f = co_fiber_new((co_fiber_fn)(void (*)(void))overflow_forever, NULL,
                                      &(co_fiber_opts_t){.stack_size = CO_STACK_MIN});
         co_fiber_switch(f, NULL);
+    } else if (!strcmp(what, "spawn")) {
+        /* The default stack size (whatever the environment said) works. */
+        co_coro_t *c = co_spawn(overflow_a_little, NULL);
+        if (!c || co_join(c, -1, NULL) != 0) return 3;
+        return 0;
     }
     return 0; /* not reached if the overflow was caught */
 }
 
-static int child_status(const char *policy, const char *what, char *buf, size_t cap)
+static int child_status_env(const char *policy, const char *stack_size, const char *what, char *buf, size_t cap)
 {
     int p[2];
     ASSERT(pipe(p) == 0);
@@ -61,6 +66,7 @@ static int child_status(const char *policy, const char *what, char *buf, size_t 
         close(p[0]);
         close(p[1]);
         setenv("COGENT_STACK_GUARD", policy, 1);
+        if (stack_size) setenv("COGENT_STACK_SIZE", stack_size, 1);
         /* Sanitizers have their own SEGV handling: let ours speak. */
         setenv("ASAN_OPTIONS", "handle_segv=0:handle_abort=0:detect_leaks=0", 1);
         execl("/proc/self/exe", "test_stack", "--child", what, (char *)NULL);
@@ -75,6 +81,11 @@ static int child_status(const char *policy, const char *what, char *buf, size_t 
     int st;
     waitpid(pid, &st, 0);
     return st;
+}
+
+static int child_status(const char *policy, const char *what, char *buf, size_t cap)
+{
+    return child_status_env(policy, NULL, what, buf, cap);
 }
 
 static void expect_report(const char *policy, const char *what, const char *mode, const char *who)
@@ -97,6 +108,26 @@ static void test_guard_page_overflow(void)
 static void test_canary_overflow(void)
 {
     expect_report("never", "little", "canary mode", "\"deep\"");
+    /* Deep: no guard page, so it runs through its neighbours' memory and
+     * faults far below its own stack; still reported, not a bare SIGSEGV. */
+    expect_report("never", "coro", "canary mode", "\"deep\"");
+}
+
+/* A bad COGENT_STACK_SIZE is refused loudly at the first stack, and the
+ * default is used: spawning still works. */
+static void test_bad_stack_size_env(void)
+{
+    const char *bad[] = {"-5", "abc", "12x", "1k", "99999999999999999999", "18446744073709551615M", " 64k", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char buf[4096];
+        int st = child_status_env("auto", bad[i], "spawn", buf, sizeof buf);
+        ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0, "COGENT_STACK_SIZE='%s': status %#x\n%s", bad[i], st, buf);
+        if (bad[i][0]) /* empty means unset */
+            ASSERT_(strstr(buf, "ignoring COGENT_STACK_SIZE") != NULL, "'%s' not refused:\n%s", bad[i], buf);
+    }
+    char buf[4096];
+    int st = child_status_env("auto", "128k", "spawn", buf, sizeof buf);
+    ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0 && !strstr(buf, "ignoring"), "128k: status %#x\n%s", st, buf);
 }
 
 static void test_policy_and_stats(void)
@@ -164,6 +195,7 @@ int main(int argc, char **argv)
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_guard_page_overflow);
     RUN(test_canary_overflow);
+    RUN(test_bad_stack_size_env);
     RUN(test_policy_and_stats);
     RUN(test_out_of_memory);
     return TEST_MAIN_END();
