@@ -399,7 +399,8 @@ int co_wait(co_coro_t *c, int64_t deadline)
 static void release_handle(co_coro_t *c, unsigned char to, const char *fn)
 {
     unsigned char was = atomic_load_explicit(&c->handle, memory_order_relaxed);
-    CO__CHECK(was == CO__H_OWNED, "%s: coroutine #%" PRIu64 " was already %s (a handle is invalid once joined or detached)", fn, c->id,
+    CO__CHECK(was == CO__H_OWNED,
+              "%s: coroutine #%" PRIu64 " was already %s (a handle is invalid once joined or detached)", fn, c->id,
               was == CO__H_DETACHED ? "detached" : "joined");
     atomic_store_explicit(&c->handle, to, memory_order_relaxed);
     if (c->group) co__group_member_leave(c);
@@ -539,8 +540,6 @@ void co__coro_init_main(co_coro_t *m, co__hub_t *h, co_fiber_t *thread_fiber)
 
 void co__coro_exit_all(co__hub_t *h)
 {
-    CO__CHECK(h->current == &h->main, "a thread exited from inside coroutine #%" PRIu64 " (pthread_exit?)",
-              h->current->id);
     while (h->ncoros > 0) {
         EACH_CORO(c, &h->all)
         {

@@ -80,6 +80,7 @@ int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
     f->state = CO__F_NEW;
     f->parent = NULL;
     f->cls = NULL;
+    f->owner = co__thread();
     /* The canary word is at the bottom, the first frame at the top. */
     f->sp = co__ctx_init(f->stack.lo, f->stack.size - f->stack.color, fiber_main, f);
 #if CO_ASAN
@@ -129,6 +130,7 @@ void co_fiber_free(co_fiber_t *f)
     if (!f) return;
     co__thread_t *t = co__thread();
     CO__CHECK(f->kind == CO__K_RAW, "co_fiber_free: %p is not a fiber made by co_fiber_new", (void *)f);
+    CO__CHECK(f->owner == t, "co_fiber_free: fiber %p belongs to another thread", (void *)f);
     for (co_fiber_t *p = t->cur; p; p = p->parent)
         CO__CHECK(p != f, "co_fiber_free: fiber %p is running or would be resumed when the current one ends",
                   (void *)f);
@@ -153,6 +155,8 @@ co__begin_t co__fiber_switch_begin(co_fiber_t *target, void *sp)
     co__thread_t *t = co__thread();
     CO__CHECK(target != NULL, "co_fiber_switch: NULL target");
     CO__CHECK(target->state != CO__F_DEAD, "co_fiber_switch: fiber %p has ended", (void *)target);
+    CO__CHECK(target->owner == t, "co_fiber_switch: fiber %p belongs to another thread (fibers never move)",
+              (void *)target);
     co_fiber_t *from = t->cur;
     if (target == from) return (co__begin_t){sp, 0};
     CO__CHECK(target->kind != CO__K_CORO && target->kind != CO__K_GEN,

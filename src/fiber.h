@@ -40,6 +40,7 @@ struct co_fiber {
     uint8_t state; /* CO__F_* */
     uint8_t kind;  /* CO__K_* (the assembly fast path reads it) */
     const co__fiber_class_t *cls;
+    struct co__thread *owner; /* the thread it belongs to (its co__tls) */
 #if CO_ASAN
     void *asan_fake;
     const void *asan_lo;
@@ -74,6 +75,7 @@ static inline co__thread_t *co__thread(void)
     if (CO__UNLIKELY(t->cur == NULL)) {
         t->main_fiber.state = CO__F_RUNNING;
         t->main_fiber.kind = CO__K_MAIN;
+        t->main_fiber.owner = t;
         t->cur = &t->main_fiber;
     }
     return t;

@@ -45,6 +45,8 @@ co_gen_t *co_gen_new(co_gen_fn fn, void *arg, const co_gen_opts_t *opts)
 static void *resume(co_gen_t *g, void *in)
 {
     co__thread_t *t = co__thread();
+    CO__CHECK(g->fiber.owner == t, "co_gen_send: generator %p belongs to another thread (generators never move)",
+              (void *)g);
     for (co_fiber_t *p = t->cur; p; p = p->parent)
         CO__CHECK(p != &g->fiber, "co_gen_send: generator %p is already running (resumed from inside itself)",
                   (void *)g);

@@ -11,6 +11,7 @@
  * of messages (wake, kill, watch) plus an eventfd that rings when the
  * stack goes from empty to non-empty. */
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -326,6 +327,15 @@ static void hub_thread_exit(void *arg)
 {
     co__hub_t *h = arg;
     co__thread_t *t = &co__tls;
+    /* pthread_exit or pthread_cancel acted on in a spawned coroutine: its
+     * stack was unwound up to its first frame and abandoned, which cogent
+     * cannot repair (its wait nodes, its place in lists).  cogent's own
+     * calls are never cancellation points, so this takes the program's
+     * own code in a coroutine. */
+    CO__CHECK(h->current == &h->main && h->main.state == CO__C_RUNNING,
+              "thread %d is ending (pthread_exit or pthread_cancel) inside coroutine #%" PRIu64
+              " of its hub; a thread with a hub may only end from its main coroutine (docs/coroutine.md)",
+              (int)h->tid, h->current->id);
     h->exiting = true;
     co__coro_exit_all(h);
     /* No coroutine is left: close the inbox and answer what is in it. */

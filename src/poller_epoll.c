@@ -67,7 +67,7 @@ static int ep_del(co__poller_t *p, int fd)
 static int ep_wait(co__poller_t *p, int timeout_ms)
 {
     struct epoll_event *ev = p->impl;
-    int n = epoll_wait(p->fd, ev, CO__POLL_BATCH, timeout_ms);
+    int n = co__sys_epoll_wait(p->fd, ev, CO__POLL_BATCH, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -1;
     for (int i = 0; i < n; i++) {
         unsigned e = 0;

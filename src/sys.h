@@ -79,6 +79,14 @@ static inline int co__sys_dup3(int fd, int to, int flags)
 {
     return (int)syscall(SYS_dup3, fd, to, flags);
 }
+/* epoll_wait(2), through epoll_pwait (aarch64 has no epoll_wait system
+ * call).  Unlike libc's, not a pthread cancellation point: a thread is
+ * never cancelled inside its hub (docs/coroutine.md). */
+struct epoll_event;
+static inline int co__sys_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout_ms)
+{
+    return (int)syscall(SYS_epoll_pwait, epfd, ev, max, timeout_ms, NULL, (size_t)(_NSIG / 8));
+}
 /* poll(2) with a millisecond timeout (-1: none), built on ppoll: aarch64
  * has no poll system call. */
 static inline int co__sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms)

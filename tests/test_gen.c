@@ -1,5 +1,7 @@
 /* Generators: next, send, final value, close, errors. */
 #include "cogent.h"
+#include <pthread.h>
+
 #include "harness.h"
 
 static void *count_to(co_gen_t *g, void *arg)
@@ -135,6 +137,20 @@ static void child_yield_outside(void *arg)
     co_gen_yield(g, NULL, NULL);
 }
 
+static void *next_elsewhere(void *g)
+{
+    co_gen_next(g, NULL);
+    return NULL;
+}
+static void child_other_thread(void *arg)
+{
+    (void)arg;
+    co_gen_t *g = co_gen_new(count_to, (void *)3, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, next_elsewhere, g);
+    pthread_join(t, NULL);
+}
+
 static void test_misuse_aborts(void)
 {
     char buf[1024];
@@ -144,6 +160,8 @@ static void test_misuse_aborts(void)
     st = run_child(child_yield_outside, NULL, buf, sizeof buf);
     ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     ASSERT(strstr(buf, "not called from inside generator"));
+    st = run_child(child_other_thread, NULL, buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "belongs to another thread"), "%#x: %s", st, buf);
     ASSERT_ERR(co_gen_new(NULL, NULL, NULL), EINVAL);
     co_gen_free(NULL);
 }

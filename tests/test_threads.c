@@ -103,6 +103,75 @@ static void test_thread_exit_with_live_coroutines(void)
     ASSERT_EQ((intptr_t)r, -ECANCELED);
 }
 
+/* pthread_cancel of a thread with a hub (docs/coroutine.md): cogent's
+ * calls are not cancellation points, so a thread parked in its hub stays;
+ * the cancel is acted on at the program's own next cancellation point.
+ * In the main coroutine that is a normal thread exit: the other
+ * coroutines are killed and run to their end. */
+static co_event_t go_on;
+static co_coro_t *bystander;
+static atomic_int parked_main;
+
+static void *cancellable(void *unused)
+{
+    (void)unused;
+    bystander = co_spawn(sleep_ret, (void *)100000);
+    atomic_store(&parked_main, 1);
+    co_event_wait(&go_on, -1); /* parked in the hub: not a cancellation point */
+    pthread_testcancel();      /* the program's own: the thread ends here */
+    return (void *)1;
+}
+
+static void test_cancel_in_main_coroutine(void)
+{
+    co_event_init(&go_on);
+    atomic_store(&parked_main, 0);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, cancellable, NULL), 0);
+    while (!atomic_load(&parked_main)) co_sleep_ms(1);
+    co_sleep_ms(20);
+    ASSERT_EQ(pthread_cancel(t), 0);
+    co_sleep_ms(50);
+    ASSERT_EQ(pthread_tryjoin_np(t, NULL), EBUSY); /* still parked: not cancelled inside cogent */
+    co_event_set(&go_on);
+    void *r;
+    ASSERT_EQ(pthread_join(t, &r), 0);
+    ASSERT_PTR_EQ(r, PTHREAD_CANCELED);
+    ASSERT(co_finished(bystander)); /* killed by the thread's exit */
+    ASSERT_EQ(co_join(bystander, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, -ECANCELED);
+}
+
+/* Acted on inside a spawned coroutine, the thread's exit cannot unwind it:
+ * refused with a message. */
+static void *exits_in_coroutine(void *unused)
+{
+    (void)unused;
+    pthread_exit(NULL);
+}
+static void *hub_thread_exiting_in_coro(void *unused)
+{
+    (void)unused;
+    co_join(co_spawn(exits_in_coroutine, NULL), -1, NULL);
+    return NULL;
+}
+static void child_exit_in_coroutine(void *unused)
+{
+    (void)unused;
+    pthread_t t;
+    pthread_create(&t, NULL, hub_thread_exiting_in_coro, NULL);
+    pthread_join(t, NULL);
+}
+
+static void test_exit_in_coroutine_refused(void)
+{
+    char buf[2048];
+    int st = run_child(child_exit_in_coroutine, NULL, buf, sizeof buf);
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "pthread_exit or pthread_cancel") &&
+                strstr(buf, "inside coroutine #"),
+            "status %#x: %s", st, buf);
+}
+
 /* Stress: T threads, each with its own hub and K coroutines; every thread
  * joins the coroutines of the next thread, cross-thread, while its own
  * run.  No wake-up may be lost (the test would hang). */
@@ -172,6 +241,8 @@ int main(int argc, char **argv)
     RUN(test_join_from_other_thread);
     RUN(test_kill_from_other_thread);
     RUN(test_thread_exit_with_live_coroutines);
+    RUN(test_cancel_in_main_coroutine);
+    RUN(test_exit_in_coroutine_refused);
     RUN(test_cross_thread_join_stress);
     RUN(test_plain_thread_joins);
     return TEST_MAIN_END();
