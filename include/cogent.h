@@ -19,6 +19,7 @@
 #define COGENT_H
 
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -814,6 +815,36 @@ CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
 /* Stops the server if it runs (killing handlers at once) and frees it.
  * Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
+
+/* --------------------------------------------------------------- signals */
+/* Signals handled cooperatively (gevent.signal_handler): a coroutine or a
+ * thread waits for a signal as for any event, and runs ordinary code when
+ * it comes, instead of an async-signal handler.  No cogent call may be
+ * made from a signal handler of the program's own (they are not
+ * async-signal-safe; one made while the hub waits for events aborts with
+ * a message).  docs/conventions.md. */
+
+/* Waits until one of the signals in `set` arrives and returns its number
+ * (the lowest, if several are pending).  The first wait for a signal
+ * installs cogent's catcher for it, process-wide, in place of the
+ * previous action (restored by co_signal_restore): from then on the
+ * signal is counted, whichever thread it is delivered to, and each
+ * delivery is handed to one waiter, oldest first; a signal that comes
+ * while nobody waits is kept for the next wait.  Any coroutine of any
+ * hub, or a thread without one, may wait.  Errors:
+ *   EINVAL     set is NULL or empty, or holds SIGKILL, SIGSTOP or a signal
+ *              that only a synchronous handler can deal with (SIGSEGV,
+ *              SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS);
+ *   EAGAIN     deadline 0 and none is pending (the try form);
+ *   ETIMEDOUT  none came by the deadline;
+ *   ECANCELED  the caller was killed.
+ * Switches: yes, unless a signal is pending. */
+CO_API int co_signal_wait(const sigset_t *set, int64_t deadline);
+/* Gives the signals in `set` back their action from before cogent caught
+ * them, dropping any not yet handed out.  Waiters keep waiting for other
+ * signals of their sets.  Signals cogent never caught are left alone.
+ * 0, or -1 with EINVAL (set NULL).  Switches: no. */
+CO_API int co_signal_restore(const sigset_t *set);
 
 /* ------------------------------------------------------------- debugging */
 /* docs/debugging.md. */

@@ -181,6 +181,7 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
 {
     if (!fn) return errno = EINVAL, NULL;
     co__hub_t *h = co__hub();
+    co__hub_check(h);
     co_coro_t *c = coro_alloc();
     if (!c) return errno = ENOMEM, NULL;
     /* Every field set here, without a memset of the whole record (its

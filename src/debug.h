@@ -1,4 +1,6 @@
-/* Debugging aids (debug.c): the dumper thread and the blocking monitor. */
+/* Debugging aids (debug.c): the dumper thread and the blocking monitor;
+ * and the cooperative signal waits (signal.c), which share their kind of
+ * state: process-wide handlers and a helper thread. */
 #ifndef COGENT_DEBUG_H
 #define COGENT_DEBUG_H
 
@@ -9,5 +11,10 @@
 void co__debug_fork_prepare(void);
 void co__debug_fork_parent(void);
 void co__debug_fork_child(void);
+
+/* Signals (signal.c): the fork path. */
+void co__signal_fork_prepare(void);
+void co__signal_fork_parent(void);
+void co__signal_fork_child(void);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "fork.h"
 #include "helper.h"
+#include "wait.h"
 
 static unsigned helpers;   /* atomic: helper threads alive (or starting) */
 static bool multithreaded; /* atomic, sticky: see co__multithreaded */
@@ -17,16 +18,18 @@ typedef struct start {
     void *(*fn)(void *);
     void *arg;
     char name[16];
+    unsigned named; /* futex: the helper has its name */
 } start_t;
 
-/* First code of every helper: names itself (the name is the thread's own
- * to set, before anyone can see it unnamed for long), runs, and is
- * uncounted as it leaves. */
+/* First code of every helper: names itself, tells its creator (which
+ * waits, so that nobody ever sees a helper without its name: tests count
+ * the program's threads by it), runs, and is uncounted as it leaves. */
 static void *helper_main(void *p)
 {
-    start_t s = *(start_t *)p;
-    free(p);
+    start_t *sp = p, s = *sp;
     pthread_setname_np(pthread_self(), s.name);
+    __atomic_store_n(&sp->named, 1, __ATOMIC_RELEASE);
+    co__futex_wake(&sp->named); /* sp is the creator's: not touched after */
     void *r = s.fn(s.arg);
     __atomic_fetch_sub(&helpers, 1, __ATOMIC_RELAXED);
     return r;
@@ -35,10 +38,8 @@ static void *helper_main(void *p)
 int co__helper_start(const char *name, void *(*fn)(void *), void *arg, size_t stack_size)
 {
     co__fork_init();
-    start_t *s = malloc(sizeof *s);
-    if (!s) return ENOMEM;
-    *s = (start_t){.fn = fn, .arg = arg};
-    snprintf(s->name, sizeof s->name, "cogent-%s", name);
+    start_t s = {.fn = fn, .arg = arg};
+    snprintf(s.name, sizeof s.name, "cogent-%s", name);
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
@@ -51,14 +52,15 @@ int co__helper_start(const char *name, void *(*fn)(void *), void *arg, size_t st
     /* Counted before it exists, so that no check sees an uncounted thread. */
     __atomic_fetch_add(&helpers, 1, __ATOMIC_RELAXED);
     pthread_t t;
-    int e = pthread_create(&t, &a, helper_main, s);
+    int e = pthread_create(&t, &a, helper_main, &s);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&a);
     if (e) {
         __atomic_fetch_sub(&helpers, 1, __ATOMIC_RELAXED);
-        free(s);
+        return e;
     }
-    return e;
+    while (!__atomic_load_n(&s.named, __ATOMIC_ACQUIRE)) co__futex_wait(&s.named, 0, -1);
+    return 0;
 }
 
 unsigned co__helper_count(void)

@@ -136,8 +136,17 @@ static inline co_coro_t *pop(co__hub_t *h)
     return CO__CONTAINER(n, co_coro_t, rq);
 }
 
+noreturn void co__hub_reentered(const co__hub_t *h)
+{
+    co__panic("a cogent call was made from a signal handler that interrupted thread %d while its hub waited for "
+              "events; cogent's calls are not async-signal-safe: wait for the signal with co_signal_wait instead "
+              "(docs/conventions.md)",
+              (int)h->tid);
+}
+
 void co__wake(co__hub_t *h, co_coro_t *co, uint64_t seq, int result)
 {
+    co__hub_check(h);
     if (co->state != CO__C_PARKED || co->park_seq != seq) return; /* stale */
     co->wake_result = result;
     if (co__timer_armed(&co->timer)) co__timers_remove(&h->timers, &co->timer);
@@ -210,7 +219,11 @@ static void poll_events(co__hub_t *h, int timeout_ms)
     if (timeout_ms != 0 || h->nparked[CO__BY_IO] > 0) {
         if (inbox) timeout_ms = 0;
         if (timeout_ms) __atomic_store_n(&h->idle, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&h->in_poll, true, __ATOMIC_RELAXED);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* ordered for a handler on this thread */
         int n = h->poller.ops->wait(&h->poller, timeout_ms);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        __atomic_store_n(&h->in_poll, false, __ATOMIC_RELAXED);
         if (timeout_ms) __atomic_store_n(&h->idle, 0, __ATOMIC_RELAXED);
         CO__CHECK(n >= 0, "the %s poller failed: %s", h->poller.ops->name, strerror(errno));
         for (int i = 0; i < n; i++) {
@@ -280,6 +293,7 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
 
 void co__schedule(co__hub_t *h, bool dying)
 {
+    co__hub_check(h);
     co_coro_t *self = h->current;
     co_coro_t *next;
     if (CO__LIKELY(!co__fifo_empty(&h->runq) && ++h->since_poll < POLL_EVERY))

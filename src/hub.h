@@ -57,6 +57,7 @@ struct co__hub {
     int64_t mon_since;
     bool mon_reported;
     uint32_t since_poll;
+    bool in_poll; /* waiting in the poller: a hub call now comes from a signal handler */
     bool exiting;
     pid_t tid;
 };
@@ -83,6 +84,15 @@ static inline co__hub_t *co__hub(void)
  * Wakers target (co, co->park_seq) as read before the park.
  * Switches: yes. */
 int co__park(co__hub_t *h, int64_t deadline, const char *what, int waker, bool cancellable);
+/* Aborts with a message: a hub operation was called while the hub waits in
+ * its poller, which only a signal handler can do (cogent's calls are not
+ * async-signal-safe; co_signal_wait is the way). */
+noreturn void co__hub_reentered(const co__hub_t *h);
+static inline void co__hub_check(const co__hub_t *h)
+{
+    if (CO__UNLIKELY(__atomic_load_n(&h->in_poll, __ATOMIC_RELAXED))) co__hub_reentered(h);
+}
+
 /* Makes co (parked on h, the calling thread's hub) runnable with its park
  * returning `result`; ignored unless it is parked with park_seq == seq. */
 void co__wake(co__hub_t *h, co_coro_t *co, uint64_t seq, int result);

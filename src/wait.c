@@ -171,7 +171,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadl
         return 0;
     }
     if (!w->co) {
-        if (co__no_deadline(deadline) && !co__multithreaded()) {
+        if (waker == CO__BY_THREADS && co__no_deadline(deadline) && !co__multithreaded()) {
             co__waiters_remove(l, w);
             report_forever(what);
             return EDEADLK;

@@ -128,7 +128,9 @@ void co__wake_list(co__wlist_t *wl);
  * held), or ETIMEDOUT / ECANCELED / EDEADLK / ENOMEM with w unlinked and
  * the spin lock HELD, so that the caller can repair the object's state.
  * `what` names the call for dumps; `obj` is the object; `waker` says who
- * can grant it (CO__BY_*).  A thread without a hub is not cancellable.
+ * can grant it (CO__BY_*): with CO__BY_THREADS and no deadline, a thread
+ * without a hub that is the only thread gets EDEADLK at once (nothing
+ * could grant it).  A thread without a hub is not cancellable.
  * Switches: yes. */
 int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadline, const char *what, const void *obj,
                    int waker, bool cancellable);
