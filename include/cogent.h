@@ -19,10 +19,10 @@
 #define COGENT_H
 
 #include <poll.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/select.h> /* sigset_t, also under strict ISO C (POSIX puts it here too) */
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
