@@ -50,11 +50,13 @@ test-asan:
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(CTEST)
 
+# die_after_fork=0: the fork tests start helper threads again in the
+# child of a multi-threaded process, which TSan refuses by default.
 test-tsan:
 	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang \
 	  -DCOGENT_SANITIZE=thread -DCOGENT_EXAMPLES=OFF >/dev/null
 	$(CMAKE) --build build-tsan -j$(JOBS)
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 $(CTEST) -L threads
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:die_after_fork=0 $(CTEST) -L threads
 
 test-aarch64:
 	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \

@@ -10,10 +10,12 @@
  * Cycle detection.  An actor about to wait without a deadline publishes
  * the lock it waits for (`blocked_on`), then follows owner -> the lock
  * that owner waits for -> its owner ...; coming back to itself means the
- * wait would never end.  Both sides store before they load (sequentially
- * consistent), so of two actors closing a cycle at the same moment at
- * least one sees the other.  Waits with a deadline are not edges: they
- * end by themselves. */
+ * wait would never end.  Publishing and checking happen under one global
+ * spin lock, so of two actors closing a cycle at the same moment exactly
+ * one sees it (the second) and fails; the other's wait then ends when the
+ * loser gives its locks up.  (Without it both could see the cycle and
+ * both fail.)  Only waits without a deadline take it: they are edges;
+ * waits with a deadline end by themselves. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -54,6 +56,8 @@ static void where(char *buf, size_t n, const char *file, int line)
 }
 
 /* -------------------------------------------------------------- cycles */
+
+static unsigned cycle_spin;
 
 static bool closes_cycle(const co_lock_t *l, const co__actor_t *self)
 {
@@ -157,11 +161,15 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
     co__waiter_prepare(&w);
     w.key = (int64_t)(intptr_t)self;
     co__waiters_push(&l->_waiters, &w);
-    if (deadline < 0) {
+    if (co__no_deadline(deadline)) {
         self->wfile = file;
         self->wline = line;
+        co__spin_lock(&cycle_spin);
         __atomic_store_n(&self->blocked_on, l, __ATOMIC_SEQ_CST);
-        if (closes_cycle(l, self)) {
+        bool cycle = closes_cycle(l, self);
+        if (cycle) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
+        co__spin_unlock(&cycle_spin);
+        if (cycle) {
             co__waiters_remove(&l->_waiters, &w);
             if (co__list_empty(&l->_waiters)) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
             co__spin_unlock(&l->_spin);
@@ -171,7 +179,7 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
         }
     }
     int r = co__wait_block(&w, &l->_spin, &l->_waiters, deadline, "co_lock_acquire", l, CO__BY_THREADS, cancellable);
-    if (deadline < 0) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
+    if (co__no_deadline(deadline)) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
     if (r == 0) { /* handed over: the state names us already */
         took(l, self, file, line);
         return 0;

@@ -88,9 +88,35 @@ static void test_leaks_after_(const char *name, int fds, int threads);
         }                                                                                                              \
     } while (0)
 
+/* Sanitizer builds, for the few cases they cannot follow. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TEST_SANITIZED
+#define TEST_SANITIZED 0
+#endif
+
+/* ThreadSanitizer starts a thread of its own with the first thread the
+ * program makes: start it before the first case counts threads. */
+#include <pthread.h>
+static void *test_nothing_(void *arg)
+{
+    return arg;
+}
+static inline void test_start_(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, test_nothing_, NULL) == 0) pthread_join(t, NULL);
+}
+
 #define TEST_MAIN_BEGIN(argc, argv)                                                                                    \
     test_argc_ = (argc);                                                                                               \
     test_argv_ = (argv);                                                                                               \
+    test_start_();                                                                                                     \
     fprintf(stderr, "%s\n", (argv)[0])
 #define TEST_MAIN_END() (test_ran_ > 0 ? 0 : (fprintf(stderr, "no test case matched\n"), 1))
 

@@ -165,6 +165,9 @@ static void child_exit_in_coroutine(void *unused)
 
 static void test_exit_in_coroutine_refused(void)
 {
+    /* The sanitizers' own bookkeeping cannot follow a thread that ends on
+     * a coroutine's stack: they report before cogent can. */
+    if (TEST_SANITIZED) return;
     char buf[2048];
     int st = run_child(child_exit_in_coroutine, NULL, buf, sizeof buf);
     ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "pthread_exit or pthread_cancel") &&
