@@ -8,12 +8,31 @@
  *    would block forever.  Programming errors (double join, a NULL handle)
  *    abort with a message; those checks are never compiled out.
  *  - Time is an absolute deadline in milliseconds of co_now(): -1 means no
- *    deadline, 0 means do not block, co_now() + 500 is "within 500 ms".
+ *    deadline, 0 means do not block, co_now() + 500 is "within 500 ms";
+ *    any other negative value has passed.  The few relative durations end
+ *    in _ms (co_sleep_ms).
  *  - Every call that may block is a cancellation point and says so
  *    ("Switches: yes").  A call marked "Switches: no" never gives up the CPU.
  *  - Coroutines never move between threads.  Each thread gets its own hub,
  *    created the first time it is needed; the thread's own stack is its
  *    main coroutine.
+ *  - Names: co_<noun>_<verb>; _new/_free (cogent allocates), _init/_destroy
+ *    (you do, or a CO_*_INIT initialiser); _opts_t structs last, NULL for
+ *    defaults; _with = the form taking options; _at = the function behind
+ *    a macro that records the caller's file and line.  The full table is
+ *    in docs/conventions.md.
+ *
+ * Contents, lowest layer first:
+ *   time, stacks          co_now, stack sizes and protection
+ *   fibers, generators    greenlet-style switches; yield/send/next/close
+ *   coroutines, groups    spawn/join/kill/sleep on the thread's hub; pools
+ *   hub                   the thread's scheduler, introspection
+ *   synchronisation       lock, rlock, semaphore, event, condition, barrier
+ *   queues                FIFO/LIFO/priority, bounded, closable, joinable
+ *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
+ *   stream server         a handler coroutine per connection
+ *   signals               co_signal_wait instead of async handlers
+ *   debugging             dumps, the blocking monitor, lock-order checks
  */
 #ifndef COGENT_H
 #define COGENT_H
