@@ -59,14 +59,17 @@ run "$b/bench_sync" lock_mt
 run "$bin/pthread_sync" mutex
 run "$bin/pthread_sync" mutex_mt
 run "$b/bench_sync" lock_handoff
+run "$b/bench_sync" lock_handoff_fp
 run env GOMAXPROCS=1 "$bin/go_bench" mutex_handoff
 run "$b/bench_sync" queue_pingpong
+run "$b/bench_sync" queue_pingpong_fp
 run env GOMAXPROCS=1 "$bin/go_bench" chan_pingpong
 run $py "$here/peers/py_bench.py" gevent_queue_pingpong
 run $py "$here/peers/py_bench.py" asyncio_queue_pingpong
 [ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_queue_pingpong
 run2 "$b/bench_sync" queue_threads
 run2 "$b/bench_sync" queue_hubs
+run2 "$b/bench_sync" queue_hubs_fp
 run2 env GOMAXPROCS=2 "$bin/go_bench" chan_threads
 run2 "$bin/pthread_sync" queue
 # The million: fewer repeats, it takes a while.
@@ -92,30 +95,48 @@ figures = [
     ("switch", "fiber switch", "switch", [("Boost.Context fcontext", "switch_boost"), ("ucontext swapcontext", "switch_ucontext"),
       ("Go Gosched (GOMAXPROCS=1)", "go_gosched_switch"), ("greenlet", "greenlet_switch")],
      "<= 1.0x Boost, >= 20x Go, >= 50x greenlet"),
+    # Each *_fp figure: the same with floating-point work (bench/bench.h);
+    # its "peer" is the plain figure, which it must match (lead ~1.0x).
+    ("switch_fp", "fiber switch, with FP work", "switch_fp", [("same, without FP work", "switch"),
+      ("Boost.Context fcontext, same FP work", "switch_boost_fp")], "= switch"),
     ("hub_yield", "hub yield round trip", "hub_yield", [("Go Gosched round trip", "go_gosched_roundtrip"),
       ("gevent sleep(0)", "gevent_yield"), ("asyncio sleep(0)", "asyncio_yield"), ("uvloop sleep(0)", "uvloop_yield")],
      "<= 20 ns"),
+    ("hub_yield_fp", "hub yield round trip, with FP work", "hub_yield_fp", [("same, without FP work", "hub_yield")],
+     "= hub_yield"),
+    ("hub_yield_main", "hub yield round trip, main <-> spawned", "hub_yield_main",
+     [("two spawned (hub_yield)", "hub_yield")], "close to hub_yield"),
+    ("hub_yield_main_fp", "hub yield round trip, main <-> spawned, with FP work", "hub_yield_main_fp",
+     [("same, without FP work", "hub_yield_main")], "= hub_yield_main"),
     ("spawn_join", "spawn + run + join", "spawn_join", [("Go go+WaitGroup", "go_spawn_join"),
       ("gevent spawn+joinall", "gevent_spawn_join"), ("asyncio create_task+gather", "asyncio_spawn_join"),
       ("uvloop create_task+gather", "uvloop_spawn_join")],
      "<= 40 ns, >= 5x Go"),
+    ("spawn_join_fp", "spawn + run + join, with FP work", "spawn_join_fp", [("same, without FP work", "spawn_join")],
+     "= spawn_join"),
     ("lock_uncontended", "lock+unlock, uncontended (1 thread)", "lock_uncontended",
      [("pthread_mutex (1 thread)", "pthread_mutex_uncontended")], "~1x pthread"),
     ("lock_uncontended_mt", "lock+unlock, uncontended (multi-threaded process)", "lock_uncontended_mt",
      [("pthread_mutex (multi-threaded)", "pthread_mutex_uncontended_mt")], "~1x pthread"),
     ("lock_handoff", "contended lock hand-off, 2 coroutines", "lock_handoff",
      [("Go sync.Mutex + Gosched (GOMAXPROCS=1)", "go_mutex_handoff")], "faster than Go"),
+    ("lock_handoff_fp", "contended lock hand-off, with FP work", "lock_handoff_fp",
+     [("same, without FP work", "lock_handoff")], "= lock_handoff"),
     ("queue_pingpong", "queue ping-pong, 2 coroutines of one hub", "queue_pingpong",
      [("Go unbuffered chan (GOMAXPROCS=1)", "go_chan_unbuffered_pingpong"),
       ("Go buffered chan (GOMAXPROCS=1)", "go_chan_buffered_pingpong"),
       ("gevent Queue", "gevent_queue_pingpong"), ("asyncio Queue", "asyncio_queue_pingpong"),
       ("uvloop + asyncio Queue", "uvloop_queue_pingpong")], "<= 60 ns, faster than Go"),
+    ("queue_pingpong_fp", "queue ping-pong, with FP work", "queue_pingpong_fp",
+     [("same, without FP work", "queue_pingpong")], "= queue_pingpong"),
     ("queue_threads", "cross-thread queue, producer + consumer thread", "queue_threads",
      [("Go chan 1024 (GOMAXPROCS=2)", "go_chan_threads"), ("pthread mutex+condvar ring", "pthread_queue_threads")],
      "ahead of both (higher is better)"),
     ("queue_hubs", "cross-thread queue, coroutines on two hubs", "queue_hubs",
      [("Go chan 1024 (GOMAXPROCS=2)", "go_chan_threads"), ("pthread mutex+condvar ring", "pthread_queue_threads")],
      "ahead of both (higher is better)"),
+    ("queue_hubs_fp", "cross-thread queue on two hubs, with FP work", "queue_hubs_fp",
+     [("same, without FP work", "queue_hubs")], "= queue_hubs"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
     ("alive_spawn", "1M alive: time to spawn all", "alive_spawn", [("Go (1M goroutines)", "go_alive_spawn"),

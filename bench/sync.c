@@ -5,9 +5,13 @@
  *   queue_pingpong two coroutines of one hub, put wakes the getter which answers: ns per round trip
  *   queue_threads  one producer thread, one consumer thread (no hubs), bounded 1024: items/s
  *   queue_hubs     one producer coroutine and one consumer coroutine on two threads' hubs: items/s
+ *   lock_handoff_fp, queue_pingpong_fp, queue_hubs_fp: the same while one
+ *                  side does floating-point work (bench.h), after an inexact
+ *                  operation in the main coroutine
  * Usage: bench_sync [figure [n]]; no figure runs them all. */
 #include <cogent.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,23 +48,31 @@ static long rounds;
 
 static void *handoff(void *arg)
 {
-    (void)arg;
+    /* With arg, an FP step (bench.h), inexact on one side only; the
+     * same code on both keeps their call sites the same. */
+    const bench_fp_t *fp = arg;
+    double x = 1.0;
     for (long i = 0; i < rounds; i++) {
+        if (fp) x = bench_fp_step_as(x, fp);
         co_lock_acquire(&hl, -1);
         co_yield_now(); /* the other one queues on the lock meanwhile */
         co_lock_release(&hl);
     }
+    bench_fp_sink = x;
     return NULL;
 }
 
-static void lock_handoff(long n)
+static void lock_handoff(long n, bool fp)
 {
     rounds = n;
-    co_coro_t *a = co_spawn(handoff, NULL), *b = co_spawn(handoff, NULL);
+    if (fp) bench_fp_clean();
+    co_coro_t *a = co_spawn(handoff, fp ? (void *)&bench_fp_inexact : NULL);
+    co_coro_t *b = co_spawn(handoff, fp ? (void *)&bench_fp_exact : NULL);
+    if (fp) bench_fp_dirty();
     double t0 = bench_ns();
     co_join(a, -1, NULL);
     co_join(b, -1, NULL);
-    BENCH_RESULT("lock_handoff", (bench_ns() - t0) / (double)(2 * n), "ns/handoff");
+    BENCH_RESULT(fp ? "lock_handoff_fp" : "lock_handoff", (bench_ns() - t0) / (double)(2 * n), "ns/handoff");
 }
 
 static co_queue_t *ping, *pong;
@@ -73,14 +85,18 @@ static void *answerer(void *arg)
     return NULL;
 }
 
-static void queue_pingpong(long n)
+static void queue_pingpong(long n, bool fp)
 {
     ping = co_queue_new(NULL);
     pong = co_queue_new(NULL);
+    if (fp) bench_fp_clean();
     co_coro_t *a = co_spawn(answerer, NULL);
+    double x = 1.0;
+    if (fp) bench_fp_dirty();
     double t0 = bench_ns();
     for (long i = 0; i < n; i++) {
         void *it;
+        if (fp) x = bench_fp_step(x);
         co_queue_put(ping, (void *)(intptr_t)i, -1);
         co_queue_get(pong, &it, -1);
     }
@@ -89,13 +105,15 @@ static void queue_pingpong(long n)
     co_join(a, -1, NULL);
     co_queue_free(ping, NULL);
     co_queue_free(pong, NULL);
-    BENCH_RESULT("queue_pingpong", dt / (double)n, "ns/roundtrip");
+    bench_fp_sink = x;
+    BENCH_RESULT(fp ? "queue_pingpong_fp" : "queue_pingpong", dt / (double)n, "ns/roundtrip");
 }
 
 /* --------------------------------------------------- across threads */
 
 static co_queue_t *xq;
 static long xn;
+static bool xfp; /* the consumer does FP work */
 
 static void *producer(void *arg)
 {
@@ -109,11 +127,15 @@ static void *consumer(void *arg)
     (void)arg;
     long long sum = 0;
     void *it;
+    double x = 1.0;
+    if (xfp) bench_fp_dirty();
     for (long i = 0; i < xn; i++) {
+        if (xfp) x = bench_fp_step(x);
         co_queue_get(xq, &it, -1);
         sum += (intptr_t)it;
     }
     if (sum != (long long)xn * (xn + 1) / 2) fprintf(stderr, "queue lost items\n"), exit(1);
+    bench_fp_sink = x;
     return NULL;
 }
 
@@ -123,11 +145,12 @@ static void *hub_producer(void *arg)
     return arg;
 }
 
-static void xthread(long n, bool hubs)
+static void xthread(long n, bool hubs, bool fp)
 {
     co_queue_opts_t o = {.maxsize = 1024};
     xq = co_queue_new(&o);
     xn = n;
+    xfp = fp;
     pthread_t p;
     double t0 = bench_ns();
     pthread_create(&p, NULL, hubs ? hub_producer : producer, NULL);
@@ -138,7 +161,7 @@ static void xthread(long n, bool hubs)
     pthread_join(p, NULL);
     double dt = bench_ns() - t0;
     co_queue_free(xq, NULL);
-    BENCH_RESULT(hubs ? "queue_hubs" : "queue_threads", (double)n / (dt / 1e9), "items/s");
+    BENCH_RESULT(hubs ? (fp ? "queue_hubs_fp" : "queue_hubs") : "queue_threads", (double)n / (dt / 1e9), "items/s");
 }
 
 int main(int argc, char **argv)
@@ -148,9 +171,13 @@ int main(int argc, char **argv)
     bool all = !strcmp(what, "all");
     if (all || !strcmp(what, "lock")) lock_uncontended(n ? n : 20000000, false);
     if (!strcmp(what, "lock_mt")) lock_uncontended(n ? n : 20000000, true);
-    if (all || !strcmp(what, "lock_handoff")) lock_handoff(n ? n : 2000000);
-    if (all || !strcmp(what, "queue_pingpong")) queue_pingpong(n ? n : 2000000);
-    if (all || !strcmp(what, "queue_threads")) xthread(n ? n : 2000000, false);
-    if (all || !strcmp(what, "queue_hubs")) xthread(n ? n : 2000000, true);
+    if (all || !strcmp(what, "lock_handoff")) lock_handoff(n ? n : 2000000, false);
+    if (all || !strcmp(what, "queue_pingpong")) queue_pingpong(n ? n : 2000000, false);
+    if (all || !strcmp(what, "queue_threads")) xthread(n ? n : 2000000, false, false);
+    if (all || !strcmp(what, "queue_hubs")) xthread(n ? n : 2000000, true, false);
+    /* After every plain figure: these leave FP status flags set. */
+    if (all || !strcmp(what, "lock_handoff_fp")) lock_handoff(n ? n : 2000000, true);
+    if (all || !strcmp(what, "queue_pingpong_fp")) queue_pingpong(n ? n : 2000000, true);
+    if (all || !strcmp(what, "queue_hubs_fp")) xthread(n ? n : 2000000, true, true);
     return 0;
 }

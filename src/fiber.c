@@ -30,6 +30,7 @@ _Static_assert(CO__K_RAW == CO__KIND_RAW && CO__K_MAIN < CO__K_RAW && CO__K_GEN 
 _Static_assert(CO_STACK_CANARY == CO__MODE_CANARY, "layout.h: canary mode");
 
 CO__TLS __thread co__thread_t co__tls;
+CO__TLS __thread unsigned long co__fpu_loads; /* src/arch.h */
 
 static void release_dead(co__thread_t *t)
 {

@@ -1,8 +1,10 @@
 /* Coroutines: spawn/join/detach/kill/yield, deadlines, cancellation, misuse. */
+#include "arch.h"
 #include "cogent.h"
 #include <pthread.h>
 
 #include "coro.h" /* co__check_handles */
+#include "fpu.h"
 #include "harness.h"
 
 static void *add_one(void *arg)
@@ -39,6 +41,68 @@ static void test_yield_round_robin(void)
     co_coro_t *cs[] = {a, b};
     ASSERT_EQ(co_joinall(cs, 2, -1, NULL), 0);
     ASSERT_STR_EQ(order, "ababab");
+}
+
+/* FP state across the hub's switches: the rounding mode is each
+ * coroutine's own, the exception flags are the thread's, and flags alone
+ * never make a switch load anything (co__fpu_loads, src/arch.h). */
+static int fp_seen[2], fp_round;
+static void *fp_rounding_coro(void *arg)
+{
+    (void)arg;
+    fp_seen[0] = fetestexcept(FE_ALL_EXCEPT);
+    fesetround(FE_UPWARD); /* this coroutine's own mode */
+    fpu_raise_inexact();
+    co_yield_now();
+    fp_seen[1] = fetestexcept(FE_ALL_EXCEPT);
+    fp_round = fegetround();
+    return NULL;
+}
+
+static int fp_flagged_arrivals;
+static void *fp_inexact_yielder(void *arg)
+{
+    for (intptr_t i = 0; i < (intptr_t)arg; i++) {
+        if (fetestexcept(FE_ALL_EXCEPT)) fp_flagged_arrivals++;
+        fpu_raise_inexact();
+        co_yield_now();
+    }
+    return NULL;
+}
+
+static void test_fp_state(void)
+{
+    if (!fpu_flags_recorded()) return;
+    fesetround(FE_TONEAREST);
+    co_coro_t *c = co_spawn(fp_rounding_coro, NULL);
+    fpu_raise_divbyzero();
+    unsigned long loads = co__fpu_loads;
+    co_yield_now();                                                    /* c runs to its yield */
+    ASSERT_EQ(fp_seen[0], FE_DIVBYZERO);                               /* raised here, seen there */
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), FE_DIVBYZERO | FE_INEXACT); /* and the other way */
+    ASSERT_EQ(fegetround(), FE_TONEAREST);                             /* its FE_UPWARD stayed there */
+    feclearexcept(FE_ALL_EXCEPT);
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    ASSERT_EQ(fp_seen[1], 0); /* not its own stale FE_INEXACT */
+    ASSERT_EQ(fp_round, FE_UPWARD);
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+    /* Loaded only where the rounding modes differed: back from c, into c
+     * again, back when it ended. */
+    ASSERT_EQ(co__fpu_loads - loads, 3);
+
+    /* One mode everywhere, flags different at every switch: no loads. */
+    loads = co__fpu_loads;
+    fp_flagged_arrivals = 0;
+    c = co_spawn(fp_inexact_yielder, (void *)50);
+    for (int i = 0; i < 50; i++) {
+        feclearexcept(FE_ALL_EXCEPT);
+        co_yield_now();
+        ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), FE_INEXACT);
+    }
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    ASSERT_EQ(fp_flagged_arrivals, 0);
+    ASSERT_EQ(co__fpu_loads - loads, 0);
+    feclearexcept(FE_ALL_EXCEPT);
 }
 
 static void *check_identity(void *arg)
@@ -462,6 +526,7 @@ int main(int argc, char **argv)
     RUN(test_spawn_join_result);
     RUN(test_poller_in_use);
     RUN(test_yield_round_robin);
+    RUN(test_fp_state);
     RUN(test_current_id_name);
     RUN(test_join_deadline);
     RUN(test_kill_sleeping);

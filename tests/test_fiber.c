@@ -1,5 +1,7 @@
-/* Fibers (greenlet): values both ways, parent on end, errors. */
+/* Fibers (greenlet): values both ways, parent on end, errors, FP state. */
+#include "arch.h"
 #include "cogent.h"
+#include "fpu.h"
 #include "harness.h"
 
 static co_fiber_t *eat_f, *play_f;
@@ -148,6 +150,67 @@ static void test_ring(void)
     for (int i = 0; i < RING; i++) co_fiber_free(ring[i]);
 }
 
+/* FP control state (the rounding mode) belongs to each fiber; the
+ * exception flags belong to the thread and follow it across switches
+ * (docs/fiber.md).  Run twice by ctest: with guard-page stacks (the
+ * assembly fast path both ways) and as fiber_canary (a canary-mode fiber
+ * switches away through the C half). */
+static int fp_seen_flags, fp_seen_round;
+static void *fp_body(co_fiber_t *self, void *v)
+{
+    co_fiber_t *back = co_fiber_parent(self);
+    for (bool first = true;; first = false) {
+        fp_seen_flags = fetestexcept(FE_ALL_EXCEPT); /* the thread's, on arrival */
+        if (first) fesetround(FE_DOWNWARD);          /* this fiber's own mode from now on */
+        fp_seen_round = fegetround();
+        if (v) fpu_raise_inexact();
+        v = co_fiber_switch(back, NULL);
+    }
+    return NULL;
+}
+
+static void test_fp_state(void)
+{
+    if (!fpu_flags_recorded()) return;
+    fesetround(FE_TONEAREST);
+    fpu_raise_divbyzero();
+    co_fiber_t *f = co_fiber_new(fp_body, NULL, NULL); /* inherits FE_TONEAREST */
+    unsigned long loads = co__fpu_loads;
+
+    /* Flags raised here are seen there, and the other way round. */
+    co_fiber_switch(f, "raise");
+    ASSERT_EQ(fp_seen_flags, FE_DIVBYZERO);
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), FE_DIVBYZERO | FE_INEXACT);
+    /* Its FE_DOWNWARD stayed with it: loaded on the way back only. */
+    ASSERT_EQ(fegetround(), FE_TONEAREST);
+    ASSERT_EQ(co__fpu_loads - loads, 1);
+
+    /* Cleared here: it does not get its stale flags back, and it keeps
+     * its rounding mode while we change ours. */
+    feclearexcept(FE_ALL_EXCEPT);
+    fesetround(FE_UPWARD);
+    co_fiber_switch(f, NULL);
+    ASSERT_EQ(fp_seen_flags, 0);
+    ASSERT_EQ(fp_seen_round, FE_DOWNWARD);
+    ASSERT_EQ(fegetround(), FE_UPWARD);
+    ASSERT_EQ(co__fpu_loads - loads, 3);
+
+    /* Same control state on both sides, flags changing at every switch:
+     * no switch loads anything (once, every one of them did). */
+    fesetround(FE_DOWNWARD);
+    loads = co__fpu_loads;
+    for (int i = 0; i < 100; i++) {
+        feclearexcept(FE_ALL_EXCEPT);
+        co_fiber_switch(f, i % 2 ? "raise" : NULL);
+        ASSERT_EQ(fp_seen_flags, 0);
+        ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), i % 2 ? FE_INEXACT : 0);
+    }
+    ASSERT_EQ(co__fpu_loads - loads, 0);
+    fesetround(FE_TONEAREST);
+    feclearexcept(FE_ALL_EXCEPT);
+    co_fiber_free(f);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -157,5 +220,6 @@ int main(int argc, char **argv)
     RUN(test_bad_arguments);
     RUN(test_misuse_aborts);
     RUN(test_ring);
+    RUN(test_fp_state);
     return TEST_MAIN_END();
 }

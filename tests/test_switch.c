@@ -1,10 +1,12 @@
 /* The raw context switch: values both ways, callee-saved registers and
- * FPU control words preserved, stack alignment at entry. */
+ * FPU control words preserved, FP exception flags left to the thread,
+ * stack alignment at entry. */
 #include <fenv.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
 #include "arch.h"
+#include "fpu.h"
 #include "harness.h"
 
 static void *main_sp, *ctx_sp;
@@ -132,11 +134,90 @@ static void test_fpu_control_saved(void)
     munmap(stack, size);
 }
 
+/* ------------------------------------------- FP status flags are the thread's
+ * The exception flags (MXCSR bits 0-5 on x86-64, FPSR on aarch64) are not
+ * part of a context: a switch neither saves nor restores them, so each
+ * side sees exactly what the thread has raised so far, and a context
+ * whose flags differ from another's costs nothing extra to switch to
+ * (co__fpu_loads counts the switches that had to load FP control state). */
+enum { FP_NOTHING, FP_INEXACT, FP_CLEAR };
+static void *fl_main, *fl_ctx;
+static int fl_seen, fl_round;
+static void fl_entry(void *arg, void *value)
+{
+    (void)arg;
+    for (;;) {
+        fl_seen = fetestexcept(FE_ALL_EXCEPT); /* what the thread holds on arrival */
+        fl_round = fegetround();
+        if ((intptr_t)value == FP_INEXACT) fpu_raise_inexact();
+        if ((intptr_t)value == FP_CLEAR) feclearexcept(FE_ALL_EXCEPT);
+        value = co__switch(&fl_ctx, fl_main, NULL, 0);
+    }
+}
+
+static void test_fpu_flags_follow_thread(void)
+{
+    if (!fpu_flags_recorded()) return;
+    size_t size = 64 * 1024;
+    char *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT(stack != MAP_FAILED);
+    fesetround(FE_TONEAREST);
+    feclearexcept(FE_ALL_EXCEPT);
+    fpu_raise_divbyzero();
+    fl_ctx = co__ctx_init(stack, size, fl_entry, NULL); /* made while a flag is up */
+    feclearexcept(FE_ALL_EXCEPT);
+    unsigned long loads = co__fpu_loads;
+
+    /* A fresh context does not bring back the flags of its creator. */
+    co__switch(&fl_main, fl_ctx, (void *)FP_INEXACT, 0);
+    ASSERT_EQ(fl_seen, 0);
+    /* What it raised is the thread's: visible here. */
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), FE_INEXACT);
+    /* Cleared here: it does not see its own stale FE_INEXACT. */
+    feclearexcept(FE_ALL_EXCEPT);
+    co__switch(&fl_main, fl_ctx, (void *)FP_NOTHING, 0);
+    ASSERT_EQ(fl_seen, 0);
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), 0);
+    /* Raised here, seen there; cleared there, gone here. */
+    fpu_raise_divbyzero();
+    co__switch(&fl_main, fl_ctx, (void *)FP_CLEAR, 0);
+    ASSERT_EQ(fl_seen, FE_DIVBYZERO);
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), 0);
+    /* The flags differed at every one of those switches, the control
+     * state never: nothing was loaded. */
+    ASSERT_EQ(co__fpu_loads - loads, 0);
+
+    /* Different control state: the slow path loads the target's rounding
+     * mode and still leaves the flags alone. */
+    fesetround(FE_UPWARD);
+    fpu_raise_divbyzero();
+    co__switch(&fl_main, fl_ctx, (void *)FP_INEXACT, 0);
+    ASSERT_EQ(fl_seen, FE_DIVBYZERO);
+    ASSERT_EQ(fl_round, FE_TONEAREST); /* its own mode, not ours */
+    ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), FE_DIVBYZERO | FE_INEXACT);
+    ASSERT_EQ(fegetround(), FE_UPWARD);
+    ASSERT_EQ(co__fpu_loads - loads, 2); /* there and back */
+
+    /* Many switches while the flags keep changing on both sides. */
+    fesetround(FE_TONEAREST);
+    loads = co__fpu_loads;
+    for (int i = 0; i < 100; i++) {
+        feclearexcept(FE_ALL_EXCEPT);
+        co__switch(&fl_main, fl_ctx, (void *)(intptr_t)(i % 2 ? FP_INEXACT : FP_CLEAR), 0);
+        ASSERT_EQ(fl_seen, 0);
+        ASSERT_EQ(fetestexcept(FE_ALL_EXCEPT), i % 2 ? FE_INEXACT : 0);
+    }
+    ASSERT_EQ(co__fpu_loads - loads, 0);
+    feclearexcept(FE_ALL_EXCEPT);
+    munmap(stack, size);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_values_both_ways);
     RUN(test_callee_saved_preserved);
     RUN(test_fpu_control_saved);
+    RUN(test_fpu_flags_follow_thread);
     return TEST_MAIN_END();
 }

@@ -1,9 +1,52 @@
-/* Offsets and constants the assembly fast path of co_fiber_switch reads.
- * Included by the .S files and by src/fiber.c, which checks every value
- * against the C structures with _Static_assert. */
+/* Numbers the assembly and the C code must agree on, in one place:
+ * included by the .S files, by src/arch.h (which checks the frame with
+ * _Static_assert) and by src/fiber.c (which checks every offset against
+ * the C structures).  Plain #defines only: the assembler reads this. */
 #ifndef COGENT_ARCH_LAYOUT_H
 #define COGENT_ARCH_LAYOUT_H
 
+/* ------------------------------------------------- the switch frame
+ * A suspended context's stack pointer points at this frame (slot 0, lowest
+ * address); 8 bytes a slot.  The assembly addresses every slot as
+ * CO__SLOT_x * 8 from SP, so these numbers *are* its layout. */
+#if defined(__x86_64__)
+#define CO__SLOT_FPU    0 /* MXCSR (low 4 bytes), x87 control word (next 2) */
+#define CO__SLOT_R15    1
+#define CO__SLOT_R14    2
+#define CO__SLOT_R13    3
+#define CO__SLOT_R12    4
+#define CO__SLOT_RBX    5
+#define CO__SLOT_RBP    6
+#define CO__SLOT_RET    7 /* return address, pushed by the caller's `call` */
+#define CO__FRAME_SLOTS 8
+/* A fresh context (co__ctx_init): co__ctx_boot finds these here. */
+#define CO__SLOT_ENTRY CO__SLOT_R12
+#define CO__SLOT_ARG   CO__SLOT_R13
+/* MXCSR bits 6-15: DAZ, the six exception masks, rounding control, FTZ.
+ * Bits 0-5 are the sticky exception flags (IE DE ZE OE UE PE): status,
+ * not control, and not part of a context (docs/internals.md). */
+#define CO__MXCSR_CONTROL 0xffc0
+#elif defined(__aarch64__)
+#define CO__SLOT_X19    0 /* x19..x28: slots 0..9, saved in pairs (stp) */
+#define CO__SLOT_X21    2
+#define CO__SLOT_X23    4
+#define CO__SLOT_X25    6
+#define CO__SLOT_X27    8
+#define CO__SLOT_FP     10 /* x29 */
+#define CO__SLOT_LR     11 /* x30: where `ret` goes */
+#define CO__SLOT_D8     12 /* d8..d15: slots 12..19, in pairs */
+#define CO__SLOT_D10    14
+#define CO__SLOT_D12    16
+#define CO__SLOT_D14    18
+#define CO__SLOT_FPCR   20 /* slot 21: padding, SP stays 16-aligned */
+#define CO__FRAME_SLOTS 22
+#define CO__SLOT_FPU    CO__SLOT_FPCR
+#define CO__SLOT_RET    CO__SLOT_LR
+#define CO__SLOT_ENTRY  CO__SLOT_X19       /* x19 */
+#define CO__SLOT_ARG    (CO__SLOT_X19 + 1) /* x20 */
+#endif
+
+/* --------------------------------- what co_fiber_switch's fast path reads */
 #define CO__OFF_FIBER_SP    0  /* co_fiber_t.sp */
 #define CO__OFF_FIBER_MODE  24 /* co_fiber_t.stack.mode */
 #define CO__OFF_FIBER_STATE 56 /* co_fiber_t.state */

@@ -10,17 +10,40 @@
  * whoever starts a switch also finishes it, whichever entry the target was
  * suspended in.
  *
- * The ABI (System V AMD64 psABI, section 3.2.1 and 3.2.3) makes rbx, rbp,
- * r12-r15 and rsp callee-saved, and says the control bits of MXCSR and the
- * x87 control word are preserved across calls.  Everything else is
- * caller-saved, so the C compiler has already spilled it around this call.
+ * What a context holds, from System V Application Binary Interface, AMD64
+ * Architecture Processor Supplement, section 3.2.1 "Registers" (Figure 3.4,
+ * "Register Usage", and the text below it):
  *
- * Frame (see src/arch.h, checked by _Static_assert there), low to high:
- *   0(rsp)  mxcsr (4 bytes) | x87 control word (2 bytes) | 0 (2 bytes)
- *   8(rsp)  r15    16 r14    24 r13    32 r12    40 rbx    48 rbp
- *   56(rsp) return address (pushed by the caller's `call`)
+ *   callee-saved (in the frame)        caller-saved (not in the frame)
+ *   rbx rbp r12 r13 r14 r15, rsp       rax rcx rdx rsi rdi r8-r11
+ *   MXCSR control bits 6-15            MXCSR status bits 0-5 (the flags)
+ *   x87 control word                   x87 status word, xmm0-15, st0-7
+ *
+ * ("The control bits of the MXCSR register are callee-saved (preserved
+ * across calls), while the status bits are caller-saved.  The x87 status
+ * word register is caller-saved, whereas the x87 control word is
+ * callee-saved.")  The C compiler has already spilled whatever
+ * caller-saved state it still needs around the call; the exception flags
+ * are the thread's and simply stay where they are across a switch.
+ *
+ * Frame (slot numbers in layout.h, checked by _Static_assert in arch.h),
+ * 8 bytes a slot, from the saved SP up:
+ *
+ *   SLOT(FPU) +0   MXCSR as stmxcsr stored it (its status bits are ignored)
+ *             +4   x87 control word
+ *   SLOT(R15) r15   SLOT(R14) r14   SLOT(R13) r13   SLOT(R12) r12
+ *   SLOT(RBX) rbx   SLOT(RBP) rbp
+ *   SLOT(RET) return address (pushed by the caller's `call`)
  */
 #include "layout.h"
+
+#define SLOT(n) ((n) * 8) /* a slot's offset from the frame's SP */
+
+/* The caller's call pushes the return address, so it must be the top slot
+ * and everything else lies below it (arch.h checks the same in C). */
+#if CO__SLOT_RET != CO__FRAME_SLOTS - 1
+#error "layout.h: the return address must be the top slot of the x86-64 frame"
+#endif
 
 #if defined(__CET__) && (__CET__ & 1)
 #define ENDBR endbr64
@@ -28,23 +51,78 @@
 #define ENDBR
 #endif
 
-/* The integer half of the frame (rbp is pushed first, so it is on top of
- * the return address: the frame table in src/arch.h). */
-.macro PUSH_CALLEE_SAVED
-    pushq   %rbp
-    pushq   %rbx
-    pushq   %r12
-    pushq   %r13
-    pushq   %r14
-    pushq   %r15
+/* Builds the frame below the return address the call pushed.  Leaves SP
+ * 16-byte aligned (it was 8 off at the call), so C may be called. */
+.macro SAVE_FRAME
+    subq    $SLOT(CO__SLOT_RET), %rsp
+    .cfi_adjust_cfa_offset SLOT(CO__SLOT_RET)
+    stmxcsr SLOT(CO__SLOT_FPU)(%rsp)        /* only a store exists for MXCSR */
+    fnstcw  SLOT(CO__SLOT_FPU)+4(%rsp)      /* x87 control word (no status) */
+    movq    %r15, SLOT(CO__SLOT_R15)(%rsp)
+    movq    %r14, SLOT(CO__SLOT_R14)(%rsp)
+    movq    %r13, SLOT(CO__SLOT_R13)(%rsp)
+    movq    %r12, SLOT(CO__SLOT_R12)(%rsp)
+    movq    %rbx, SLOT(CO__SLOT_RBX)(%rsp)
+    movq    %rbp, SLOT(CO__SLOT_RBP)(%rsp)
+    .cfi_rel_offset %r15, SLOT(CO__SLOT_R15)
+    .cfi_rel_offset %r14, SLOT(CO__SLOT_R14)
+    .cfi_rel_offset %r13, SLOT(CO__SLOT_R13)
+    .cfi_rel_offset %r12, SLOT(CO__SLOT_R12)
+    .cfi_rel_offset %rbx, SLOT(CO__SLOT_RBX)
+    .cfi_rel_offset %rbp, SLOT(CO__SLOT_RBP)
 .endm
 
-/* Pops r15..r12; rbx and rbp follow separately (rbx carries the value). */
-.macro POP_R15_TO_R12
-    popq    %r15
-    popq    %r14
-    popq    %r13
-    popq    %r12
+/* Moves SP to the target's frame, \sp, and jumps to \differs if its FP
+ * control state differs from ours.  Only the control bits are compared:
+ * the status flags are the thread's (see the top of this file), and
+ * comparing them made every switch take the slow load once two contexts
+ * had seen different exceptions.  Leaves, for LOAD_FPU_CONTROL:
+ *   r8d   our MXCSR, with the thread's current status flags
+ *   r10d  our MXCSR xor the target's saved one */
+.macro SWITCH_STACK sp, differs
+    /* Read our own words back at the width they were stored: a wider load
+     * over two narrower stores defeats store forwarding (5 ns measured). */
+    movl    SLOT(CO__SLOT_FPU)(%rsp), %r8d
+    movzwl  SLOT(CO__SLOT_FPU)+4(%rsp), %r9d
+    movq    \sp, %rsp                       /* now on the target's stack */
+    movl    SLOT(CO__SLOT_FPU)(%rsp), %r10d
+    xorl    %r8d, %r10d                     /* the MXCSR bits that differ... */
+    testl   $CO__MXCSR_CONTROL, %r10d       /* ...among the control bits? */
+    jnz     \differs
+    cmpw    SLOT(CO__SLOT_FPU)+4(%rsp), %r9w
+    jne     \differs
+.endm
+
+/* The rare case: make the target's control state current (ldmxcsr
+ * serialises, hence the compare above).  MXCSR gets the target's control
+ * bits and keeps the thread's status flags, never a stale saved copy. */
+.macro LOAD_FPU_CONTROL
+    andl    $CO__MXCSR_CONTROL, %r10d       /* the control bits that differ */
+    xorl    %r8d, %r10d                     /* flipped in ours: target's control, current flags */
+    movl    %r10d, SLOT(CO__SLOT_FPU)(%rsp) /* ldmxcsr loads from memory only; this frame is */
+    ldmxcsr SLOT(CO__SLOT_FPU)(%rsp)        /* being popped, so its slot is free to reuse */
+    fldcw   SLOT(CO__SLOT_FPU)+4(%rsp)      /* control word only: the x87 status word stays */
+    movq    co__fpu_loads@gottpoff(%rip), %r11  /* ++co__fpu_loads (arch.h): this */
+    incq    %fs:(%r11)                          /* thread's count, for the tests */
+.endm
+
+/* Restores the callee-saved registers from the frame SP points at (rax is
+ * left alone) and leaves SP at the return address. */
+.macro RESTORE_FRAME
+    movq    SLOT(CO__SLOT_R15)(%rsp), %r15
+    movq    SLOT(CO__SLOT_R14)(%rsp), %r14
+    movq    SLOT(CO__SLOT_R13)(%rsp), %r13
+    movq    SLOT(CO__SLOT_R12)(%rsp), %r12
+    movq    SLOT(CO__SLOT_RBX)(%rsp), %rbx
+    movq    SLOT(CO__SLOT_RBP)(%rsp), %rbp
+    addq    $SLOT(CO__SLOT_RET), %rsp
+    .cfi_adjust_cfa_offset -SLOT(CO__SLOT_RET)
+    .cfi_same_value %r15
+    .cfi_same_value %r14
+    .cfi_same_value %r13
+    .cfi_same_value %r12
+    .cfi_same_value %rbx
+    .cfi_same_value %rbp
 .endm
 
     .text
@@ -55,37 +133,23 @@
 co__switch:
     .cfi_startproc
     ENDBR
-    PUSH_CALLEE_SAVED
-    pushq   $0                  /* room for the two FPU control words */
-    stmxcsr (%rsp)              /* SSE control/status (rounding, masks) */
-    fnstcw  4(%rsp)             /* x87 control word (precision, rounding) */
-    /* Read back each word at the size it was stored (a wider load would
-     * stall store forwarding), to compare with the target's. */
-    movl    (%rsp), %r8d
-    movzwl  4(%rsp), %r9d
-    movq    %rsp, (%rdi)        /* *save_sp = our frame */
-    movq    %rdx, %rbx          /* the value, in a register already saved */
-
-    movq    %rsi, %rsp          /* now on the target's stack */
-    cmpl    (%rsp), %r8d        /* loading them is slow (ldmxcsr serialises) */
-    jne     3f                  /* and they almost never differ */
-    cmpw    4(%rsp), %r9w
-    jne     3f
-4:
-    testq   %rcx, %rcx
-    jz      5f
-    call    co__fiber_switch_end    /* SP is 16-aligned here */
-5:
-    addq    $8, %rsp
-    POP_R15_TO_R12
-    movq    %rbx, %rax          /* the value handed over is the return value */
-    popq    %rbx
-    popq    %rbp
-    ret                         /* to the target's co__switch caller (or boot) */
-3:
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-    jmp     4b
+    SAVE_FRAME
+    movq    %rsp, (%rdi)                /* *save_sp = our frame */
+    movq    %rdx, %rbx                  /* the value, in a register already saved */
+    SWITCH_STACK %rsi, .Lswitch_fpu_differs
+.Lswitch_fpu_ready:
+    testq   %rcx, %rcx                  /* land? */
+    jz      .Lswitch_restore
+    call    co__fiber_switch_end        /* on the new stack, SP 16-aligned */
+.Lswitch_restore:
+    movq    %rbx, %rax                  /* the value handed over is the return value */
+    .cfi_remember_state
+    RESTORE_FRAME
+    ret                                 /* to the target's co__switch caller (or boot) */
+    .cfi_restore_state
+.Lswitch_fpu_differs:
+    LOAD_FPU_CONTROL
+    jmp     .Lswitch_fpu_ready
     .cfi_endproc
     .size   co__switch, .-co__switch
 
@@ -110,63 +174,63 @@ co__switch:
 co_fiber_switch:
     .cfi_startproc
     ENDBR
-    PUSH_CALLEE_SAVED
-    pushq   $0                  /* SP is now 16-aligned: C calls are fine */
-    stmxcsr (%rsp)
-    fnstcw  4(%rsp)
-    movq    %rsi, %rbx          /* the value rides in a callee-saved register */
+    SAVE_FRAME
+    movq    %rsi, %rbx                  /* the value rides in a callee-saved register */
 #if CO__ASM_FAST
     /* Fast path: a live raw (or main) fiber, from a guard-page or thread
-     * stack.  Anything else goes to the C checks below. */
-    movq    co__tls@gottpoff(%rip), %r8     /* co__tls, from the thread pointer */
-    movq    %fs:CO__OFF_THREAD_CUR(%r8), %rax   /* from = t->cur */
+     * stack, everything the C half would do done here.  Anything else
+     * goes to the C checks. */
+    movq    co__tls@gottpoff(%rip), %r8             /* co__tls's offset from %fs */
+    movq    %fs:CO__OFF_THREAD_CUR(%r8), %rax       /* from = t->cur */
     testq   %rax, %rax
-    jz      2f                  /* thread not set up yet */
+    jz      .Lfiber_slow                /* thread not set up yet */
     testq   %rdi, %rdi
-    jz      2f
+    jz      .Lfiber_slow                /* NULL target: C reports it */
     cmpq    %rdi, %rax
-    je      2f
+    je      .Lfiber_slow                /* to ourselves */
     cmpb    $CO__KIND_RAW, CO__OFF_FIBER_KIND(%rdi)
-    ja      2f                  /* a generator's or coroutine's fiber */
+    ja      .Lfiber_slow                /* a generator's or coroutine's fiber */
     cmpb    $CO__STATE_DEAD, CO__OFF_FIBER_STATE(%rdi)
-    je      2f
+    je      .Lfiber_slow                /* ended: C reports it */
     cmpb    $CO__MODE_CANARY, CO__OFF_FIBER_MODE(%rax)
-    je      2f                  /* the canary is checked in C */
+    je      .Lfiber_slow                /* the canary is checked in C */
     movb    $CO__STATE_SUSPENDED, CO__OFF_FIBER_STATE(%rax)
     movb    $CO__STATE_RUNNING, CO__OFF_FIBER_STATE(%rdi)
-    movq    %rdi, %fs:CO__OFF_THREAD_CUR(%r8)
-    movq    %rax, %fs:CO__OFF_THREAD_PREV(%r8)
-    movl    (%rsp), %r9d        /* our FPU control words (see co__switch) */
-    movzwl  4(%rsp), %r10d
-    movq    %rsp, CO__OFF_FIBER_SP(%rax)
-    movq    CO__OFF_FIBER_SP(%rdi), %rsp    /* now on the target's stack */
-    movq    %rbx, %rax
-    cmpl    (%rsp), %r9d
-    jne     1f
-    cmpw    4(%rsp), %r10w
-    je      5f                  /* same control words: no slow reload */
-    jmp     1f
-2:
+    movq    %rdi, %fs:CO__OFF_THREAD_CUR(%r8)       /* t->cur = target */
+    movq    %rax, %fs:CO__OFF_THREAD_PREV(%r8)      /* t->prev = from */
+    movq    %rsp, CO__OFF_FIBER_SP(%rax)            /* from->sp = our frame */
+    SWITCH_STACK CO__OFF_FIBER_SP(%rdi), .Lfiber_fpu_differs
+#else
+    jmp     .Lfiber_slow
 #endif
+.Lfiber_resume:
+    movq    %rbx, %rax                  /* the value handed over */
+    .cfi_remember_state
+    RESTORE_FRAME
+    popq    %rcx                        /* the return address, taken by an */
+    .cfi_adjust_cfa_offset -8
+    .cfi_register %rip, %rcx
+    jmpq    *%rcx                       /* indirect jump (see above) */
+    .cfi_restore_state
+#if CO__ASM_FAST
+.Lfiber_fpu_differs:
+    LOAD_FPU_CONTROL
+    jmp     .Lfiber_resume
+#endif
+.Lfiber_slow:
     movq    %rsp, %rsi
     call    co__fiber_switch_begin
     cmpq    %rax, %rsp
-    je      1f                  /* switching to ourselves */
-    movq    %rax, %rsp          /* now on the target's stack */
-    testq   %rdx, %rdx
-    jz      1f
+    je      .Lfiber_resume              /* switching to ourselves: nothing to load */
+    SWITCH_STACK %rax, .Lfiber_slow_fpu_differs
+.Lfiber_slow_fpu_ready:
+    testq   %rdx, %rdx                  /* call end? (kept in rdx by the above) */
+    jz      .Lfiber_resume
     call    co__fiber_switch_end
-1:
-    movq    %rbx, %rax          /* the value handed over */
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-5:
-    addq    $8, %rsp
-    POP_R15_TO_R12
-    popq    %rbx
-    popq    %rbp
-    popq    %rcx
-    jmpq    *%rcx
+    jmp     .Lfiber_resume
+.Lfiber_slow_fpu_differs:
+    LOAD_FPU_CONTROL
+    jmp     .Lfiber_slow_fpu_ready
     .cfi_endproc
     .size   co_fiber_switch, .-co_fiber_switch
 
@@ -180,10 +244,10 @@ co_fiber_switch:
 co__ctx_boot:
     .cfi_startproc
     .cfi_undefined rip          /* outermost frame: unwinders stop here */
-    ENDBR
+    ENDBR                       /* co_fiber_switch reaches it by an indirect jump */
     movq    %r13, %rdi          /* entry(arg, value) */
     movq    %rax, %rsi
-    xorl    %ebp, %ebp
+    xorl    %ebp, %ebp          /* no caller frame to chain to */
     callq   *%r12
     ud2                         /* entry must never return */
     .cfi_endproc
@@ -192,9 +256,12 @@ co__ctx_boot:
     .section .note.GNU-stack,"",@progbits
 
 #if defined(__CET__) && (__CET__ & 1)
-/* Mark the object IBT-compatible (every indirect target has endbr64) so
+/* Mark the object IBT-compatible (every function entry has endbr64) so
  * that linking it does not strip the property from the whole library.
- * Shadow stacks are NOT claimed: a context switch changes stacks. */
+ * Shadow stacks are NOT claimed: a context switch changes stacks.
+ * Caveat: co_fiber_switch returns with an indirect jump to its caller's
+ * return address, which has no endbr64; with IBT enforced that jump
+ * would fault.  Linux does not enforce IBT for user space today. */
     .section .note.gnu.property,"a"
     .p2align 3
     .long   4                   /* name size */
@@ -202,7 +269,7 @@ co__ctx_boot:
     .long   5                   /* NT_GNU_PROPERTY_TYPE_0 */
     .asciz  "GNU"
     .long   0xc0000002          /* GNU_PROPERTY_X86_FEATURE_1_AND */
-    .long   4
-    .long   1                   /* IBT */
-    .p2align 3
+    .long   4                   /* data size */
+    .long   1                   /* GNU_PROPERTY_X86_FEATURE_1_IBT */
+    .p2align 3                  /* descriptor padded to 8 bytes */
 #endif
