@@ -20,6 +20,7 @@ _Static_assert(offsetof(co_fiber_t, sp) == CO__OFF_FIBER_SP, "layout.h: fiber sp
 _Static_assert(offsetof(co_fiber_t, stack.mode) == CO__OFF_FIBER_MODE, "layout.h: fiber stack mode");
 _Static_assert(offsetof(co_fiber_t, state) == CO__OFF_FIBER_STATE, "layout.h: fiber state");
 _Static_assert(offsetof(co_fiber_t, kind) == CO__OFF_FIBER_KIND, "layout.h: fiber kind");
+_Static_assert(offsetof(co_fiber_t, owner) == CO__OFF_FIBER_OWNER, "layout.h: fiber owner");
 _Static_assert(offsetof(co__thread_t, cur) == CO__OFF_THREAD_CUR, "layout.h: thread cur");
 _Static_assert(offsetof(co__thread_t, prev) == CO__OFF_THREAD_PREV, "layout.h: thread prev");
 _Static_assert(CO__F_SUSPENDED == CO__STATE_SUSPENDED && CO__F_RUNNING == CO__STATE_RUNNING &&

@@ -2,6 +2,8 @@
 #include "arch.h"
 #include "cogent.h"
 #include "fpu.h"
+#include <pthread.h>
+
 #include "harness.h"
 
 static co_fiber_t *eat_f, *play_f;
@@ -114,9 +116,34 @@ static void free_current(void *arg)
     co_fiber_free(co_fiber_current());
 }
 
+/* Fibers never move between threads: switching to another thread's fiber
+ * (the assembly fast path's case: a raw fiber, alive, on a guard-page
+ * stack) or freeing it aborts. */
+static co_fiber_t *foreign;
+static void *switch_to_foreign(void *free_it)
+{
+    if (free_it)
+        co_fiber_free(foreign);
+    else
+        co_fiber_switch(foreign, NULL);
+    return NULL;
+}
+static void other_thread_fiber(void *free_it)
+{
+    foreign = co_fiber_new(ret_arg, NULL, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, switch_to_foreign, free_it);
+    pthread_join(t, NULL);
+}
+
 static void test_misuse_aborts(void)
 {
     char buf[1024];
+    for (intptr_t free_it = 0; free_it < 2; free_it++) {
+        int st = run_child(other_thread_fiber, (void *)free_it, buf, sizeof buf);
+        ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "belongs to another thread"), "%#x: %s", st,
+                buf);
+    }
     int st = run_child(switch_to_ended, NULL, buf, sizeof buf);
     ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     ASSERT(strstr(buf, "has ended"));

@@ -51,6 +51,7 @@
 #define CO__OFF_FIBER_MODE  24 /* co_fiber_t.stack.mode */
 #define CO__OFF_FIBER_STATE 56 /* co_fiber_t.state */
 #define CO__OFF_FIBER_KIND  57 /* co_fiber_t.kind */
+#define CO__OFF_FIBER_OWNER 72 /* co_fiber_t.owner */
 #define CO__OFF_THREAD_CUR  0  /* co__thread_t.cur */
 #define CO__OFF_THREAD_PREV 16 /* co__thread_t.prev */
 

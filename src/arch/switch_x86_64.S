@@ -192,6 +192,10 @@ co_fiber_switch:
     ja      .Lfiber_slow                /* a generator's or coroutine's fiber */
     cmpb    $CO__STATE_DEAD, CO__OFF_FIBER_STATE(%rdi)
     je      .Lfiber_slow                /* ended: C reports it */
+    movq    %fs:0, %r9                  /* the thread pointer (the TCB points at itself) */
+    addq    %r8, %r9                    /* &co__tls */
+    cmpq    %r9, CO__OFF_FIBER_OWNER(%rdi)
+    jne     .Lfiber_slow                /* another thread's fiber: C reports it */
     cmpb    $CO__MODE_CANARY, CO__OFF_FIBER_MODE(%rax)
     je      .Lfiber_slow                /* the canary is checked in C */
     movb    $CO__STATE_SUSPENDED, CO__OFF_FIBER_STATE(%rax)
