@@ -74,6 +74,13 @@ run2 env GOMAXPROCS=2 "$bin/go_bench" chan_threads
 run2 "$bin/pthread_sync" queue
 # The million: fewer repeats, it takes a while.
 repeat=$(( repeat < 3 ? repeat : 3 ))
+run "$b/bench_spawn_all"
+run env GOMAXPROCS=1 "$bin/go_bench" spawn_all
+run env GOMAXPROCS=1 "$bin/go_bench" release_all
+run $py "$here/peers/py_bench.py" asyncio_spawn_all
+repeat=1
+run $py "$here/peers/py_bench.py" gevent_spawn_all
+repeat=$(( ${REPEAT:-3} < 3 ? ${REPEAT:-3} : 3 ))
 run "$b/bench_alive" 1000000
 run env GOMAXPROCS=1 "$bin/go_bench" alive 1000000
 repeat=1
@@ -114,6 +121,14 @@ figures = [
      "<= 40 ns, >= 5x Go"),
     ("spawn_join_fp", "spawn + run + join, with FP work", "spawn_join_fp", [("same, without FP work", "spawn_join")],
      "= spawn_join"),
+] + [
+    (f"spawn_all_{n}", f"spawn {n:,} then join them all", f"spawn_all_{n}",
+     [("Go go+WaitGroup, same shape", f"go_spawn_all_{n}"), ("asyncio, same shape", f"asyncio_spawn_all_{n}"),
+      ("gevent, same shape", f"gevent_spawn_all_{n}")], "<= 100 ns, >= 4x Go" if n == 1000000 else "")
+    for n in (1000, 10000, 100000, 1000000)
+] + [
+    ("release_all", "1M blocked coroutines released and joined", "release_all",
+     [("Go, 1M goroutines on a channel", "go_release_all")], "<= 500 ms"),
     ("lock_uncontended", "lock+unlock, uncontended (1 thread)", "lock_uncontended",
      [("pthread_mutex (1 thread)", "pthread_mutex_uncontended")], "~1x pthread"),
     ("lock_uncontended_mt", "lock+unlock, uncontended (multi-threaded process)", "lock_uncontended_mt",

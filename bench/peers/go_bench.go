@@ -65,6 +65,38 @@ func spawn(n int) {
 	fmt.Printf("RESULT go_spawn_join %.3f ns/coroutine\n", float64(dt.Nanoseconds())/float64(n))
 }
 
+// The shapes users write: n goroutines started first, then all waited for.
+func spawnAll(sizes []int) {
+	for _, n := range sizes {
+		var wg sync.WaitGroup
+		wg.Add(n)
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			go func() { wg.Done() }()
+		}
+		wg.Wait()
+		dt := time.Since(t0)
+		fmt.Printf("RESULT go_spawn_all_%d %.3f ns/coroutine\n", n, float64(dt.Nanoseconds())/float64(n))
+	}
+}
+
+// n goroutines blocked on one channel, then released at once and waited for.
+func releaseAll(n int) {
+	gate := make(chan struct{})
+	var started, done sync.WaitGroup
+	started.Add(n)
+	done.Add(n)
+	for i := 0; i < n; i++ {
+		go func() { started.Done(); <-gate; done.Done() }()
+	}
+	started.Wait()
+	t0 := time.Now()
+	close(gate)
+	done.Wait()
+	dt := time.Since(t0)
+	fmt.Printf("RESULT go_release_all %.3f ms\n", float64(dt.Nanoseconds())/1e6)
+}
+
 func statusKB(key string) int64 {
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, l := range strings.Split(string(b), "\n") {
@@ -173,6 +205,10 @@ func main() {
 		gosched(arg(2, 5000000))
 	case "spawn":
 		spawn(arg(2, 1000000))
+	case "spawn_all":
+		spawnAll([]int{1000, 10000, 100000, 1000000})
+	case "release_all":
+		releaseAll(arg(2, 1000000))
 	case "alive":
 		alive(arg(2, 1000000))
 	}

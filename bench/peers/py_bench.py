@@ -61,6 +61,33 @@ def gevent_spawn(n):
     result("gevent_spawn_join", dt / n, "ns/coroutine")
 
 
+def gevent_spawn_all(sizes):
+    import gevent
+
+    def trivial(i):
+        return i
+
+    for n in sizes:
+        t0 = time.perf_counter_ns()
+        gevent.joinall([gevent.spawn(trivial, i) for i in range(n)])
+        result(f"gevent_spawn_all_{n}", (time.perf_counter_ns() - t0) / n, "ns/coroutine")
+
+
+def asyncio_spawn_all(sizes, loop_kind):
+    import asyncio
+
+    async def trivial(i):
+        return i
+
+    async def main(n):
+        t0 = time.perf_counter_ns()
+        await asyncio.gather(*[asyncio.create_task(trivial(i)) for i in range(n)])
+        return time.perf_counter_ns() - t0
+
+    for n in sizes:
+        result(f"{loop_kind}_spawn_all_{n}", asyncio_run(main(n), loop_kind) / n, "ns/coroutine")
+
+
 def gevent_alive(n):
     import gevent
     from gevent.event import Event
@@ -176,6 +203,10 @@ if __name__ == "__main__":
         gevent_yield(n or 200000)
     elif what == "gevent_spawn":
         gevent_spawn(n or 200000)
+    elif what == "gevent_spawn_all":
+        gevent_spawn_all([1000, 10000, 100000, 1000000])
+    elif what in ("asyncio_spawn_all", "uvloop_spawn_all"):
+        asyncio_spawn_all([1000, 10000, 100000, 1000000], what.split("_")[0])
     elif what == "gevent_alive":
         gevent_alive(n or 200000)
     elif what in ("asyncio_yield", "uvloop_yield"):
