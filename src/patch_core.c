@@ -8,6 +8,7 @@
 #include <fcntl.h>
 
 #include "fd.h"
+#include "io.h"
 #include "patch_api.h"
 #include "sys.h"
 
@@ -48,7 +49,8 @@ void co__patch_dup(int from, int to)
     if (!(f & CO__FD_KNOWN)) return; /* classified when first used */
     /* A dup shares the open file, so its O_NONBLOCK and the caller's view
      * of it. */
-    co__fd_new(to, f & (CO__FD_SOCK | CO__FD_FILE | CO__FD_NB | CO__FD_NB_OURS | CO__FD_USER_NB));
+    co__fd_new(to, f & (CO__FD_SOCK | CO__FD_FILE | CO__FD_PIPE | CO__FD_NO_NOWAIT | CO__FD_NB | CO__FD_NB_OURS |
+                        CO__FD_USER_NB));
 }
 
 int co__patch_setfl(int fd, int flags)
@@ -57,21 +59,12 @@ int co__patch_setfl(int fd, int flags)
     if (!e) return flags;
     unsigned f = __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
     if (!(f & CO__FD_KNOWN)) return flags; /* classification will read the kernel's */
-    bool user_nb = (flags & O_NONBLOCK) != 0;
-    unsigned set = user_nb ? CO__FD_USER_NB : 0u, clear = user_nb ? 0u : CO__FD_USER_NB;
-    if (f & CO__FD_NB) {
-        /* The kernel's flag stays set: cogent needs it; the caller's view
-         * changes. */
-        flags |= O_NONBLOCK;
-        if (user_nb)
-            clear |= CO__FD_NB_OURS;
-        else
-            set |= CO__FD_NB_OURS;
-    } else if (user_nb) {
-        set |= CO__FD_NB;
-    }
-    __atomic_fetch_and(&e->flags, ~clear, __ATOMIC_RELAXED);
-    __atomic_fetch_or(&e->flags, set, __ATOMIC_RELAXED);
+    /* The kernel gets exactly what the caller asks: cogent serves a
+     * blocking descriptor without O_NONBLOCK (io.c), and the flag is the
+     * open file's, seen by every process that shares it. */
+    unsigned nb = (flags & O_NONBLOCK) ? CO__FD_NB | CO__FD_USER_NB : 0u;
+    __atomic_fetch_and(&e->flags, ~(unsigned)(CO__FD_NB | CO__FD_USER_NB | CO__FD_NB_OURS), __ATOMIC_RELAXED);
+    __atomic_fetch_or(&e->flags, nb, __ATOMIC_RELAXED);
     return flags;
 }
 
@@ -86,11 +79,5 @@ int co__patch_getfl(int fd, int kernel_flags)
 
 int co__patch_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    int c = co_accept(fd, addr, len, -1);
-    if (c < 0) return -1;
-    /* co_accept made it non-blocking and close-on-exec; the caller asked
-     * for `flags`: its view follows them, the kernel's stays non-blocking. */
-    if (!(flags & SOCK_CLOEXEC)) co__sys_fcntl(c, F_SETFD, 0);
-    co__fd_new(c, CO__FD_SOCK | CO__FD_NB | ((flags & SOCK_NONBLOCK) ? CO__FD_USER_NB : CO__FD_NB_OURS));
-    return c;
+    return co__io_accept4(fd, addr, len, flags, -1);
 }
