@@ -6,6 +6,7 @@
  * anything. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 
 #include "fd.h"
 #include "io.h"
@@ -77,7 +78,202 @@ int co__patch_getfl(int fd, int kernel_flags)
     return (f & CO__FD_USER_NB) ? kernel_flags | O_NONBLOCK : kernel_flags & ~O_NONBLOCK;
 }
 
+/* ------------------------------------------------------------ signals */
+
+/* A signal handler interrupts the patched call its thread is blocked in,
+ * as the kernel interrupts a blocking system call; with coroutines, every
+ * patched call of the thread's hub that is parked is blocked.  The patch
+ * library's handler wrapper counts each handler run here (co__patch_signal)
+ * and rings the hub; the hub, at its next look at events, calls deliver():
+ * every call parked since before that handler ran ends with EINTR, unless
+ * the call is one the kernel restarts (read, write, accept...) and every
+ * handler that ran since was installed with SA_RESTART.  cogent's own
+ * co_* calls are never interrupted: they have deadlines and co_kill. */
+typedef struct intr {
+    co__lnode_t node;
+    co_coro_t *co;
+    unsigned seen;    /* the counter below when the call began */
+    bool restartable; /* SA_RESTART handlers do not interrupt it */
+} intr_t;
+
+static CO__TLS __thread co__list_t intrs;     /* this thread's patched calls in progress */
+static CO__TLS __thread unsigned sig_any;     /* handlers that ran on this thread */
+static CO__TLS __thread unsigned sig_nonstop; /* ...of which installed without SA_RESTART */
+
+static unsigned sig_counter(bool restartable)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return restartable ? __atomic_load_n(&sig_nonstop, __ATOMIC_RELAXED) : __atomic_load_n(&sig_any, __ATOMIC_RELAXED);
+}
+
+void co__patch_signal(bool restart)
+{
+    __atomic_store_n(&sig_any, __atomic_load_n(&sig_any, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    if (!restart) __atomic_store_n(&sig_nonstop, __atomic_load_n(&sig_nonstop, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    co__hub_signal();
+}
+
+/* co__hub_signal_hook: on the hub's thread, from its scheduler.  A call
+ * whose coroutine is not parked in a cancellable wait right now (it is
+ * about to park, or finishing) is left for the next look: the hub keeps
+ * looking until it has parked or returned. */
+static bool deliver(co__hub_t *h)
+{
+    bool done = true;
+    for (co__lnode_t *n = intrs.head; n; n = n->next) {
+        intr_t *i = CO__CONTAINER(n, intr_t, node);
+        unsigned now = sig_counter(i->restartable);
+        if (now == i->seen) continue;
+        co_coro_t *co = i->co;
+        if (co->state == CO__C_PARKED && co->cancellable) {
+            i->seen = now;
+            co__wake(h, co, co->park_seq, EINTR);
+        } else {
+            done = false;
+        }
+    }
+    return done;
+}
+
+static void intr_begin(intr_t *i, bool restartable)
+{
+    co__hub_t *h = co__tls.hub;
+    i->co = NULL;
+    if (!h) return; /* a thread without a hub: its system calls see signals themselves */
+    __atomic_store_n(&co__hub_signal_hook, deliver, __ATOMIC_RELEASE);
+    i->co = h->current;
+    i->restartable = restartable;
+    i->seen = sig_counter(restartable);
+    co__list_push(&intrs, &i->node);
+}
+
+static void intr_end(intr_t *i)
+{
+    if (i->co) co__list_remove(&intrs, &i->node);
+}
+
+/* ------------------------------------------------------- patched calls */
+
+ssize_t co__patch_read(int fd, void *buf, size_t n)
+{
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = co_read(fd, buf, n, -1);
+    intr_end(&in);
+    return r;
+}
+
+ssize_t co__patch_readv(int fd, const struct iovec *iov, int n)
+{
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = co_readv(fd, iov, n, -1);
+    intr_end(&in);
+    return r;
+}
+
+ssize_t co__patch_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
+{
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = a ? co_recvfrom(fd, buf, n, flags, a, al, -1) : co_recv(fd, buf, n, flags, -1);
+    intr_end(&in);
+    return r;
+}
+
+ssize_t co__patch_recvmsg(int fd, struct msghdr *m, int flags)
+{
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = co_recvmsg(fd, m, flags, -1);
+    intr_end(&in);
+    return r;
+}
+
+/* A blocking write returns once everything is written (a datagram goes
+ * whole or not at all), or earlier with the count so far if a signal
+ * interrupts it or an error follows some progress: as the kernel does.
+ * cogent's tries are non-blocking and may each take a part, so the rest
+ * is sent here.  Ancillary data went with the first part. */
+static ssize_t out_all(int fd, const struct msghdr *m, int flags, bool sock)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++) total += m->msg_iov[i].iov_len;
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = sock ? co__io_sendmsg(fd, m, flags, -1, CO__IO_SIGPIPE)
+                     : co__io_writev(fd, m->msg_iov, (int)m->msg_iovlen, -1, CO__IO_SIGPIPE);
+    if (r >= 0 && (size_t)r < total && r > 0) {
+        struct iovec local[16], *iov = m->msg_iovlen <= 16 ? local : malloc(m->msg_iovlen * sizeof *iov);
+        size_t cnt = m->msg_iovlen, done = (size_t)r, skip = done;
+        struct iovec *v = iov;
+        if (iov) {
+            for (size_t i = 0; i < cnt; i++) iov[i] = m->msg_iov[i];
+            while (done < total) {
+                while (cnt && skip >= v->iov_len) skip -= v->iov_len, v++, cnt--;
+                v->iov_base = (char *)v->iov_base + skip;
+                v->iov_len -= skip;
+                struct msghdr rest = {
+                    .msg_name = m->msg_name, .msg_namelen = m->msg_namelen, .msg_iov = v, .msg_iovlen = cnt};
+                ssize_t w = sock ? co__io_sendmsg(fd, &rest, flags, -1, CO__IO_SIGPIPE)
+                                 : co__io_writev(fd, v, (int)cnt, -1, CO__IO_SIGPIPE);
+                if (w <= 0) break; /* the count so far is the answer */
+                done += (size_t)w;
+                skip = (size_t)w;
+            }
+            if (iov != local) free(iov);
+        }
+        r = (ssize_t)done;
+    }
+    intr_end(&in);
+    return r;
+}
+
+ssize_t co__patch_writev(int fd, const struct iovec *iov, int n)
+{
+    if (n < 0) return errno = EINVAL, -1;
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+    return out_all(fd, &m, 0, false);
+}
+
+ssize_t co__patch_sendmsg(int fd, const struct msghdr *m, int flags)
+{
+    return out_all(fd, m, flags, true);
+}
+
 int co__patch_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    return co__io_accept4(fd, addr, len, flags, -1);
+    intr_t in;
+    intr_begin(&in, true);
+    int r = co__io_accept4(fd, addr, len, flags, -1);
+    intr_end(&in);
+    return r;
+}
+
+int co__patch_connect(int fd, const struct sockaddr *a, socklen_t al)
+{
+    intr_t in;
+    intr_begin(&in, true);
+    int r = co_connect(fd, a, al, -1);
+    intr_end(&in);
+    return r;
+}
+
+int co__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline)
+{
+    intr_t in;
+    intr_begin(&in, false);
+    int r = co_poll(fds, n, deadline);
+    intr_end(&in);
+    return r;
+}
+
+int co__patch_sleep(int64_t deadline)
+{
+    intr_t in;
+    intr_begin(&in, false);
+    int r = co_sleep_until(deadline);
+    intr_end(&in);
+    /* ECANCELED (co_kill) reads as EINTR to code that knows only signals. */
+    return r < 0 ? (errno = EINTR, -1) : 0;
 }
