@@ -190,6 +190,20 @@ ssize_t co__patch_recvmsg(int fd, struct msghdr *m, int flags)
     return r;
 }
 
+/* Drops the first n bytes of the vector (*v, *cnt). */
+static void iov_advance(struct iovec **v, size_t *cnt, size_t n)
+{
+    while (*cnt && n >= (*v)->iov_len) {
+        n -= (*v)->iov_len;
+        (*v)++;
+        (*cnt)--;
+    }
+    if (*cnt) {
+        (*v)->iov_base = (char *)(*v)->iov_base + n;
+        (*v)->iov_len -= n;
+    }
+}
+
 /* A blocking write returns once everything is written (a datagram goes
  * whole or not at all), or earlier with the count so far if a signal
  * interrupts it or an error follows some progress: as the kernel does.
@@ -203,27 +217,26 @@ static ssize_t out_all(int fd, const struct msghdr *m, int flags, bool sock)
     intr_begin(&in, true);
     ssize_t r = sock ? co__io_sendmsg(fd, m, flags, -1, CO__IO_SIGPIPE)
                      : co__io_writev(fd, m->msg_iov, (int)m->msg_iovlen, -1, CO__IO_SIGPIPE);
-    if (r >= 0 && (size_t)r < total && r > 0) {
-        struct iovec local[16], *iov = m->msg_iovlen <= 16 ? local : malloc(m->msg_iovlen * sizeof *iov);
-        size_t cnt = m->msg_iovlen, done = (size_t)r, skip = done;
-        struct iovec *v = iov;
+    if (r > 0 && (size_t)r < total) {
+        struct iovec local[16];
+        struct iovec *iov = m->msg_iovlen <= 16 ? local : malloc(m->msg_iovlen * sizeof *iov);
         if (iov) {
+            size_t cnt = m->msg_iovlen, done = (size_t)r;
+            struct iovec *v = iov;
             for (size_t i = 0; i < cnt; i++) iov[i] = m->msg_iov[i];
-            while (done < total) {
-                while (cnt && skip >= v->iov_len) skip -= v->iov_len, v++, cnt--;
-                v->iov_base = (char *)v->iov_base + skip;
-                v->iov_len -= skip;
+            iov_advance(&v, &cnt, done);
+            while (done < total && cnt) {
                 struct msghdr rest = {
                     .msg_name = m->msg_name, .msg_namelen = m->msg_namelen, .msg_iov = v, .msg_iovlen = cnt};
                 ssize_t w = sock ? co__io_sendmsg(fd, &rest, flags, -1, CO__IO_SIGPIPE)
                                  : co__io_writev(fd, v, (int)cnt, -1, CO__IO_SIGPIPE);
                 if (w <= 0) break; /* the count so far is the answer */
                 done += (size_t)w;
-                skip = (size_t)w;
+                iov_advance(&v, &cnt, (size_t)w);
             }
             if (iov != local) free(iov);
+            r = (ssize_t)done;
         }
-        r = (ssize_t)done;
     }
     intr_end(&in);
     return r;

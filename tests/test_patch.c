@@ -645,7 +645,19 @@ static void restore_usr1(void)
     ASSERT_EQ(sigaction(SIGUSR1, &sa, NULL), 0);
 }
 
-enum { V_SLEEP, V_USLEEP, V_NANOSLEEP, V_CLOCK_NANOSLEEP, V_POLL, V_POLL_FOREVER, V_PPOLL, V_SELECT, V_READ, V_ACCEPT };
+enum {
+    V_SLEEP,
+    V_USLEEP,
+    V_NANOSLEEP,
+    V_CLOCK_NANOSLEEP,
+    V_POLL,
+    V_POLL_FOREVER,
+    V_PPOLL,
+    V_SELECT,
+    V_READ,
+    V_ACCEPT,
+    V_WRITE_BIG
+};
 
 typedef struct victim {
     int kind, fd;
@@ -701,6 +713,14 @@ static void *victim(void *arg)
         v->r = accept(v->fd, NULL, NULL);
         if (v->r >= 0) close((int)v->r);
         break;
+    case V_WRITE_BIG: {
+        char *big = calloc(1, 1 << 20);
+        v->r = write(v->fd, big, 1 << 20);
+        v->err = errno;
+        free(big);
+        errno = v->err;
+        break;
+    }
     }
     v->err = errno;
     atomic_store(&v->done, 1);
@@ -778,6 +798,19 @@ static void test_signal_interrupts_patched_calls(void)
     interrupt(&v, -1, 0);
     ASSERT_(v.r == -1 && v.err == EINTR, "accept: %ld, errno %d", v.r, v.err);
     close(l);
+    /* a write interrupted after some progress returns the count so far;
+     * one that made none, EINTR */
+    int q[2];
+    ASSERT_EQ(pipe(q), 0);
+    int cap = fcntl(q[1], F_GETPIPE_SZ);
+    v = (victim_t){.kind = V_WRITE_BIG, .fd = q[1]};
+    interrupt(&v, -1, 0);
+    ASSERT_(v.r == cap, "write of 1 MiB into a pipe of %d: %ld, errno %d", cap, v.r, v.err);
+    v = (victim_t){.kind = V_WRITE_BIG, .fd = q[1]};
+    interrupt(&v, -1, 0);
+    ASSERT_(v.r == -1 && v.err == EINTR, "write into a full pipe: %ld, errno %d", v.r, v.err);
+    close(q[0]);
+    close(q[1]);
     close(p[0]);
     close(p[1]);
     restore_usr1();
