@@ -100,6 +100,17 @@ REAL(int, sigaction, (int, const struct sigaction *, struct sigaction *))
 REAL(sighandler_t, signal, (int, sighandler_t))
 REAL(int, siginterrupt, (int, int))
 
+/* COGENT_PATCH_HUB=1: the main thread gets a hub as the program starts,
+ * so that an unmodified program's own blocking calls go through cogent
+ * (without it, only threads that use cogent have one).  Meant for running
+ * ordinary programs under the patch, to check that nothing they or their
+ * neighbours can see changes (docs/patch.md). */
+static void __attribute__((constructor)) hub_at_start(void)
+{
+    const char *v = getenv("COGENT_PATCH_HUB");
+    if (!off() && v && !strcmp(v, "1")) co_hub_poller();
+}
+
 static bool cooperative(int fd)
 {
     return !off() && co__patch_mode(fd) == CO__PATCH_COGENT;
