@@ -2,9 +2,10 @@
  * number: the hubs whose pollers watch it, the coroutines waiting on it,
  * how it was found (socket, pipe, regular file, who made it
  * non-blocking), the caller's own view of O_NONBLOCK (for the patch
- * library) and a default timeout.  Entries are type-stable (chunks are never freed), so a stale
- * pointer from a poller event always reads an entry: poller events are
- * hints, and every waiter retries its system call after waking. */
+ * library) and a default timeout.  Entries are type-stable (chunks are
+ * never freed), so a stale pointer from a poller event always reads an
+ * entry: poller events are hints, and every waiter retries its system
+ * call after waking. */
 #ifndef COGENT_FD_H
 #define COGENT_FD_H
 

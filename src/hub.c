@@ -215,8 +215,10 @@ void co__hub_signal(void)
     /* Only this thread's handlers write it, and only this thread reads it. */
     __atomic_store_n(&h->sig_count, __atomic_load_n(&h->sig_count, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* The doorbell: a poller wait that began after poll_events looked at
+     * the count (the handler ran in between) ends at once. */
     uint64_t one = 1;
-    ssize_t w = co__sys_write(h->evfd, &one, sizeof one); /* a wait between the check and the poller ends */
+    ssize_t w = co__sys_write(h->evfd, &one, sizeof one);
     (void)w;
     errno = saved;
 }
