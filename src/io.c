@@ -56,7 +56,7 @@ static inline int io_begin(int fd, int64_t deadline, unsigned opt, co__fd_t **e,
     *dl = co__fd_deadline(*e, deadline);
     /* A hub must never block in the kernel, nor may a thread overstay its
      * deadline. */
-    if (CO__UNLIKELY(!(*fl & (CO__FD_NB | CO__FD_FILE))) && (co__tls.hub || *dl >= 0)) *fl |= IO_NOWAIT;
+    if (CO__UNLIKELY(!(*fl & (CO__FD_NB | CO__FD_FILE))) && (co__tls.hub || !co__no_deadline(*dl))) *fl |= IO_NOWAIT;
     *fl |= opt;
     return 0;
 }

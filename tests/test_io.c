@@ -484,6 +484,19 @@ static void test_poll_cancel(void)
 
 /* ----------------------------------------------------- without a hub */
 
+typedef struct {
+    int fd;
+    atomic_int done;
+} rescue_t;
+
+static void *rescue_after(void *arg)
+{
+    rescue_t *r = arg;
+    for (int i = 0; i < 2000 && !atomic_load(&r->done); i++) usleep(1000);
+    if (!atomic_load(&r->done)) ASSERT_EQ(write(r->fd, "r", 1), 1);
+    return NULL;
+}
+
 static void *hubless(void *arg)
 {
     int *sv = arg;
@@ -498,6 +511,15 @@ static void *hubless(void *arg)
     int p[2];
     ASSERT_EQ(pipe(p), 0);
     ASSERT_ERR(co_read(p[0], b, 1, co_now() + 20), ETIMEDOUT);
+    /* any negative deadline but -1 has passed: not a wait forever (a
+     * rescue byte after 2 s makes a regression fail instead of hang) */
+    rescue_t rs = {.fd = p[1]};
+    pthread_t rt;
+    ASSERT_EQ(pthread_create(&rt, NULL, rescue_after, &rs), 0);
+    ASSERT_ERR(co_read(p[0], b, 1, -5), ETIMEDOUT);
+    atomic_store(&rs.done, 1);
+    pthread_join(rt, NULL);
+    ASSERT_ERR(co_read(p[0], b, 1, 0), EAGAIN);
     ASSERT(!(fcntl(p[0], F_GETFL) & O_NONBLOCK)); /* left as it was */
     ASSERT_EQ(write(p[1], "z", 1), 1);
     ASSERT_EQ(co_read(p[0], b, 1, -1), 1);
