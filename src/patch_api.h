@@ -31,8 +31,9 @@ CO_API int co__patch_getfl(int fd, int kernel_flags);
  *    EINTR, unless the call is one the kernel restarts (reads, writes,
  *    accept, connect) and the handler has SA_RESTART; poll and sleeps
  *    always end (signals: co__patch_signal);
- *  - a write returns once everything is written, or with the count so far
- *    when interrupted after some progress;
+ *  - a write returns once everything is written, and a MSG_WAITALL
+ *    receive on a stream socket once everything is received (or earlier
+ *    with the count so far, when interrupted after some progress);
  *  - a write to a pipe or socket without reader raises SIGPIPE as libc's;
  *  - accept4's new descriptor is exactly as its flags ask.
  * Return values and errno as the libc calls'. */

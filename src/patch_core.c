@@ -172,20 +172,29 @@ ssize_t co__patch_readv(int fd, const struct iovec *iov, int n)
     return r;
 }
 
+/* MSG_WAITALL on a stream socket: the kernel's blocking receive waits for
+ * all of it (or end of file, an error, a signal); cogent's tries never
+ * wait in the kernel, so the rest is received here.  (On other sockets
+ * the flag means nothing: one datagram is one receive.) */
+static bool waitall(int fd, int flags, ssize_t r, size_t want)
+{
+    if (!(flags & MSG_WAITALL) || r <= 0 || (size_t)r >= want) return false;
+    int type = 0;
+    socklen_t len = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
+}
+
 ssize_t co__patch_recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
 {
     intr_t in;
     intr_begin(&in, true);
     ssize_t r = a ? co_recvfrom(fd, buf, n, flags, a, al, -1) : co_recv(fd, buf, n, flags, -1);
-    intr_end(&in);
-    return r;
-}
-
-ssize_t co__patch_recvmsg(int fd, struct msghdr *m, int flags)
-{
-    intr_t in;
-    intr_begin(&in, true);
-    ssize_t r = co_recvmsg(fd, m, flags, -1);
+    if (waitall(fd, flags, r, n)) {
+        size_t done = (size_t)r;
+        ssize_t k;
+        while (done < n && (k = co_recv(fd, (char *)buf + done, n - done, flags, -1)) > 0) done += (size_t)k;
+        r = (ssize_t)done; /* what came before an end, an error or a signal */
+    }
     intr_end(&in);
     return r;
 }
@@ -204,6 +213,44 @@ static void iov_advance(struct iovec **v, size_t *cnt, size_t n)
     }
 }
 
+/* A copy of m's vector that the loops below may advance: `local` when it
+ * fits, else allocated (NULL: out of memory, the caller settles for what
+ * it has). */
+static struct iovec *iov_copy(const struct msghdr *m, struct iovec *local, size_t nlocal)
+{
+    struct iovec *iov = m->msg_iovlen <= nlocal ? local : malloc(m->msg_iovlen * sizeof *iov);
+    if (iov)
+        for (size_t i = 0; i < m->msg_iovlen; i++) iov[i] = m->msg_iov[i];
+    return iov;
+}
+
+ssize_t co__patch_recvmsg(int fd, struct msghdr *m, int flags)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < m->msg_iovlen; i++) total += m->msg_iov[i].iov_len;
+    intr_t in;
+    intr_begin(&in, true);
+    ssize_t r = co_recvmsg(fd, m, flags, -1);
+    struct iovec local[16], *iov;
+    if (waitall(fd, flags, r, total) && (iov = iov_copy(m, local, 16))) {
+        size_t cnt = m->msg_iovlen, done = (size_t)r;
+        struct iovec *v = iov;
+        iov_advance(&v, &cnt, done);
+        ssize_t k = 1;
+        while (done < total && cnt && k > 0) {
+            struct msghdr rest = {.msg_iov = v, .msg_iovlen = cnt};
+            if ((k = co_recvmsg(fd, &rest, flags, -1)) > 0) {
+                done += (size_t)k;
+                iov_advance(&v, &cnt, (size_t)k);
+            }
+        }
+        if (iov != local) free(iov);
+        r = (ssize_t)done;
+    }
+    intr_end(&in);
+    return r;
+}
+
 /* A blocking write returns once everything is written (a datagram goes
  * whole or not at all), or earlier with the count so far if a signal
  * interrupts it or an error follows some progress: as the kernel does.
@@ -219,11 +266,10 @@ static ssize_t out_all(int fd, const struct msghdr *m, int flags, bool sock)
                      : co__io_writev(fd, m->msg_iov, (int)m->msg_iovlen, -1, CO__IO_SIGPIPE);
     if (r > 0 && (size_t)r < total) {
         struct iovec local[16];
-        struct iovec *iov = m->msg_iovlen <= 16 ? local : malloc(m->msg_iovlen * sizeof *iov);
+        struct iovec *iov = iov_copy(m, local, 16);
         if (iov) {
             size_t cnt = m->msg_iovlen, done = (size_t)r;
             struct iovec *v = iov;
-            for (size_t i = 0; i < cnt; i++) iov[i] = m->msg_iov[i];
             iov_advance(&v, &cnt, done);
             while (done < total && cnt) {
                 struct msghdr rest = {

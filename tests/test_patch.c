@@ -464,6 +464,18 @@ static void test_tty_around_patched_program(void)
 
 /* ------------------------------------------------ complete writes */
 
+/* 1000 bytes, 100 at a time with a pause between */
+static void *trickle(void *arg)
+{
+    char b[100];
+    for (int k = 0; k < 10; k++) {
+        for (int i = 0; i < 100; i++) b[i] = (char)(k * 100 + i);
+        co_sleep_ms(5);
+        ASSERT_EQ(write((int)(intptr_t)arg, b, sizeof b), (ssize_t)sizeof b);
+    }
+    return NULL;
+}
+
 static void test_blocking_write_is_complete(void)
 {
     FDS_BEGIN();
@@ -483,6 +495,18 @@ static void test_blocking_write_is_complete(void)
     c = co_spawn(stream_in, &r);
     ASSERT_EQ(send(sv[0], buf, 1 << 20, 0), 1 << 20);
     ASSERT_EQ(co_join(c, co_now() + 20000, NULL), 0);
+    /* MSG_WAITALL: all of it, however it trickles in */
+    static char got[1000];
+    c = co_spawn(trickle, (void *)(intptr_t)sv[1]);
+    ASSERT_EQ(recv(sv[0], got, sizeof got, MSG_WAITALL), (ssize_t)sizeof got);
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    for (size_t i = 0; i < sizeof got; i++) ASSERT_EQ(got[i], (char)i);
+    struct iovec halves[2] = {{got, 500}, {got + 500, 500}};
+    struct msghdr m = {.msg_iov = halves, .msg_iovlen = 2};
+    c = co_spawn(trickle, (void *)(intptr_t)sv[1]);
+    ASSERT_EQ(recvmsg(sv[0], &m, MSG_WAITALL), (ssize_t)sizeof got);
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    for (size_t i = 0; i < sizeof got; i++) ASSERT_EQ(got[i], (char)i);
     free(buf);
     close(sv[0]);
     close(sv[1]);
