@@ -674,19 +674,27 @@ CO_API size_t co_queue_unfinished(const co_queue_t *q);
  * block the thread (a deadline still holds).  Regular files never wait.
  *
  * Return values and errno are the system call's, plus:
- *   EAGAIN     deadline 0 and the call would block (the try form);
+ *   EAGAIN     deadline 0, or MSG_DONTWAIT in a call's flags, and the
+ *              call would block (the try form);
  *   ETIMEDOUT  the deadline passed first (nothing was transferred);
  *   ECANCELED  the caller was killed;
  *   EBADF      fd is not open, or was closed with co_close while waiting.
- * Sends never raise SIGPIPE: a closed peer gives EPIPE.
+ * No call raises SIGPIPE, whatever the descriptor: a socket whose peer
+ * has gone, or a pipe or FIFO without a reader, gives EPIPE.  (On a pipe,
+ * SIGPIPE is held off in the calling thread for that one system call; the
+ * program's disposition and signal mask are left as they were.)
  *
- * The first time a coroutine waits on a descriptor, cogent makes it
- * non-blocking (O_NONBLOCK, shared by every dup of it) and its poller
- * starts watching it.  A descriptor cogent has seen must be closed with
- * co_close (or handed back with co_fd_forget before another close), so
- * that its number can be reused safely.  Descriptors made by cogent
- * (co_accept, co_tcp_*, co_unix_*, co_socketpair) are non-blocking and
- * close-on-exec from the start.  Switches: yes. */
+ * cogent never changes the flags of a descriptor it did not make:
+ * O_NONBLOCK belongs to the open file, which other processes may share
+ * (a terminal, a shell pipeline's pipe).  On a descriptor left blocking,
+ * each try uses a non-blocking form of its own (MSG_DONTWAIT, RWF_NOWAIT,
+ * or a poll first; docs/io.md has the details and the limits).  The first
+ * wait on a descriptor registers it with the hub's poller: a descriptor
+ * cogent has seen must be closed with co_close (or handed back with
+ * co_fd_forget before another close), so that its number can be reused
+ * safely.  Descriptors made by cogent (co_accept, co_tcp_*, co_unix_*,
+ * co_socketpair) are non-blocking and close-on-exec from the start.
+ * Switches: yes. */
 CO_API ssize_t co_read(int fd, void *buf, size_t n, int64_t deadline);
 CO_API ssize_t co_write(int fd, const void *buf, size_t n, int64_t deadline);
 /* Writes all n bytes, across partial writes, by the one deadline.  0, or

@@ -72,27 +72,20 @@ static __attribute__((noinline)) unsigned classify(co__fd_t *e, int fd)
     unsigned f = CO__FD_KNOWN;
     if (S_ISSOCK(st.st_mode))
         f |= CO__FD_SOCK;
+    else if (S_ISFIFO(st.st_mode))
+        f |= CO__FD_PIPE;
     else if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
         f |= CO__FD_FILE; /* always "ready": the kernel never says EAGAIN */
     if (fl & O_NONBLOCK) f |= CO__FD_NB | CO__FD_USER_NB;
     return __atomic_or_fetch(&e->flags, f, __ATOMIC_RELAXED);
 }
 
-static __attribute__((noinline)) unsigned make_nonblocking(co__fd_t *e, int fd)
-{
-    int fl = co__sys_fcntl(fd, F_GETFL, 0);
-    if (fl < 0) return 0;
-    if (!(fl & O_NONBLOCK) && co__sys_fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return 0;
-    return __atomic_or_fetch(&e->flags, (fl & O_NONBLOCK) ? CO__FD_NB : CO__FD_NB | CO__FD_NB_OURS, __ATOMIC_RELAXED);
-}
-
 unsigned co__fd_flags(co__fd_t *e, int fd)
 {
     unsigned f = __atomic_load_n(&e->flags, __ATOMIC_RELAXED);
-    if (CO__UNLIKELY(!(f & CO__FD_KNOWN)) && !(f = classify(e, fd))) return 0;
-    /* Only a hub needs the kernel's EAGAIN; a thread without one keeps the
-     * descriptor as it found it and simply blocks. */
-    if (CO__UNLIKELY(!(f & (CO__FD_NB | CO__FD_FILE))) && co__tls.hub) f = make_nonblocking(e, fd);
+    if (CO__UNLIKELY(!(f & CO__FD_KNOWN))) f = classify(e, fd);
+    /* (patch-io) A blocking descriptor stays blocking, on a hub too: each
+     * call on it uses a non-blocking form of its own (io.c). */
     return f;
 }
 

@@ -1,10 +1,11 @@
 /* The fd table (fd.c): what cogent knows about each file descriptor
  * number: the hubs whose pollers watch it, the coroutines waiting on it,
- * how it was found (socket, regular file, who made it non-blocking), the
- * caller's own view of O_NONBLOCK (for the patch library) and a default
- * timeout.  Entries are type-stable (chunks are never freed), so a stale
- * pointer from a poller event always reads an entry: poller events are
- * hints, and every waiter retries its system call after waking. */
+ * how it was found (socket, pipe, regular file, who made it
+ * non-blocking), the caller's own view of O_NONBLOCK (for the patch
+ * library) and a default timeout.  Entries are type-stable (chunks are
+ * never freed), so a stale pointer from a poller event always reads an
+ * entry: poller events are hints, and every waiter retries its system
+ * call after waking. */
 #ifndef COGENT_FD_H
 #define COGENT_FD_H
 
@@ -20,6 +21,9 @@ enum {
     CO__FD_NB_OURS = 16, /* ...by cogent, not by the caller */
     CO__FD_USER_NB = 32, /* the caller's view: it asked for O_NONBLOCK */
     CO__FD_STREAM = 64,  /* a stream socket: a short read means it was drained */
+    /* (patch-io) Descriptors cogent did not make keep their flags: */
+    CO__FD_PIPE = 128,      /* a pipe or FIFO: a write can raise SIGPIPE */
+    CO__FD_NO_NOWAIT = 256, /* RWF_NOWAIT refused: poll, then a call cut to fit */
 };
 
 typedef struct co__fdreg {
@@ -47,8 +51,10 @@ typedef struct co__fd {
  * negative or huge fd, ENOMEM when a chunk cannot be allocated. */
 co__fd_t *co__fd_get(int fd);
 /* The entry's flags, classifying fd on first use (one fstat and one
- * F_GETFL) and, when the caller is on a hub, making it non-blocking.
- * Returns 0 with errno set if fd is not open. */
+ * F_GETFL).  Never changes the descriptor's own flags: O_NONBLOCK belongs
+ * to the open file, which other processes may share (io.c says how a
+ * blocking descriptor is served).  Returns 0 with errno set if fd is not
+ * open. */
 unsigned co__fd_flags(co__fd_t *e, int fd);
 /* Records what cogent knows about a descriptor it just made (flags given
  * as CO__FD_*), forgetting anything left from an earlier fd of the same

@@ -212,10 +212,45 @@ static void fire_timers(co__hub_t *h)
     }
 }
 
+/* ------------------------------------------------- signals (patch-io) */
+
+bool (*co__hub_signal_hook)(co__hub_t *h);
+
+void co__hub_signal(void)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) return;
+    int saved = errno;
+    /* Only this thread's handlers write it, and only this thread reads it. */
+    __atomic_store_n(&h->sig_count, __atomic_load_n(&h->sig_count, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    /* The doorbell: a poller wait that began after poll_events looked at
+     * the count (the handler ran in between) ends at once. */
+    uint64_t one = 1;
+    ssize_t w = co__sys_write(h->evfd, &one, sizeof one);
+    (void)w;
+    errno = saved;
+}
+
+static inline bool signals_pending(co__hub_t *h)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(&h->sig_count, __ATOMIC_RELAXED) != h->sig_seen;
+}
+
+static void signals_deliver(co__hub_t *h)
+{
+    unsigned n = __atomic_load_n(&h->sig_count, __ATOMIC_RELAXED);
+    bool (*hook)(co__hub_t *) = __atomic_load_n(&co__hub_signal_hook, __ATOMIC_ACQUIRE);
+    if (!hook || hook(h)) h->sig_seen = n;
+}
+
 /* Looks at I/O, the inbox and timers, waiting up to timeout_ms. */
 static void poll_events(co__hub_t *h, int timeout_ms)
 {
     bool inbox = atomic_load_explicit(&h->inbox, memory_order_relaxed) != NULL;
+    bool sig = signals_pending(h); /* (patch-io) a handler ran: do not wait */
+    if (sig) timeout_ms = 0;
     if (timeout_ms != 0 || h->nparked[CO__BY_IO] > 0) {
         if (inbox) timeout_ms = 0;
         if (timeout_ms) __atomic_store_n(&h->idle, 1, __ATOMIC_RELAXED);
@@ -241,6 +276,7 @@ static void poll_events(co__hub_t *h, int timeout_ms)
     if (inbox) drain_inbox(h);
     h->now = co_now();
     fire_timers(h);
+    if (sig || signals_pending(h)) signals_deliver(h); /* (patch-io) */
 }
 
 static void deadlock(co__hub_t *h)

@@ -60,6 +60,11 @@ struct co__hub {
     bool in_poll; /* waiting in the poller: a hub call now comes from a signal handler */
     bool exiting;
     pid_t tid;
+    /* (patch-io) Signal handlers that ran on this thread, counted from the
+     * handler (co__hub_signal), and the count co__hub_signal_hook last
+     * finished with. */
+    unsigned sig_count;
+    unsigned sig_seen;
 };
 
 #define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
@@ -121,6 +126,17 @@ static inline void co__hub_ref(co__hub_t *h)
     atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
 }
 void co__hub_unref(co__hub_t *h);
+
+/* (patch-io) A signal handler ran on the calling thread.  If the thread
+ * has a hub, the hub calls co__hub_signal_hook at its next look at events,
+ * and a poller wait in progress ends at once (the doorbell rings).
+ * Async-signal-safe; errno is preserved. */
+void co__hub_signal(void);
+/* Set by the layer that turns signals into EINTR (patch_core.c; NULL: no
+ * one).  Runs on the hub's thread, from the scheduler, once handlers have
+ * run since it last returned true; false means something is still to be
+ * delivered, and the hub looks again at its next pick rather than wait. */
+extern bool (*co__hub_signal_hook)(co__hub_t *h);
 
 /* Calls fn(h, arg) for every hub of the process, with the registry
  * locked: fn must not create or end a hub, nor block. */

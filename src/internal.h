@@ -17,6 +17,7 @@
  *   actor.h    lock owners
  *   lock.h     lock internals for conditions, lock-order checking
  *   fd.h       the fd table: readiness waits, registrations
+ *   io.h       the cooperative calls with options (for patch_core.c)
  *   offload.h  the worker pool for blocking calls (name lookups)
  *   debug.h    dumps and the monitor
  *   fork.h     the one fork path
@@ -39,6 +40,7 @@
 #include "actor.h"
 #include "lock.h"
 #include "fd.h"
+#include "io.h"
 #include "offload.h"
 #include "debug.h"
 #include "fork.h"

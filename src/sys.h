@@ -79,6 +79,37 @@ static inline int co__sys_dup3(int fd, int to, int flags)
 {
     return (int)syscall(SYS_dup3, fd, to, flags);
 }
+/* preadv2/pwritev2 at the file's own position (offset -1), for
+ * RWF_NOWAIT: a non-blocking try on a descriptor whose open file is left
+ * blocking (the high half of the offset is ignored on 64-bit ABIs). */
+static inline ssize_t co__sys_preadv2(int fd, const struct iovec *iov, int n, int flags)
+{
+    return syscall(SYS_preadv2, fd, iov, n, -1L, 0L, flags);
+}
+static inline ssize_t co__sys_pwritev2(int fd, const struct iovec *iov, int n, int flags)
+{
+    return syscall(SYS_pwritev2, fd, iov, n, -1L, 0L, flags);
+}
+static inline int co__sys_ioctl(int fd, unsigned long req, void *arg)
+{
+    return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+/* The calling thread's signal mask, pending set and a zero-timeout take
+ * of a pending signal: the kernel's 8-byte sets inside glibc's sigset_t
+ * (which must start empty). */
+static inline int co__sys_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    return (int)syscall(SYS_rt_sigprocmask, how, set, old, (size_t)(_NSIG / 8));
+}
+static inline int co__sys_sigpending(sigset_t *set)
+{
+    return (int)syscall(SYS_rt_sigpending, set, (size_t)(_NSIG / 8));
+}
+static inline int co__sys_sigtake(const sigset_t *set)
+{
+    struct timespec zero = {0, 0};
+    return (int)syscall(SYS_rt_sigtimedwait, set, NULL, &zero, (size_t)(_NSIG / 8));
+}
 /* epoll_wait(2), through epoll_pwait (aarch64 has no epoll_wait system
  * call).  Unlike libc's, not a pthread cancellation point: a thread is
  * never cancelled inside its hub (docs/coroutine.md). */

@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "cogent.h"
@@ -296,7 +298,7 @@ static void test_accept_connect(void)
                             .sin_port = htons((uint16_t)co_socket_port(l)),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ASSERT_EQ(co_connect(raw, (struct sockaddr *)&a, sizeof a, co_now() + 2000), 0);
-    ASSERT(fcntl(raw, F_GETFL) & O_NONBLOCK); /* cogent made it so */
+    ASSERT(!(fcntl(raw, F_GETFL) & O_NONBLOCK)); /* left as the program made it */
     int s2 = co_accept(l, NULL, NULL, co_now() + 2000);
     ASSERT(s2 >= 0);
     co_close(raw);
@@ -482,6 +484,19 @@ static void test_poll_cancel(void)
 
 /* ----------------------------------------------------- without a hub */
 
+typedef struct {
+    int fd;
+    atomic_int done;
+} rescue_t;
+
+static void *rescue_after(void *arg)
+{
+    rescue_t *r = arg;
+    for (int i = 0; i < 2000 && !atomic_load(&r->done); i++) usleep(1000);
+    if (!atomic_load(&r->done)) ASSERT_EQ(write(r->fd, "r", 1), 1);
+    return NULL;
+}
+
 static void *hubless(void *arg)
 {
     int *sv = arg;
@@ -496,6 +511,15 @@ static void *hubless(void *arg)
     int p[2];
     ASSERT_EQ(pipe(p), 0);
     ASSERT_ERR(co_read(p[0], b, 1, co_now() + 20), ETIMEDOUT);
+    /* any negative deadline but -1 has passed: not a wait forever (a
+     * rescue byte after 2 s makes a regression fail instead of hang) */
+    rescue_t rs = {.fd = p[1]};
+    pthread_t rt;
+    ASSERT_EQ(pthread_create(&rt, NULL, rescue_after, &rs), 0);
+    ASSERT_ERR(co_read(p[0], b, 1, -5), ETIMEDOUT);
+    atomic_store(&rs.done, 1);
+    pthread_join(rt, NULL);
+    ASSERT_ERR(co_read(p[0], b, 1, 0), EAGAIN);
     ASSERT(!(fcntl(p[0], F_GETFL) & O_NONBLOCK)); /* left as it was */
     ASSERT_EQ(write(p[1], "z", 1), 1);
     ASSERT_EQ(co_read(p[0], b, 1, -1), 1);
@@ -624,6 +648,319 @@ static void test_many_pairs(void)
     FDS_END();
 }
 
+/* ------------------------------------------------ MSG_DONTWAIT per call */
+
+static void *recv_dontwait(void *arg)
+{
+    char b;
+    ssize_t r = co_recv((int)(intptr_t)arg, &b, 1, MSG_DONTWAIT, -1);
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+static void *hubless_dontwait(void *arg)
+{
+    char b;
+    ssize_t r = co_recv((int)(intptr_t)arg, &b, 1, MSG_DONTWAIT, -1);
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+static void test_msg_dontwait(void)
+{
+    FDS_BEGIN();
+    int sv[2];
+    ASSERT_EQ(co_socketpair(sv), 0);
+    /* no deadline: EAGAIN at once, not a wait forever (bounded here so
+     * that a regression fails instead of hanging) */
+    co_coro_t *c = co_spawn(recv_dontwait, (void *)(intptr_t)sv[0]);
+    void *res = NULL;
+    int r = co_join(c, co_now() + 2000, &res);
+    if (r != 0) {
+        co_kill(c);
+        co_join(c, -1, NULL);
+    }
+    ASSERT_EQ(r, 0);
+    ASSERT_EQ((intptr_t)res, EAGAIN);
+    /* with a deadline: EAGAIN at once, not ETIMEDOUT at the deadline */
+    char b[64];
+    struct sockaddr_storage from;
+    socklen_t fl = sizeof from;
+    struct iovec iov = {.iov_base = b, .iov_len = sizeof b};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    int64_t t0 = co_now();
+    ASSERT_ERR(co_recv(sv[0], b, sizeof b, MSG_DONTWAIT, co_now() + 1000), EAGAIN);
+    ASSERT_ERR(co_recvfrom(sv[0], b, sizeof b, MSG_DONTWAIT, (struct sockaddr *)&from, &fl, co_now() + 1000), EAGAIN);
+    ASSERT_ERR(co_recvmsg(sv[0], &m, MSG_DONTWAIT, co_now() + 1000), EAGAIN);
+    ASSERT_ERR(co_recvmsg(sv[0], &m, MSG_DONTWAIT, -1), EAGAIN);
+    ASSERT(co_now() - t0 < 500);
+    /* sends on a full socket */
+    static char big[65536];
+    while (co_send(sv[0], big, sizeof big, MSG_DONTWAIT, -1) > 0) continue;
+    ASSERT_EQ(errno, EAGAIN);
+    t0 = co_now();
+    ASSERT_ERR(co_send(sv[0], big, sizeof big, MSG_DONTWAIT, co_now() + 1000), EAGAIN);
+    ASSERT_ERR(co_sendto(sv[0], big, sizeof big, MSG_DONTWAIT, NULL, 0, -1), EAGAIN);
+    struct iovec out = {.iov_base = big, .iov_len = sizeof big};
+    struct msghdr mo = {.msg_iov = &out, .msg_iovlen = 1};
+    ASSERT_ERR(co_sendmsg(sv[0], &mo, MSG_DONTWAIT, -1), EAGAIN);
+    ASSERT(co_now() - t0 < 500);
+    /* data still flows with the flag */
+    ASSERT(co_recv(sv[1], big, sizeof big, MSG_DONTWAIT, -1) > 0);
+    co_close(sv[0]);
+    co_close(sv[1]);
+    /* a socket the program left blocking, here and on a thread without a
+     * hub: the same, and its flags stay as they were */
+    int raw[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, raw), 0);
+    ASSERT_ERR(co_recv(raw[0], b, 1, MSG_DONTWAIT, -1), EAGAIN);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, hubless_dontwait, (void *)(intptr_t)raw[0]), 0);
+    pthread_join(t, &res);
+    ASSERT_EQ((intptr_t)res, EAGAIN);
+    ASSERT(!(fcntl(raw[0], F_GETFL) & O_NONBLOCK));
+    co_close(raw[0]);
+    co_close(raw[1]);
+    FDS_END();
+}
+
+/* ------------------------------------------ EPIPE for every fd type */
+
+static volatile sig_atomic_t sigpipes;
+static void count_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipes++;
+}
+
+static bool sigpipe_pending(void)
+{
+    sigset_t p;
+    sigemptyset(&p);
+    sigpending(&p);
+    return sigismember(&p, SIGPIPE) == 1;
+}
+
+static bool sigpipe_blocked(void)
+{
+    sigset_t m;
+    sigemptyset(&m);
+    pthread_sigmask(SIG_BLOCK, NULL, &m);
+    return sigismember(&m, SIGPIPE) == 1;
+}
+
+/* Every cogent write on fd, whose reader is gone, fails with EPIPE and
+ * raises no SIGPIPE. */
+static void expect_epipe(int fd)
+{
+    char one = 'x';
+    struct iovec iov = {.iov_base = &one, .iov_len = 1};
+    size_t written = 99;
+    ASSERT_ERR(co_write(fd, &one, 1, -1), EPIPE);
+    ASSERT_ERR(co_write(fd, &one, 1, co_now() + 1000), EPIPE);
+    ASSERT_ERR(co_writev(fd, &iov, 1, -1), EPIPE);
+    ASSERT_ERR(co_write_all(fd, &one, 1, &written, -1), EPIPE);
+    ASSERT_EQ(written, 0);
+    ASSERT_EQ(sigpipes, 0);
+    ASSERT(!sigpipe_pending());
+    ASSERT(!sigpipe_blocked()); /* the mask is as it was */
+}
+
+static void *hubless_epipe(void *arg)
+{
+    expect_epipe((int)(intptr_t)arg);
+    return NULL;
+}
+
+static void test_epipe_every_fd_type(void)
+{
+    FDS_BEGIN();
+    /* a handler counts what the default action would have killed us for */
+    struct sigaction sa = {.sa_handler = count_sigpipe}, old;
+    sigemptyset(&sa.sa_mask);
+    ASSERT_EQ(sigaction(SIGPIPE, &sa, &old), 0);
+    sigpipes = 0;
+    /* a pipe the program made (blocking), here and without a hub */
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    close(p[0]);
+    expect_epipe(p[1]);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, hubless_epipe, (void *)(intptr_t)p[1]), 0);
+    pthread_join(t, NULL);
+    co_close(p[1]);
+    /* a pipe the program made non-blocking */
+    ASSERT_EQ(pipe2(p, O_NONBLOCK), 0);
+    close(p[0]);
+    expect_epipe(p[1]);
+    co_close(p[1]);
+    /* a FIFO */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cogent-fifo-%d", (int)getpid());
+    ASSERT_EQ(mkfifo(path, 0600), 0);
+    int rd = open(path, O_RDONLY | O_NONBLOCK), wr = open(path, O_WRONLY);
+    ASSERT(rd >= 0 && wr >= 0);
+    unlink(path);
+    close(rd);
+    expect_epipe(wr);
+    co_close(wr);
+    /* a socket, as before */
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    close(sv[1]);
+    expect_epipe(sv[0]);
+    ASSERT_ERR(co_send(sv[0], "x", 1, 0, -1), EPIPE);
+    ASSERT_EQ(sigpipes, 0);
+    co_close(sv[0]);
+    /* the program blocks SIGPIPE itself and one is pending already: that
+     * one is the program's, and stays pending (and blocked) */
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &only, NULL);
+    raise(SIGPIPE);
+    ASSERT_EQ(pipe(p), 0);
+    close(p[0]);
+    ASSERT_ERR(co_write(p[1], "x", 1, -1), EPIPE);
+    ASSERT(sigpipe_pending());
+    ASSERT(sigpipe_blocked());
+    /* ...and one raised by our write while blocked and none pending is
+     * taken back */
+    ASSERT_EQ(sigwaitinfo(&only, NULL), SIGPIPE);
+    ASSERT_ERR(co_write(p[1], "x", 1, -1), EPIPE);
+    ASSERT(!sigpipe_pending());
+    ASSERT(sigpipe_blocked());
+    pthread_sigmask(SIG_UNBLOCK, &only, NULL);
+    co_close(p[1]);
+    ASSERT_EQ(sigpipes, 0);
+    ASSERT_EQ(sigaction(SIGPIPE, &old, NULL), 0);
+    FDS_END();
+}
+
+/* ------------------------------- descriptors cogent did not make */
+
+/* O_NONBLOCK belongs to the open file, which other processes share (a
+ * terminal, a pipeline's pipe): cogent must serve a descriptor it did not
+ * make without ever setting it. */
+typedef struct {
+    int fd;
+    size_t n;
+} xfer_t;
+
+static void *write_after_sleep(void *arg)
+{
+    xfer_t *x = arg;
+    co_sleep_ms(20);
+    static char buf[300000];
+    memset(buf, 'w', sizeof buf);
+    ASSERT_EQ(co_write_all(x->fd, buf, x->n, NULL, co_now() + 10000), 0);
+    return NULL;
+}
+
+static void *read_n(void *arg)
+{
+    xfer_t *x = arg;
+    static char buf[4096];
+    size_t got = 0;
+    while (got < x->n) {
+        ssize_t r = co_read(x->fd, buf, sizeof buf, co_now() + 10000);
+        ASSERT(r > 0);
+        for (ssize_t i = 0; i < r; i++) ASSERT_EQ(buf[i], 'w');
+        got += (size_t)r;
+    }
+    return NULL;
+}
+
+static int kernel_flags(int fd)
+{
+    return fcntl(fd, F_GETFL);
+}
+
+/* rd/wr: both ends of something blocking that cogent did not make;
+ * `big`: how much to stream through it. */
+static void borrowed_pair(int rd, int wr, size_t big)
+{
+    int frd = kernel_flags(rd), fwr = kernel_flags(wr);
+    ASSERT(!(frd & O_NONBLOCK) && !(fwr & O_NONBLOCK));
+    /* a read parks its coroutine only: the writer runs meanwhile */
+    xfer_t w = {.fd = wr, .n = 5};
+    co_coro_t *c = co_spawn(write_after_sleep, &w);
+    char b[8];
+    ASSERT_EQ(co_read(rd, b, sizeof b, co_now() + 5000), 5);
+    ASSERT_EQ(co_join(c, -1, NULL), 0);
+    /* the try form and deadlines */
+    ASSERT_ERR(co_read(rd, b, 1, 0), EAGAIN);
+    int64_t t0 = co_now();
+    ASSERT_ERR(co_read(rd, b, 1, co_now() + 30), ETIMEDOUT);
+    ASSERT_TIME(co_now() - t0, 25, 2000);
+    /* more than the kernel buffers at once, both sides cooperative */
+    xfer_t r = {.fd = rd, .n = big};
+    w.n = big;
+    co_coro_t *cr = co_spawn(read_n, &r), *cw = co_spawn(write_after_sleep, &w);
+    ASSERT_EQ(co_join(cw, co_now() + 20000, NULL), 0);
+    ASSERT_EQ(co_join(cr, co_now() + 20000, NULL), 0);
+    /* the kernel's flags, which other holders of the open file see, are
+     * untouched */
+    ASSERT_EQ(kernel_flags(rd), frd);
+    ASSERT_EQ(kernel_flags(wr), fwr);
+}
+
+static void test_borrowed_fds_keep_flags(void)
+{
+    FDS_BEGIN();
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    borrowed_pair(p[0], p[1], 300000);
+    co_close(p[0]);
+    co_close(p[1]);
+    /* a FIFO: no RWF_NOWAIT here, poll-then-call */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/cogent-fifo2-%d", (int)getpid());
+    ASSERT_EQ(mkfifo(path, 0600), 0);
+    int rd = open(path, O_RDONLY | O_NONBLOCK), wr = open(path, O_WRONLY);
+    ASSERT(rd >= 0 && wr >= 0);
+    unlink(path);
+    ASSERT_EQ(fcntl(rd, F_SETFL, O_RDONLY), 0);
+    borrowed_pair(rd, wr, 300000);
+    co_close(rd);
+    co_close(wr);
+    /* a pseudo-terminal, both ways (raw mode: no line discipline) */
+    int master, slave;
+    ASSERT_EQ(openpty(&master, &slave, NULL, NULL, NULL), 0);
+    struct termios tio;
+    ASSERT_EQ(tcgetattr(slave, &tio), 0);
+    cfmakeraw(&tio);
+    ASSERT_EQ(tcsetattr(slave, TCSANOW, &tio), 0);
+    borrowed_pair(slave, master, 100000);
+    borrowed_pair(master, slave, 100000);
+    co_close(master);
+    co_close(slave);
+    /* a socket pair the program made */
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    borrowed_pair(sv[0], sv[1], 300000);
+    co_close(sv[0]);
+    co_close(sv[1]);
+    /* a listener the program made: accept waits, then accepts; the
+     * listener keeps its flags, the connection is cogent's (non-blocking) */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    ASSERT_EQ(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    ASSERT_EQ(listen(l, 8), 0);
+    ASSERT_EQ(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    ASSERT_ERR(co_accept(l, NULL, NULL, co_now() + 20), ETIMEDOUT);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_EQ(co_connect(c, (struct sockaddr *)&a, sizeof a, co_now() + 2000), 0);
+    int s = co_accept(l, NULL, NULL, co_now() + 2000);
+    ASSERT(s >= 0);
+    ASSERT(!(kernel_flags(l) & O_NONBLOCK));
+    ASSERT(!(kernel_flags(c) & O_NONBLOCK));
+    ASSERT(kernel_flags(s) & O_NONBLOCK);
+    co_close(s);
+    co_close(c);
+    co_close(l);
+    FDS_END();
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -645,5 +982,8 @@ int main(int argc, char **argv)
     RUN(test_regular_file);
     RUN(test_unix);
     RUN(test_many_pairs);
+    RUN(test_msg_dontwait);
+    RUN(test_epipe_every_fd_type);
+    RUN(test_borrowed_fds_keep_flags);
     return TEST_MAIN_END();
 }

@@ -7,10 +7,16 @@
  * every wrapper into a plain pass-through.
  *
  * Each wrapper asks the core how to serve the call (co__patch_mode):
- * libc's call as is, or cogent's cooperative call of the same name.  The
- * caller's own view of O_NONBLOCK is kept: a socket it left blocking
+ * libc's call as is, or cogent's cooperative call of the same name, with
+ * libc's semantics (patch_api.h): a socket the program left blocking
  * still blocks (its coroutine), one it made non-blocking still says
- * EAGAIN. */
+ * EAGAIN; writes are complete; SIGPIPE is raised as by libc; a signal
+ * handler interrupts the call with EINTR.  No descriptor's flags are ever
+ * changed (docs/patch.md).
+ *
+ * For the last point the library also wraps the program's signal
+ * handlers (sigaction, signal...): the kernel runs a trampoline that
+ * tells the hub, then the program's handler. */
 #define _GNU_SOURCE 1
 #include <dlfcn.h>
 #include <errno.h>
@@ -19,6 +25,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +96,20 @@ REAL(int, ioctl, (int, unsigned long, ...))
 REAL(int, socket, (int, int, int))
 REAL(int, getaddrinfo, (const char *, const char *, const struct addrinfo *, struct addrinfo **))
 REAL(int, getnameinfo, (const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int))
+REAL(int, sigaction, (int, const struct sigaction *, struct sigaction *))
+REAL(sighandler_t, signal, (int, sighandler_t))
+REAL(int, siginterrupt, (int, int))
+
+/* COGENT_PATCH_HUB=1: the main thread gets a hub as the program starts,
+ * so that an unmodified program's own blocking calls go through cogent
+ * (without it, only threads that use cogent have one).  Meant for running
+ * ordinary programs under the patch, to check that nothing they or their
+ * neighbours can see changes (docs/patch.md). */
+static void __attribute__((constructor)) hub_at_start(void)
+{
+    const char *v = getenv("COGENT_PATCH_HUB");
+    if (!off() && v && !strcmp(v, "1")) co_hub_poller();
+}
 
 static bool cooperative(int fd)
 {
@@ -104,57 +125,64 @@ static bool on_hub(void)
 
 EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
-    return cooperative(fd) ? co_read(fd, buf, n, -1) : get_read()(fd, buf, n);
+    return cooperative(fd) ? co__patch_read(fd, buf, n) : get_read()(fd, buf, n);
 }
 
 EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
-    return cooperative(fd) ? co_write(fd, buf, n, -1) : get_write()(fd, buf, n);
+    if (!cooperative(fd)) return get_write()(fd, buf, n);
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+    return co__patch_writev(fd, &v, 1);
 }
 
 EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
-    return cooperative(fd) ? co_readv(fd, iov, n, -1) : get_readv()(fd, iov, n);
+    return cooperative(fd) ? co__patch_readv(fd, iov, n) : get_readv()(fd, iov, n);
 }
 
 EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
-    return cooperative(fd) ? co_writev(fd, iov, n, -1) : get_writev()(fd, iov, n);
+    return cooperative(fd) ? co__patch_writev(fd, iov, n) : get_writev()(fd, iov, n);
 }
 
+/* MSG_DONTWAIT asks for libc's own non-blocking call. */
 EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_recv(fd, buf, n, flags, -1);
+    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co__patch_recvfrom(fd, buf, n, flags, NULL, NULL);
     return get_recv()(fd, buf, n, flags);
 }
 
 EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_send(fd, buf, n, flags, -1);
-    return get_send()(fd, buf, n, flags);
+    if (!cooperative(fd) || (flags & MSG_DONTWAIT)) return get_send()(fd, buf, n, flags);
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+    struct msghdr m = {.msg_iov = &v, .msg_iovlen = 1};
+    return co__patch_sendmsg(fd, &m, flags);
 }
 
 EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_recvfrom(fd, buf, n, flags, a, al, -1);
+    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co__patch_recvfrom(fd, buf, n, flags, a, al);
     return get_recvfrom()(fd, buf, n, flags, a, al);
 }
 
 EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a, socklen_t al)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_sendto(fd, buf, n, flags, a, al, -1);
-    return get_sendto()(fd, buf, n, flags, a, al);
+    if (!cooperative(fd) || (flags & MSG_DONTWAIT)) return get_sendto()(fd, buf, n, flags, a, al);
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = n};
+    struct msghdr m = {.msg_name = (void *)a, .msg_namelen = a ? al : 0, .msg_iov = &v, .msg_iovlen = 1};
+    return co__patch_sendmsg(fd, &m, flags);
 }
 
 EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_recvmsg(fd, m, flags, -1);
+    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co__patch_recvmsg(fd, m, flags);
     return get_recvmsg()(fd, m, flags);
 }
 
 EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
-    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co_sendmsg(fd, m, flags, -1);
+    if (cooperative(fd) && !(flags & MSG_DONTWAIT)) return co__patch_sendmsg(fd, m, flags);
     return get_sendmsg()(fd, m, flags);
 }
 
@@ -219,7 +247,7 @@ EXPORT int accept(int fd, struct sockaddr *a, socklen_t *al)
 
 EXPORT int connect(int fd, const struct sockaddr *a, socklen_t al)
 {
-    return cooperative(fd) ? co_connect(fd, a, al, -1) : get_connect()(fd, a, al);
+    return cooperative(fd) ? co__patch_connect(fd, a, al) : get_connect()(fd, a, al);
 }
 
 EXPORT int socket(int domain, int type, int proto)
@@ -326,7 +354,7 @@ static int64_t deadline_ts(const struct timespec *t)
 EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
     if (!on_hub()) return get_poll()(fds, n, timeout);
-    return co_poll(fds, n, timeout == 0 ? 0 : deadline_ms(timeout));
+    return co__patch_poll(fds, n, timeout == 0 ? 0 : deadline_ms(timeout));
 }
 
 EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const sigset_t *mask)
@@ -334,7 +362,7 @@ EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *t, const s
     /* The signal mask is not applied while a coroutine waits: the hub
      * serves other coroutines meanwhile (docs/patch.md). */
     if (!on_hub() || mask) return get_ppoll()(fds, n, t, mask);
-    return co_poll(fds, n, (t && !t->tv_sec && !t->tv_nsec) ? 0 : deadline_ts(t));
+    return co__patch_poll(fds, n, (t && !t->tv_sec && !t->tv_nsec) ? 0 : deadline_ts(t));
 }
 
 static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t deadline)
@@ -350,7 +378,7 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t dead
                            ((x && FD_ISSET(fd, x)) ? POLLPRI : 0));
         if (ev) p[k++] = (struct pollfd){.fd = fd, .events = ev};
     }
-    int rc = co_poll(p, (nfds_t)k, deadline);
+    int rc = co__patch_poll(p, (nfds_t)k, deadline);
     if (rc >= 0) {
         int bad = 0;
         for (int i = 0; i < k; i++)
@@ -377,10 +405,23 @@ static int select_common(int nfds, fd_set *r, fd_set *w, fd_set *x, int64_t dead
 
 EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv)
 {
-    if (!on_hub() || nfds < 0 || nfds > FD_SETSIZE) return get_select()(nfds, r, w, x, tv);
+    if (!on_hub() || nfds < 0 || nfds > FD_SETSIZE || (tv && (tv->tv_sec < 0 || tv->tv_usec < 0)))
+        return get_select()(nfds, r, w, x, tv);
     int64_t d = -1;
-    if (tv) d = (!tv->tv_sec && !tv->tv_usec) ? 0 : co_now() + tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
-    return select_common(nfds, r, w, x, d);
+    if (tv && (tv->tv_sec || tv->tv_usec))
+        d = tv->tv_sec > INT32_MAX ? -1 : co_now() + tv->tv_sec * 1000 + (tv->tv_usec + 999) / 1000;
+    else if (tv)
+        d = 0;
+    int rc = select_common(nfds, r, w, x, d);
+    /* Linux's select leaves in *tv the time not slept (pselect does not),
+     * and programs rely on it to loop with one budget. */
+    if (tv && d > 0) {
+        int64_t left = rc == 0 ? 0 : d - co_now();
+        if (left < 0) left = 0;
+        tv->tv_sec = left / 1000;
+        tv->tv_usec = (left % 1000) * 1000;
+    }
+    return rc;
 }
 
 EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *t, const sigset_t *mask)
@@ -391,29 +432,25 @@ EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct times
 
 /* ------------------------------------------------------------- sleeps */
 
-/* Sleeps ms on the hub; ECANCELED (the coroutine was killed) reads as
- * EINTR to code that knows only signals. */
-static int hub_sleep_until(int64_t deadline)
-{
-    if (co_sleep_until(deadline) < 0) return errno = EINTR, -1;
-    return 0;
-}
-
+/* A sleep parks on the hub; a signal handler (or co_kill) ends it early
+ * with EINTR. */
 EXPORT unsigned sleep(unsigned s)
 {
     if (!on_hub()) return get_sleep()(s);
+    int saved = errno;
     int64_t d = co_now() + (int64_t)s * 1000;
-    if (hub_sleep_until(d) < 0) {
+    if (co__patch_sleep(d) < 0) {
         int64_t left = d - co_now();
-        return left > 0 ? (unsigned)((left + 999) / 1000) : 0;
+        return left > 0 ? (unsigned)(left / 1000) : 0; /* whole seconds not slept, as glibc */
     }
+    errno = saved;
     return 0;
 }
 
 EXPORT int usleep(useconds_t us)
 {
     if (!on_hub()) return get_usleep()(us);
-    return hub_sleep_until(co_now() + (us + 999) / 1000);
+    return co__patch_sleep(co_now() + (us + 999) / 1000);
 }
 
 EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
@@ -421,7 +458,7 @@ EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
     if (!on_hub()) return get_nanosleep()(req, rem);
     if (!req || req->tv_nsec < 0 || req->tv_nsec >= 1000000000L || req->tv_sec < 0) return errno = EINVAL, -1;
     int64_t d = deadline_ts(req);
-    if (hub_sleep_until(d) < 0) {
+    if (co__patch_sleep(d) < 0) {
         if (rem) {
             int64_t left = d - co_now();
             if (left < 0) left = 0;
@@ -465,4 +502,137 @@ EXPORT int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, s
 {
     if (!on_hub()) return get_getnameinfo()(sa, salen, host, hostlen, serv, servlen, flags);
     return co_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags, -1);
+}
+
+/* ------------------------------------------------------------- signals */
+
+/* The program's handlers.  The kernel runs `trampoline` for each (same
+ * mask and flags, plus SA_SIGINFO), which tells the core that a handler
+ * ran on this thread before calling the program's: the hub then ends the
+ * patched calls it interrupts with EINTR.  The program still sees its own
+ * handler and flags in what sigaction reports. */
+typedef struct handler {
+    _Atomic(void *) fn; /* sa_handler or sa_sigaction */
+    atomic_int flags;   /* the program's sa_flags */
+} handler_t;
+static handler_t handlers[NSIG];
+static _Atomic(uint64_t) interrupting; /* siginterrupt's set: bit sig-1 */
+
+/* Taken at load time: no lazy binding inside a handler. */
+static void (*const note_signal)(bool) = co__patch_signal;
+
+static void trampoline(int sig, siginfo_t *si, void *uc)
+{
+    int flags = atomic_load_explicit(&handlers[sig].flags, memory_order_relaxed);
+    void *fn = atomic_load_explicit(&handlers[sig].fn, memory_order_relaxed);
+    /* First: a handler may leave with siglongjmp. */
+    note_signal((flags & SA_RESTART) != 0);
+    if (fn == (void *)SIG_IGN || fn == (void *)SIG_DFL) return; /* changed meanwhile */
+    if (flags & SA_SIGINFO)
+        ((void (*)(int, siginfo_t *, void *))fn)(sig, si, uc);
+    else
+        ((void (*)(int))fn)(sig);
+}
+
+/* Handlers worth wrapping: a function, for a signal that can arrive
+ * while a call is blocked.  Faults (SIGSEGV...) are the thread's own
+ * doing and interrupt nothing; their handlers are left as they are. */
+static bool wrappable(int sig, const struct sigaction *act)
+{
+    void *fn = (void *)act->sa_handler;
+    if (fn == (void *)SIG_DFL || fn == (void *)SIG_IGN || fn == (void *)trampoline) return false;
+    return sig != SIGSEGV && sig != SIGBUS && sig != SIGILL && sig != SIGFPE && sig != SIGTRAP && sig != SIGSYS;
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    if (off() || sig <= 0 || sig >= NSIG) return get_sigaction()(sig, act, old);
+    void *prev_fn = atomic_load(&handlers[sig].fn);
+    int prev_flags = atomic_load(&handlers[sig].flags);
+    struct sigaction k;
+    bool wrap = act && wrappable(sig, act);
+    if (wrap) {
+        k = *act;
+        k.sa_sigaction = trampoline;
+        k.sa_flags |= SA_SIGINFO;
+        /* Before the kernel can run the trampoline for it. */
+        atomic_store(&handlers[sig].flags, act->sa_flags);
+        atomic_store(&handlers[sig].fn, (void *)act->sa_handler);
+        act = &k;
+    }
+    int r = get_sigaction()(sig, act, old);
+    if (r < 0 && wrap) {
+        atomic_store(&handlers[sig].fn, prev_fn);
+        atomic_store(&handlers[sig].flags, prev_flags);
+    }
+    if (r == 0 && old && old->sa_sigaction == trampoline) {
+        old->sa_handler = (sighandler_t)prev_fn;
+        old->sa_flags = (old->sa_flags & ~SA_SIGINFO) | (prev_flags & SA_SIGINFO);
+    }
+    return r;
+}
+
+/* glibc's own signal() and siginterrupt() install through an internal
+ * alias of sigaction that interposition cannot see: they are redone here
+ * with the same semantics, over the sigaction above. */
+static sighandler_t bsd_signal_common(int sig, sighandler_t h)
+{
+    if (h == SIG_ERR || sig <= 0 || sig >= NSIG) return errno = EINVAL, SIG_ERR;
+    struct sigaction a = {.sa_handler = h}, o;
+    sigemptyset(&a.sa_mask);
+    sigaddset(&a.sa_mask, sig);
+    a.sa_flags = (atomic_load(&interrupting) >> (sig - 1)) & 1 ? 0 : SA_RESTART;
+    if (sigaction(sig, &a, &o) < 0) return SIG_ERR;
+    return o.sa_handler;
+}
+
+EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+    if (off()) return get_signal()(sig, h);
+    return bsd_signal_common(sig, h);
+}
+
+sighandler_t bsd_signal(int sig, sighandler_t h); /* declared only for old X/Open levels */
+EXPORT sighandler_t bsd_signal(int sig, sighandler_t h)
+{
+    if (off()) return get_signal()(sig, h);
+    return bsd_signal_common(sig, h);
+}
+
+/* signal() under strict ISO C (no _DEFAULT_SOURCE) is System V's: one
+ * shot, not masked, not restarted. */
+sighandler_t __sysv_signal(int sig, sighandler_t h);
+static sighandler_t sysv_common(int sig, sighandler_t h)
+{
+    if (h == SIG_ERR || sig <= 0 || sig >= NSIG) return errno = EINVAL, SIG_ERR;
+    struct sigaction a = {.sa_handler = h, .sa_flags = SA_RESETHAND | SA_NODEFER}, o;
+    sigemptyset(&a.sa_mask);
+    if (sigaction(sig, &a, &o) < 0) return SIG_ERR;
+    return o.sa_handler;
+}
+
+EXPORT sighandler_t __sysv_signal(int sig, sighandler_t h)
+{
+    return sysv_common(sig, h);
+}
+
+EXPORT sighandler_t sysv_signal(int sig, sighandler_t h)
+{
+    return sysv_common(sig, h);
+}
+
+EXPORT int siginterrupt(int sig, int flag)
+{
+    if (off()) return get_siginterrupt()(sig, flag);
+    struct sigaction a;
+    if (sig <= 0 || sig >= NSIG || sigaction(sig, NULL, &a) < 0) return errno = EINVAL, -1;
+    uint64_t bit = (uint64_t)1 << (sig - 1);
+    if (flag) {
+        atomic_fetch_or(&interrupting, bit);
+        a.sa_flags &= ~SA_RESTART;
+    } else {
+        atomic_fetch_and(&interrupting, ~bit);
+        a.sa_flags |= SA_RESTART;
+    }
+    return sigaction(sig, &a, NULL);
 }
