@@ -389,8 +389,8 @@ static uintptr_t fault_sp(const void *uctx)
     const ucontext_t *uc = uctx;
 #if defined(__x86_64__)
     return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
-#elif defined(__aarch64__)
-    return (uintptr_t)uc->uc_mcontext.sp;
+#else
+    return (uintptr_t)uc->uc_mcontext.sp; /* aarch64 (arch.h admits no other) */
 #endif
 }
 

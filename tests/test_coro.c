@@ -432,14 +432,18 @@ static int child_stale_env(void)
 static void exec_stale(void *arg)
 {
     setenv("COGENT_CHECK_HANDLES", arg, 1);
-    execl("/proc/self/exe", "test_coro", "--child", "stale", (char *)NULL);
-    _exit(99);
+    execl(test_argv_[0], "test_coro", "--child", "stale", (char *)NULL);
+    _exit(99); /* cannot run itself again (under qemu-user, say) */
 }
 
 static void test_stale_handle_env(void)
 {
     char buf[1024];
     int st = run_child(exec_stale, "1", buf, sizeof buf);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 99) {
+        fprintf(stderr, "    skipped: this program cannot run itself again here\n");
+        return;
+    }
     ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, "already joined"), "status %#x: %s", st, buf);
     st = run_child(exec_stale, "lots", buf, sizeof buf);
     ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 5 && strstr(buf, "ignoring COGENT_CHECK_HANDLES=lots"),
