@@ -157,7 +157,9 @@ static void unref(co_coro_t *c)
 
 static const co__fiber_class_t coro_class; /* below */
 
-static noreturn void finish(co__hub_t *h, co_coro_t *c)
+/* The bookkeeping of a coroutine's end, on its hub: it leaves the hub's
+ * list, its joiners and its group hear of it. */
+static void ended(co__hub_t *h, co_coro_t *c)
 {
     c->state = CO__C_DONE;
     __atomic_store_n(&h->ncoros, h->ncoros - 1, __ATOMIC_RELAXED);
@@ -165,8 +167,30 @@ static noreturn void finish(co__hub_t *h, co_coro_t *c)
     if (!co__list_empty(&c->joiners.list)) co__parkq_wake(h, &c->joiners, SIZE_MAX);
     if (c->group) co__group_member_done(c);
     if (h->exiting && h->ncoros == 0) co__wake(h, &h->main, h->main.park_seq, 0);
+}
+
+/* Returned (or killed before it ran): off its own stack for good, which
+ * the next landing frees. */
+static noreturn void finish(co__hub_t *h, co_coro_t *c)
+{
+    ended(h, c);
     co__schedule(h, true);
     __builtin_unreachable();
+}
+
+static void coro_released(co_fiber_t *f);
+
+bool co__coro_start(co__hub_t *h, co_coro_t *c)
+{
+    if (CO__LIKELY(!atomic_load_explicit(&c->killed, memory_order_relaxed))) {
+        if (CO__LIKELY(co__fiber_attach(&c->fiber, c->stack_req) == 0)) return true;
+        c->start_error = ENOMEM;
+    }
+    /* It never runs: ended here, on the scheduler's stack, and reaped at
+     * once (it has no stack to release). */
+    ended(h, c);
+    coro_released(&c->fiber);
+    return false;
 }
 
 static void *coro_entry(co_fiber_t *f, void *unused)
@@ -179,7 +203,8 @@ static void *coro_entry(co_fiber_t *f, void *unused)
 
 co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line)
 {
-    if (!fn) return errno = EINVAL, NULL;
+    size_t stack_size = opts ? opts->stack_size : 0;
+    if (!fn || !co__stack_size_ok(stack_size)) return errno = EINVAL, NULL;
     co__hub_t *h = co__hub();
     co__hub_check(h);
     co_coro_t *c = coro_alloc();
@@ -188,14 +213,11 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
      * `rep stos` was a tenth of a spawn).  park_seq is kept and bumped:
      * stale wake-ups aimed at the record's previous life stay stale. */
     c->park_seq++;
+    co__fiber_prepare(&c->fiber, coro_entry, NULL); /* its stack comes when it first runs */
     c->fiber.kind = CO__K_CORO;
-    if (co__fiber_init(&c->fiber, coro_entry, NULL, opts ? opts->stack_size : 0) < 0) {
-        int e = errno;
-        pool_push(&tcache, c);
-        ntcache++;
-        return errno = e, NULL;
-    }
     c->fiber.cls = &coro_class;
+    c->stack_req = stack_size;
+    c->start_error = 0;
     if (opts && opts->name) {
         size_t n = strlen(opts->name);
         /* name_buf always holds the name, cut if long: other threads'
@@ -414,8 +436,9 @@ int co_join(co_coro_t *c, int64_t deadline, void **result)
     int r = wait_done(c, deadline, "co_join");
     if (r) return errno = r, -1;
     if (result) *result = c->result;
+    int never_ran = c->start_error;
     release_handle(c, CO__H_JOINED, "co_join");
-    return 0;
+    return never_ran ? (errno = never_ran, -1) : 0;
 }
 
 int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results)
@@ -426,11 +449,13 @@ int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results)
         int r = wait_done(cs[i], deadline, "co_joinall");
         if (r) return errno = r, -1;
     }
+    int never_ran = 0;
     for (size_t i = 0; i < n; i++) {
         if (results) results[i] = cs[i]->result;
+        if (cs[i]->start_error) never_ran = cs[i]->start_error;
         release_handle(cs[i], CO__H_JOINED, "co_joinall");
     }
-    return 0;
+    return never_ran ? (errno = never_ran, -1) : 0;
 }
 
 void co_detach(co_coro_t *c)

@@ -42,6 +42,8 @@ struct co_coro {
     co_fn fn;
     void *arg;
     void *result;
+    size_t stack_req; /* the stack size asked for; the stack comes at its first run */
+    int start_error;  /* ENOMEM: no stack could be had at its first run; it never ran */
     uint8_t state; /* CO__C_*; touched only by its hub's thread */
     bool is_main;
     atomic_uchar handle; /* CO__H_* */
@@ -99,6 +101,12 @@ extern size_t co__check_handles;
 
 /* A process-wide unique coroutine id. */
 uint64_t co__new_id(void);
+/* A new coroutine is about to run for the first time (the hub, just
+ * before switching to it): gives it its stack.  Returns false if it must
+ * not run after all: it was killed before it started, or no stack could
+ * be had (ENOMEM for its joiners); it has then finished, without a stack
+ * and without running. */
+bool co__coro_start(co__hub_t *h, co_coro_t *c);
 /* Makes the main coroutine of a new hub (hub.c calls it at creation). */
 void co__coro_init_main(co_coro_t *m, co__hub_t *h, co_fiber_t *thread_fiber);
 /* Ends every coroutine of an exiting hub (killed, run to their end);

@@ -73,16 +73,28 @@ static void fiber_main(void *arg, void *value)
     __builtin_unreachable();
 }
 
-int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
+void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud)
 {
-    if (!fn) return errno = EINVAL, -1;
-    if (co__stack_get(&f->stack, stack_size) < 0) return -1;
     f->fn = fn;
     f->ud = ud;
     f->state = CO__F_NEW;
     f->parent = NULL;
     f->cls = NULL;
     f->owner = co__thread();
+    f->stack.lo = NULL;
+    f->stack.mode = 0;
+}
+
+int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
+{
+    if (!fn) return errno = EINVAL, -1;
+    co__fiber_prepare(f, fn, ud);
+    return co__fiber_attach(f, stack_size);
+}
+
+int co__fiber_attach(co_fiber_t *f, size_t stack_size)
+{
+    if (co__stack_get(&f->stack, stack_size) < 0) return -1;
     /* The canary word is at the bottom, the first frame at the top. */
     f->sp = co__ctx_init(f->stack.lo, f->stack.size - f->stack.color, fiber_main, f);
 #if CO_ASAN

@@ -81,10 +81,16 @@ static inline co__thread_t *co__thread(void)
     return t;
 }
 
-/* Initialises a fiber on a fresh stack of stack_size (0 = default) that
- * runs fn(f, value) when first switched to; the parent is left NULL, the
- * kind and class are the caller's to set.  0, or -1 with errno EINVAL /
- * ENOMEM. */
+/* Prepares a fiber that will run fn(f, value) when first switched to,
+ * without a stack yet: co__fiber_attach gives it one before its first
+ * switch (coroutines get theirs when they first run, so that a million
+ * spawned ones do not hold a million stacks).  The parent is left NULL,
+ * the kind and class are the caller's to set. */
+void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud);
+/* Gives a prepared fiber its stack of stack_size (0 = default) and its
+ * first frame.  0, or -1 with errno EINVAL / ENOMEM. */
+int co__fiber_attach(co_fiber_t *f, size_t stack_size);
+/* Both at once.  0, or -1 with errno EINVAL (fn NULL, bad size) / ENOMEM. */
 int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size);
 /* co__fiber_transfer, the switch of the hub and generators: switch.h. */
 /* Releases a fiber's stack (not running, not current).  Idempotent. */

@@ -332,10 +332,15 @@ void co__schedule(co__hub_t *h, bool dying)
     co__hub_check(h);
     co_coro_t *self = h->current;
     co_coro_t *next;
-    if (CO__LIKELY(!co__fifo_empty(&h->runq) && ++h->since_poll < POLL_EVERY))
-        next = pop(h);
-    else
-        next = pick_slow(h);
+    do {
+        if (CO__LIKELY(!co__fifo_empty(&h->runq) && ++h->since_poll < POLL_EVERY))
+            next = pop(h);
+        else
+            next = pick_slow(h);
+        /* A new coroutine gets its stack now, at its first run; one that
+         * cannot (killed before it started, or no memory) has finished
+         * without running: pick again. */
+    } while (CO__UNLIKELY(next->state == CO__C_NEW) && !co__coro_start(h, next));
     next->state = CO__C_RUNNING;
     h->current = next;
     /* For the monitor thread: plain stores on x86 and cheap elsewhere. */

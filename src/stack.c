@@ -294,6 +294,11 @@ int co__stack_get(co__stack_t *st, size_t size)
     return 0;
 }
 
+bool co__stack_size_ok(size_t size)
+{
+    return size == 0 || (size >= CO_STACK_MIN && size <= MAX_STACK);
+}
+
 void co__stack_put(co__stack_t *st)
 {
     if (!st->lo) return;

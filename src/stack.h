@@ -42,6 +42,8 @@ static inline bool co__canary_broken(const co__stack_t *st)
  * policy picks (docs/stacks.md); its canary zone is zero.  0, or -1 with
  * errno ENOMEM / EINVAL.  Installs the overflow handler on first use. */
 int co__stack_get(co__stack_t *st, size_t size);
+/* True if `size` is a stack size co__stack_get accepts (0: the default). */
+bool co__stack_size_ok(size_t size);
 /* Gives a stack back (cache, slab free list or munmap).  Must not be the
  * stack we are running on.  st->lo and st->mode are cleared. */
 void co__stack_put(co__stack_t *st);
