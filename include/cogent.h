@@ -719,10 +719,14 @@ CO_API int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opt
  * does not resolve, EAGAIN for a temporary resolver failure...).
  * Switches: yes. */
 CO_API int co_tcp_connect(const char *host, int port, int64_t deadline);
-/* Unix-domain stream sockets.  listen replaces a stale socket file (one
- * nobody answers on) but nothing else; the path must fit sockaddr_un
- * (ENAMETOOLONG otherwise).  opts may be NULL; reuseport is ignored.
- * Switches: connect yes, listen no. */
+/* Unix-domain stream sockets; the path must fit sockaddr_un
+ * (ENAMETOOLONG otherwise).  listen replaces an existing file only if it
+ * is a socket nobody answers on (a stale one); a live socket gives
+ * EADDRINUSE, and anything else at the path (a regular file, directory,
+ * FIFO, device, or a symbolic link, even to a stale socket) gives EEXIST
+ * and is left alone, co_net_error() saying what it is ("listen on
+ * /tmp/data.txt: the path is a regular file, not a socket").  opts may be
+ * NULL; reuseport is ignored.  Switches: connect yes, listen no. */
 CO_API int co_unix_listen(const char *path, const co_listen_opts_t *opts);
 CO_API int co_unix_connect(const char *path, int64_t deadline);
 /* A connected pair of Unix stream sockets.  0, or -1 with errno.
@@ -786,17 +790,25 @@ CO_API int co_server_start(co_server_t *s);
  * server keeps running).  Switches: yes. */
 CO_API int co_server_serve(co_server_t *s);
 /* Graceful stop, from a coroutine of the server's hub: stops accepting
- * (the listening socket is closed at once), lets handlers finish until
- * the deadline, then kills those still running and waits for them.
+ * (the listening socket is closed at once; a Unix socket's file is
+ * removed if it is still the one the server bound), lets handlers finish
+ * until the deadline, then kills those still running and waits for them.
+ * A handler of this server may call it: it is neither waited for nor
+ * killed by its own call, which returns once the other handlers are done
+ * and lets it run on; co_server_serve returns after it too has returned.
  * Returns how many handlers were killed, or -1 with EINVAL (called from
- * another hub).  Idempotent.  Switches: yes. */
+ * another hub) or ECANCELED (the caller was killed while it waited: the
+ * remaining handlers are killed at once, the last to end marks the
+ * server stopped).  Idempotent: a second call waits until the server is
+ * stopped (from one of its handlers: returns 0 at once).
+ * Switches: yes. */
 CO_API int co_server_stop(co_server_t *s, int64_t deadline);
 /* The listening TCP port, or -1.  Switches: no. */
 CO_API int co_server_port(const co_server_t *s);
 /* Counters, readable from any thread.  Switches: no. */
 CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
 /* Stops the server if it runs (killing handlers at once) and frees it.
- * Switches: yes. */
+ * Not from one of its own handlers (aborts).  Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
 
 /* ------------------------------------------------------------- debugging */

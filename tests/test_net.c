@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cogent.h"
@@ -282,6 +283,220 @@ static void test_serve_and_unix(void)
     FDS_END();
 }
 
+/* ------------------------------------------- Unix socket paths: never a
+ * file that is not a socket, never a socket file that is not ours */
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    ASSERT_EQ(fputs(text, f) >= 0, 1);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+static bool file_has(const char *path, const char *text)
+{
+    char buf[256] = {0};
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n == strlen(text) && !memcmp(buf, text, n);
+}
+
+static mode_t lmode(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 ? st.st_mode & S_IFMT : 0;
+}
+
+/* co_unix_listen on `path` fails with `err` and the message names the path
+ * and what is there. */
+static void listen_refused(const char *path, int err, const char *what)
+{
+    char want[300];
+    ASSERT_ERR(co_unix_listen(path, NULL), err);
+    snprintf(want, sizeof want, "listen on %s: %s", path, what);
+    ASSERT_STR_EQ(co_net_error(), want);
+}
+
+static void test_unix_listen_paths(void)
+{
+    FDS_BEGIN();
+    char dir[] = "/tmp/cogent-net-XXXXXX";
+    ASSERT(mkdtemp(dir) != NULL);
+    char data[64], sub[64], fifo[64], sock[64], link[64], dangling[64], moved[64];
+    snprintf(data, sizeof data, "%s/data.txt", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(sock, sizeof sock, "%s/s.sock", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    snprintf(dangling, sizeof dangling, "%s/dangling", dir);
+    snprintf(moved, sizeof moved, "%s/moved", dir);
+
+    /* a data file at a mistyped path: reported, left as it was */
+    write_file(data, "precious");
+    listen_refused(data, EEXIST, "the path is a regular file, not a socket");
+    ASSERT(file_has(data, "precious"));
+    ASSERT_EQ(mkdir(sub, 0700), 0);
+    listen_refused(sub, EEXIST, "the path is a directory, not a socket");
+    ASSERT_EQ(lmode(sub), S_IFDIR);
+    ASSERT_EQ(mkfifo(fifo, 0600), 0);
+    listen_refused(fifo, EEXIST, "the path is a FIFO, not a socket");
+    ASSERT_EQ(lmode(fifo), S_IFIFO);
+
+    /* a stale socket file (its listener closed): replaced */
+    int l = co_unix_listen(sock, NULL);
+    ASSERT(l >= 0);
+    co_close(l);
+    l = co_unix_listen(sock, NULL);
+    ASSERT_(l >= 0, "%s", co_net_error());
+    /* a live one: refused, and the probe is only a connection */
+    listen_refused(sock, EADDRINUSE, "a server is listening on it");
+    int probe = co_accept(l, NULL, NULL, co_now() + 1000);
+    ASSERT(probe >= 0);
+    co_close(probe);
+    co_close(l);
+
+    /* symbolic links are never replaced, even to a stale socket (sock is
+     * one now), nor dangling ones */
+    ASSERT_EQ(symlink(sock, link), 0);
+    listen_refused(link, EEXIST, "the path is a symbolic link, not a socket");
+    ASSERT_EQ(lmode(link), S_IFLNK);
+    ASSERT_EQ(lmode(sock), S_IFSOCK);
+    ASSERT_EQ(symlink("nowhere", dangling), 0);
+    listen_refused(dangling, EEXIST, "the path is a symbolic link, not a socket");
+    ASSERT_EQ(lmode(dangling), S_IFLNK);
+
+    /* the stream server removes its own socket file at stop, and nothing
+     * that took its place: a regular file... */
+    co_server_opts_t o = {.host = sock, .unix_socket = true};
+    ASSERT_EQ(unlink(sock), 0);
+    co_server_t *s = co_server_new(echo_handler, NULL, &o);
+    ASSERT(s != NULL);
+    ASSERT_EQ(co_server_start(s), 0);
+    ASSERT_EQ(unlink(sock), 0);
+    write_file(sock, "not the server's");
+    ASSERT_EQ(co_server_stop(s, co_now() + 2000), 0);
+    ASSERT(file_has(sock, "not the server's"));
+    co_server_free(s);
+    ASSERT_EQ(unlink(sock), 0);
+    /* ...or another listener's socket, the server's own moved away */
+    s = co_server_new(echo_handler, NULL, &o);
+    ASSERT(s != NULL);
+    ASSERT_EQ(co_server_start(s), 0);
+    ASSERT_EQ(rename(sock, moved), 0);
+    l = co_unix_listen(sock, NULL);
+    ASSERT(l >= 0);
+    ASSERT_EQ(co_server_stop(s, co_now() + 2000), 0);
+    co_server_free(s);
+    int c = co_unix_connect(sock, co_now() + 1000);
+    ASSERT_(c >= 0, "%s", co_net_error());
+    co_close(c);
+    co_close(l);
+    ASSERT_EQ(lmode(moved), S_IFSOCK);
+
+    const char *all[] = {data, fifo, sock, link, dangling, moved};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) ASSERT_EQ(unlink(all[i]), 0);
+    ASSERT_EQ(rmdir(sub), 0);
+    ASSERT_EQ(rmdir(dir), 0);
+    FDS_END();
+}
+
+/* ------------------------------------- co_server_stop from a handler */
+
+typedef struct {
+    co_server_t *s;
+    int64_t stop_ms; /* the stopper's deadline, from when it calls */
+    int rc, err;     /* what its co_server_stop returned */
+    int64_t took;
+    bool returned; /* the stopper handler ran on after its stop call */
+} self_stop_t;
+
+/* First byte: 's' stops the server, 'w' works 30 ms, 'h' hangs until
+ * killed. */
+static int self_stop_handler(int fd, void *arg)
+{
+    self_stop_t *st = arg;
+    char b;
+    if (co_read(fd, &b, 1, -1) != 1) return errno;
+    if (b == 'w') {
+        co_sleep_ms(30);
+        return co_write(fd, "done", 4, -1) == 4 ? 0 : errno;
+    }
+    if (b == 'h') return co_read(fd, &b, 1, -1) < 0 ? errno : 0;
+    int64_t t0 = co_now();
+    errno = 0;
+    st->rc = co_server_stop(st->s, co_now() + st->stop_ms);
+    st->err = errno;
+    st->took = co_now() - t0;
+    co_sleep_ms(20); /* still running, its connection still open */
+    st->returned = true;
+    return co_write(fd, "ok", 2, -1) == 2 ? 0 : errno;
+}
+
+static void *send_and_read(void *arg)
+{
+    const char *what = arg; /* "<port>:<byte>" */
+    int fd = co_tcp_connect("127.0.0.1", atoi(what), co_now() + 5000);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(co_write(fd, strchr(what, ':') + 1, 1, -1), 1);
+    char b[8];
+    ssize_t r = co_read(fd, b, sizeof b, co_now() + 10000);
+    co_close(fd);
+    return (void *)(intptr_t)r;
+}
+
+/* The stopper waits for the other handlers (killing them at its deadline),
+ * not for itself; it runs on afterwards; serve returns once it has. */
+static void self_stop(const char *other, int64_t stop_ms, int expect_killed, intptr_t other_read)
+{
+    FDS_BEGIN();
+    self_stop_t st = {.stop_ms = stop_ms, .rc = -2};
+    co_server_opts_t o = {.host = "127.0.0.1"};
+    st.s = co_server_new(self_stop_handler, &st, &o);
+    ASSERT(st.s != NULL);
+    co_coro_t *srv = co_spawn(serve_it, st.s);
+    co_yield_now();
+    char a[32], b[32];
+    snprintf(a, sizeof a, "%d:%s", co_server_port(st.s), other);
+    snprintf(b, sizeof b, "%d:s", co_server_port(st.s));
+    co_coro_t *ca = co_spawn(send_and_read, a);
+    co_server_stats_t ss;
+    do co_sleep_ms(2), co_server_stats(st.s, &ss);
+    while (ss.accepted < 1);
+    co_coro_t *cb = co_spawn(send_and_read, b);
+    void *ra, *rb, *rs;
+    ASSERT_EQ(co_join(cb, co_now() + 10000, &rb), 0);
+    ASSERT_EQ((intptr_t)rb, 2); /* the stopper answered after its stop */
+    ASSERT_EQ(co_join(ca, co_now() + 10000, &ra), 0);
+    ASSERT_EQ((intptr_t)ra, other_read);
+    ASSERT_(st.rc == expect_killed, "stop returned %d (errno %s), not %d", st.rc, strerror(st.err), expect_killed);
+    if (expect_killed)
+        ASSERT_TIME(st.took, (int)stop_ms - 10, (int)stop_ms + 3000);
+    else
+        ASSERT_TIME(st.took, 0, 2000); /* not its own deadline */
+    ASSERT_EQ(co_join(srv, co_now() + 5000, &rs), 0);
+    ASSERT(st.returned); /* serve returned after every handler, the stopper too */
+    co_server_stats(st.s, &ss);
+    ASSERT_EQ(ss.accepted, 2);
+    ASSERT_EQ(ss.closed, 2);
+    ASSERT_EQ(ss.active, 0);
+    ASSERT_EQ(co_server_stop(st.s, 0), 0); /* idempotent */
+    co_server_free(st.s);
+    FDS_END();
+}
+
+static void test_stop_from_handler(void)
+{
+    self_stop("w", 3000, 0, 4);
+}
+
+static void test_stop_from_handler_kills_others(void)
+{
+    self_stop("h", 150, 1, 0);
+}
+
 /* ---------------------------------------------------------------- DNS */
 
 static void test_dns(void)
@@ -393,6 +608,9 @@ int main(int argc, char **argv)
     RUN(test_stop_waits_for_handlers);
     RUN(test_stop_kills_at_deadline);
     RUN(test_serve_and_unix);
+    RUN(test_unix_listen_paths);
+    RUN(test_stop_from_handler);
+    RUN(test_stop_from_handler_kills_others);
     RUN(test_dns);
     RUN(test_dns_without_hub);
     RUN(test_offload_deadline); /* last: it kills the main coroutine */
