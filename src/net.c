@@ -63,7 +63,8 @@ static int new_socket(int family, int type)
 }
 
 /* Resolves host:port for a stream socket.  A numeric address is parsed
- * here, without a worker thread.  0, or -1 with errno and net_error. */
+ * here, without a worker thread; a passive (listening) one never asks the
+ * network.  0, or -1 with errno and net_error. */
 static int resolve(const char *what, const char *host, int port, bool passive, struct addrinfo **res,
                    struct addrinfo *one, struct sockaddr_storage *ss, int64_t deadline)
 {
@@ -102,7 +103,13 @@ static int resolve(const char *what, const char *host, int port, bool passive, s
         return 0;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
-    int rc = co_getaddrinfo(host, serv, &hints, res, deadline);
+    /* A listening address is one of this machine's: it never waits for
+     * DNS (co_tcp_listen has no deadline to hold). */
+    int rc =
+        passive ? co__getaddrinfo_local(host, serv, &hints, res) : co_getaddrinfo(host, serv, &hints, res, deadline);
+    if (rc == CO__EAI_REMOTE)
+        return FAIL(EINVAL, "not a numeric address nor a name in /etc/hosts (listening never asks DNS)", "%s %s:%d",
+                    what, host, port);
     if (rc == EAI_SYSTEM) return FAIL(errno, NULL, "%s %s:%d: name lookup", what, host, port);
     if (rc) return FAIL(gai_errno(rc), gai_strerror(rc), "%s %s:%d", what, host, port);
     return 0;
@@ -117,7 +124,7 @@ int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts)
 {
     struct addrinfo one, *res = NULL;
     struct sockaddr_storage ss;
-    if (resolve("listen on", host, port, true, &res, &one, &ss, -1) < 0) return -1;
+    if (resolve("listen on", host, port, true, &res, &one, &ss, 0) < 0) return -1;
     int backlog = opts && opts->backlog > 0 ? opts->backlog : SOMAXCONN;
     int err = 0;
     const char *step = "socket";

@@ -1,7 +1,8 @@
-/* Sockets (net.c): what the stream server needs of the Unix-socket code.
- * A socket file is only ever removed if it is still the very file cogent
- * bound (same device and inode): a path is a name, and between bind and
- * removal anyone may have put something else under it. */
+/* Sockets (net.c) and names (dns.c): what other files need of them.
+ *
+ * A Unix socket's file is only ever removed if it is still the very file
+ * cogent bound (same device and inode): a path is a name, and between
+ * bind and removal anyone may have put something else under it. */
 #ifndef COGENT_NET_H
 #define COGENT_NET_H
 
@@ -22,5 +23,14 @@ int co__unix_listen(const char *path, const co_listen_opts_t *opts, co__sockfile
  * -1 with errno ENOENT (gone already), ESTALE (something else is there
  * now: left alone) or unlink's errno.  Switches: no. */
 int co__unix_unlink(const char *path, const co__sockfile_t *made);
+
+/* Resolves with no network at all (dns.c), for listening addresses:
+ * numeric hosts, and names from /etc/hosts (in file order, whatever
+ * nsswitch.conf says; "localhost" is the loopback address even if the
+ * file lacks it).  getaddrinfo's codes, or CO__EAI_REMOTE for a name
+ * only a name service could resolve (*res NULL).  Switches: no. */
+#define CO__EAI_REMOTE 1 /* getaddrinfo's own codes are <= 0 */
+struct addrinfo;
+int co__getaddrinfo_local(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
 
 #endif

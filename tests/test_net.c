@@ -3,6 +3,7 @@
  * resolution off the hub (localhost, failures, deadlines). */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
@@ -582,6 +583,175 @@ static void test_offload_deadline(void)
     while (!atomic_load(&dropped)) usleep(5000);
 }
 
+/* Jobs for the pool's limits: a blocker waits until the test opens the
+ * gate (5 s at most: a safety net that turns a hang into a failed
+ * assertion); a quick one returns at once.  Both record where they ran. */
+static int gate[2];
+static atomic_int jobs_ran, jobs_dropped, dropped_unrun;
+
+typedef struct {
+    co__job_t job;
+    bool quick, did_run;
+    pthread_t thread;
+} tjob_t;
+
+static void tjob_run(co__job_t *j)
+{
+    tjob_t *t = (tjob_t *)j;
+    t->thread = pthread_self();
+    t->did_run = true;
+    atomic_fetch_add(&jobs_ran, 1);
+    if (!t->quick) {
+        struct pollfd p = {.fd = gate[0], .events = POLLIN};
+        poll(&p, 1, 5000);
+    }
+}
+
+static void tjob_drop(co__job_t *j)
+{
+    tjob_t *t = (tjob_t *)j;
+    if (!t->did_run) atomic_fetch_add(&dropped_unrun, 1);
+    atomic_fetch_add(&jobs_dropped, 1);
+    free(t);
+}
+
+static tjob_t *tjob_new(bool quick)
+{
+    tjob_t *t = calloc(1, sizeof *t);
+    ASSERT(t != NULL);
+    t->job.run = tjob_run;
+    t->job.drop = tjob_drop;
+    t->quick = quick;
+    return t;
+}
+
+static void gate_close(void)
+{
+    atomic_store(&jobs_ran, 0);
+    atomic_store(&jobs_dropped, 0);
+    atomic_store(&dropped_unrun, 0);
+    ASSERT_EQ(pipe(gate), 0);
+}
+
+/* Opens the gate and waits until the pool has dropped n jobs. */
+static void gate_open(int n)
+{
+    ASSERT_EQ(write(gate[1], "x", 1), 1);
+    int64_t until = co_now() + 10000;
+    while (atomic_load(&jobs_dropped) < n && co_now() < until) usleep(2000);
+    ASSERT_EQ(atomic_load(&jobs_dropped), n);
+    unsigned workers, stuck;
+    for (stuck = 1; stuck && co_now() < until; usleep(1000)) co__offload_counts(&workers, &stuck);
+    ASSERT_EQ(stuck, 0);
+    close(gate[0]);
+    close(gate[1]);
+}
+
+static void *offload_blocker(void *arg)
+{
+    (void)arg;
+    return (void *)(intptr_t)co__offload(&tjob_new(false)->job, -1, "test blocker");
+}
+
+static void wait_ran(int n)
+{
+    int64_t until = co_now() + 5000;
+    while (atomic_load(&jobs_ran) < n && co_now() < until) co_sleep_ms(1);
+    ASSERT_EQ(atomic_load(&jobs_ran), n);
+}
+
+/* n blockers, killed once as many as the pool runs at a time are
+ * running: abandoned, stuck in the pool until the gate opens.  The queued
+ * ones are killed first, so that they leave the queue before a worker is
+ * freed to take them: they must never run. */
+static void abandon_blockers(int n)
+{
+    co_coro_t *cs[2 * CO__OFFLOAD_LIVE_MAX];
+    ASSERT(n <= 2 * CO__OFFLOAD_LIVE_MAX);
+    int running = n < CO__OFFLOAD_LIVE_MAX ? n : CO__OFFLOAD_LIVE_MAX;
+    int ran = atomic_load(&jobs_ran), unrun = atomic_load(&dropped_unrun);
+    for (int i = 0; i < n; i++) cs[i] = co_spawn(offload_blocker, NULL);
+    wait_ran(ran + running);
+    for (int i = n - 1; i >= 0; i--) co_kill(cs[i]);
+    void *r[2 * CO__OFFLOAD_LIVE_MAX];
+    ASSERT_EQ(co_joinall(cs, (size_t)n, co_now() + 5000, r), 0);
+    for (int i = 0; i < n; i++) ASSERT_EQ((intptr_t)r[i], ECANCELED);
+    ASSERT_EQ(atomic_load(&dropped_unrun) - unrun, n - running);
+    ASSERT_EQ(atomic_load(&jobs_ran) - ran, running);
+}
+
+/* Jobs whose callers left do not hold the pool: with every worker the
+ * limit allows stuck on one, a new job still runs at once; abandoned jobs
+ * still queued never run. */
+static void test_offload_abandoned_dont_starve(void)
+{
+    enum { N = 2 * CO__OFFLOAD_LIVE_MAX };
+    gate_close();
+    abandon_blockers(N);
+    tjob_t *q = tjob_new(true);
+    int64_t t0 = co_now();
+    ASSERT_EQ(co__offload(&q->job, co_now() + 3000, "test quick"), 0);
+    ASSERT_TIME(co_now() - t0, 0, 1000);
+    ASSERT(q->did_run && !pthread_equal(q->thread, pthread_self()));
+    free(q);
+    gate_open(N);
+}
+
+/* Stuck workers are bounded: at CO__OFFLOAD_THREADS_MAX no thread is
+ * added, a new job waits in the queue and its caller gets its deadline;
+ * the job is dropped without running.  The pool recovers once the stuck
+ * jobs end. */
+static void test_offload_thread_cap(void)
+{
+    gate_close();
+    int rounds = CO__OFFLOAD_THREADS_MAX / CO__OFFLOAD_LIVE_MAX;
+    for (int i = 0; i < rounds; i++) abandon_blockers(CO__OFFLOAD_LIVE_MAX);
+    unsigned workers, stuck;
+    co__offload_counts(&workers, &stuck);
+    ASSERT_EQ(workers, CO__OFFLOAD_THREADS_MAX);
+    ASSERT_EQ(stuck, CO__OFFLOAD_THREADS_MAX);
+    int64_t t0 = co_now();
+    ASSERT_EQ(co__offload(&tjob_new(true)->job, co_now() + 150, "test quick"), ETIMEDOUT);
+    ASSERT_TIME(co_now() - t0, 140, 2000);
+    ASSERT_EQ(atomic_load(&dropped_unrun), 1);
+    co__offload_counts(&workers, &stuck);
+    ASSERT_EQ(workers, CO__OFFLOAD_THREADS_MAX);
+    gate_open(CO__OFFLOAD_THREADS_MAX + 1);
+    tjob_t *q = tjob_new(true);
+    ASSERT_EQ(co__offload(&q->job, co_now() + 3000, "test quick"), 0);
+    free(q);
+}
+
+/* A thread without a hub: the deadline holds (a worker runs the job, the
+ * thread sleeps on a futex), and the thread gets no hub for it.  With no
+ * deadline the job runs on the thread itself. */
+static void *offload_no_hub(void *arg)
+{
+    (void)arg;
+    ASSERT(co__tls.hub == NULL);
+    int64_t t0 = co_now();
+    ASSERT_EQ(co__offload(&tjob_new(false)->job, co_now() + 100, "test blocker"), ETIMEDOUT);
+    ASSERT_TIME(co_now() - t0, 90, 2000);
+    tjob_t *q = tjob_new(true);
+    ASSERT_EQ(co__offload(&q->job, co_now() + 3000, "test quick"), 0);
+    ASSERT(!pthread_equal(q->thread, pthread_self()));
+    q->did_run = false;
+    ASSERT_EQ(co__offload(&q->job, -1, "test quick"), 0);
+    ASSERT(q->did_run && pthread_equal(q->thread, pthread_self()));
+    free(q);
+    ASSERT(co__tls.hub == NULL);
+    return NULL;
+}
+
+static void test_offload_without_hub(void)
+{
+    gate_close();
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, offload_no_hub, NULL), 0);
+    pthread_join(t, NULL);
+    gate_open(1);
+}
+
 static void *dns_off_hub(void *arg)
 {
     (void)arg;
@@ -613,6 +783,9 @@ int main(int argc, char **argv)
     RUN(test_stop_from_handler_kills_others);
     RUN(test_dns);
     RUN(test_dns_without_hub);
+    RUN(test_offload_abandoned_dont_starve);
+    RUN(test_offload_thread_cap);
+    RUN(test_offload_without_hub);
     RUN(test_offload_deadline); /* last: it kills the main coroutine */
     return TEST_MAIN_END();
 }
