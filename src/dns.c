@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "fork.h"
 #include "net.h"
 #include "offload.h"
 
@@ -240,6 +241,14 @@ static void hosts_refresh(void)
     H.checked = true;
 }
 
+/* Takes the table's lock, the files re-read if they changed. */
+static void hosts_lock(void)
+{
+    co__fork_init(); /* the lock is held across fork (see below) */
+    pthread_mutex_lock(&H.lock);
+    hosts_refresh();
+}
+
 /* The first entry of name, or 0.  H.lock held, refreshed. */
 static size_t hosts_find(const char *name)
 {
@@ -256,8 +265,7 @@ static size_t hosts_find(const char *name)
 static bool hosts_answers(const char *name, int family)
 {
     if (family != AF_UNSPEC && family != AF_INET && family != AF_INET6) return false;
-    pthread_mutex_lock(&H.lock);
-    hosts_refresh();
+    hosts_lock();
     bool yes = false;
     if (H.files_first)
         for (size_t e = hosts_find(name); e && !yes; e = H.ents[e].next)
@@ -277,11 +285,27 @@ static bool hosts_answers_addr(const struct sockaddr *sa, socklen_t salen)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, text, sizeof text);
     else
         return true;
-    pthread_mutex_lock(&H.lock);
-    hosts_refresh();
+    hosts_lock();
     bool yes = H.files_first && H.nslots && *slot_of(H.by_addr, text, true);
     pthread_mutex_unlock(&H.lock);
     return yes;
+}
+
+/* The fork path (fork.c): the table's lock is held across fork, so that
+ * the child never inherits it taken by a thread it does not have. */
+void co__dns_fork_prepare(void)
+{
+    pthread_mutex_lock(&H.lock);
+}
+
+void co__dns_fork_parent(void)
+{
+    pthread_mutex_unlock(&H.lock);
+}
+
+void co__dns_fork_child(void)
+{
+    pthread_mutex_unlock(&H.lock);
 }
 
 /* ------------------------------------------------- local answers only */
@@ -361,8 +385,7 @@ int co__getaddrinfo_local(const char *node, const char *service, const struct ad
     char addrs[MAX][INET6_ADDRSTRLEN];
     int n = 0;
     bool listed;
-    pthread_mutex_lock(&H.lock);
-    hosts_refresh();
+    hosts_lock();
     size_t first = hosts_find(node);
     listed = first != 0;
     for (size_t e = first; e && n < MAX; e = H.ents[e].next)
@@ -474,8 +497,9 @@ int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, sockl
 {
     if (!sa || salen < sizeof(sa_family_t) || salen > sizeof(struct sockaddr_storage)) return EAI_FAMILY;
     /* No host wanted, a numeric one, an address /etc/hosts names, or not
-     * an internet address: nothing to ask the network. */
-    if (!host || !hostlen || (flags & NI_NUMERICHOST) || hosts_answers_addr(sa, salen))
+     * an internet address: nothing to ask the network.  (NI_NOFQDN makes
+     * glibc look up this machine's own name once: not a local answer.) */
+    if (!host || !hostlen || (flags & NI_NUMERICHOST) || (!(flags & NI_NOFQDN) && hosts_answers_addr(sa, salen)))
         return getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
     gni_job_t *g = calloc(1, sizeof *g);
     if (!g) return EAI_MEMORY;

@@ -33,4 +33,9 @@ int co__unix_unlink(const char *path, const co__sockfile_t *made);
 struct addrinfo;
 int co__getaddrinfo_local(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res);
 
+/* The fork path: the /etc/hosts table's lock (dns.c). */
+void co__dns_fork_prepare(void);
+void co__dns_fork_parent(void);
+void co__dns_fork_child(void);
+
 #endif
