@@ -583,6 +583,44 @@ static void test_offload_deadline(void)
     while (!atomic_load(&dropped)) usleep(5000);
 }
 
+/* fork while another thread is inside a lookup: the child's lookups
+ * still work (the table of /etc/hosts is not left locked in the child). */
+static atomic_bool hammer_stop;
+
+static void *hammer_lookups(void *arg)
+{
+    (void)arg;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    while (!atomic_load(&hammer_stop)) {
+        int64_t d = co_now() + 5000; /* a deadline: the lookup takes the table even without a hub */
+        if (co_getaddrinfo("localhost", "80", &hints, &res, d) == 0) freeaddrinfo(res);
+    }
+    return NULL;
+}
+
+static void lookup_in_child(void *arg)
+{
+    (void)arg;
+    alarm(10); /* a child stuck on a lock dies instead of hanging the test */
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
+    ASSERT_EQ(co_getaddrinfo("localhost", "80", &hints, &res, co_now() + 5000), 0);
+    freeaddrinfo(res);
+}
+
+static void test_dns_fork(void)
+{
+    pthread_t t;
+    atomic_store(&hammer_stop, false);
+    ASSERT_EQ(pthread_create(&t, NULL, hammer_lookups, NULL), 0);
+    char out[4096];
+    for (int i = 0; i < 40; i++) {
+        int st = run_child(lookup_in_child, NULL, out, sizeof out);
+        ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d: %s", i, st, out);
+    }
+    atomic_store(&hammer_stop, true);
+    pthread_join(t, NULL);
+}
+
 /* Jobs for the pool's limits: a blocker waits until the test opens the
  * gate (5 s at most: a safety net that turns a hang into a failed
  * assertion); a quick one returns at once.  Both record where they ran. */
@@ -783,6 +821,7 @@ int main(int argc, char **argv)
     RUN(test_stop_from_handler_kills_others);
     RUN(test_dns);
     RUN(test_dns_without_hub);
+    RUN(test_dns_fork);
     RUN(test_offload_abandoned_dont_starve);
     RUN(test_offload_thread_cap);
     RUN(test_offload_without_hub);
