@@ -18,6 +18,7 @@
  *   lock.h     lock internals for conditions, lock-order checking
  *   fd.h       the fd table: readiness waits, registrations
  *   offload.h  the worker pool for blocking calls (name lookups)
+ *   net.h      sockets and names: Unix socket files, lookups without DNS
  *   debug.h    dumps and the monitor
  *   fork.h     the one fork path
  *   sys.h      raw system calls (never interposed by the patch library)
@@ -40,6 +41,7 @@
 #include "lock.h"
 #include "fd.h"
 #include "offload.h"
+#include "net.h"
 #include "debug.h"
 #include "fork.h"
 
