@@ -707,14 +707,17 @@ typedef struct co_listen_opts {
     bool reuseport; /* SO_REUSEPORT: several listeners share the port */
 } co_listen_opts_t;
 
-/* Listens on host:port (host NULL or "" = every IPv4 address, "::" every
- * IPv6 one; port 0 = any free port, see co_socket_port); SO_REUSEADDR is
- * set.  opts may be NULL.  The listening fd, or -1 with errno
- * (EADDRINUSE, EACCES, ENOENT when the host does not resolve...).
- * Switches: yes (name lookup). */
+/* Listens on host:port; SO_REUSEADDR is set.  host: NULL or "" = every
+ * IPv4 address, "::" every IPv6 one, a numeric address, or a name from
+ * /etc/hosts ("localhost" is the loopback address even if the file lacks
+ * it).  Listening never asks DNS (it has no deadline to hold): any other
+ * name fails at once with EINVAL.  port 0 = any free port (see
+ * co_socket_port).  opts may be NULL.  The listening fd, or -1 with errno
+ * (EADDRINUSE, EACCES, EINVAL...).  Switches: no. */
 CO_API int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts);
 /* Connects to host:port, trying each address the name resolves to until
- * one answers, all by the deadline; TCP_NODELAY is set.  The connected
+ * one answers, all by the deadline (the name lookup's share included, on
+ * every thread: see co_getaddrinfo); TCP_NODELAY is set.  The connected
  * fd, or -1 with errno (ECONNREFUSED, ETIMEDOUT, ENOENT for a name that
  * does not resolve, EAGAIN for a temporary resolver failure...).
  * Switches: yes. */
@@ -738,14 +741,23 @@ CO_API int co_socket_port(int fd);
  * none).  Switches: no. */
 CO_API const char *co_net_error(void);
 
-/* getaddrinfo(3) that never blocks the hub: the lookup runs on a small
- * worker pool while the caller is parked.  Returns getaddrinfo's code (0,
+/* getaddrinfo(3) that never blocks the hub and keeps its deadline.
+ * Numeric hosts, and names /etc/hosts answers (when nsswitch.conf asks
+ * files first), are answered at once on the calling thread.  Other
+ * lookups run on a small worker pool while the caller waits: a coroutine
+ * parks; a thread without a hub sleeps (it gets no hub), or with deadline
+ * -1 makes the lookup itself.  Returns getaddrinfo's code (0,
  * EAI_NONAME...; gai_strerror describes it); EAI_SYSTEM with errno
  * ETIMEDOUT or ECANCELED when the deadline passed or the caller was
- * killed first.  Free *res with freeaddrinfo.  Switches: yes. */
+ * killed first, EAGAIN when no worker thread could be started.  Lookups
+ * that hang (a resolver outage) never hold up later ones beyond the
+ * pool's limits: see docs/net.md.  Free *res with freeaddrinfo.
+ * Switches: yes. */
 CO_API int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res,
                           int64_t deadline);
-/* getnameinfo(3), likewise off the hub.  Switches: yes. */
+/* getnameinfo(3), likewise: answered at once when no host name is
+ * wanted, with NI_NUMERICHOST, or for an address /etc/hosts names;
+ * otherwise off the hub, with the deadline held.  Switches: yes. */
 CO_API int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
                           socklen_t servlen, int flags, int64_t deadline);
 
@@ -777,9 +789,9 @@ typedef struct co_server_stats {
     uint64_t errors;   /* failed accepts, and handlers that returned an error */
 } co_server_stats_t;
 
-/* Listens now (so that the port is known at once) but does not accept
- * yet.  NULL with errno (and co_net_error()).  Switches: yes (name
- * lookup). */
+/* Listens now (so that the port is known at once; host as co_tcp_listen
+ * takes it, or a path as co_unix_listen does) but does not accept yet.
+ * NULL with errno (and co_net_error()).  Switches: no. */
 CO_API co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opts_t *opts);
 /* Starts accepting in a coroutine of the calling thread's hub; handlers
  * run on that hub.  0, or -1 with EINVAL (already started or stopped) /
