@@ -105,7 +105,7 @@ static int parse_addr(const char *tok, char out[INET6_ADDRSTRLEN])
         inet_ntop(AF_INET, &a4, out, INET6_ADDRSTRLEN);
         return AF_INET;
     }
-    strcpy(buf, tok);
+    memcpy(buf, tok, strlen(tok) + 1);
     char *pct = strchr(buf, '%');
     if (pct) *pct = '\0';
     if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
@@ -124,13 +124,15 @@ static void hosts_clear(void)
     H.n = H.cap = H.nslots = 0;
 }
 
-/* The slot of key in idx: where it is, or the empty one where it goes. */
+/* The slot of key in idx: where it is, or the empty one where it goes.
+ * Only once indexed (H.nslots > 0, hence H.ents too). */
 static size_t *slot_of(size_t *idx, const char *key, bool by_addr)
 {
     size_t mask = H.nslots - 1;
+    const hent_t *ents = H.ents;
     for (size_t i = hash_str(key) & mask;; i = (i + 1) & mask) {
         size_t e = idx[i];
-        if (!e || !strcmp(by_addr ? H.ents[e].addr : H.ents[e].name, key)) return &idx[i];
+        if (!e || !ents || !strcmp(by_addr ? ents[e].addr : ents[e].name, key)) return &idx[i];
     }
 }
 
@@ -202,7 +204,7 @@ static void hosts_load(void)
     fclose(f);
     /* Out of memory: no fast path at all (every lookup takes the pool),
      * rather than a partial table that would send a listed name to DNS. */
-    if (!ok || !hosts_index()) hosts_clear();
+    if (!ok || (H.n && !hosts_index())) hosts_clear();
 }
 
 /* nsswitch.conf: does the hosts line start with `files`, with no action
@@ -253,8 +255,9 @@ static void hosts_lock(void)
 static size_t hosts_find(const char *name)
 {
     char key[NI_MAXHOST];
-    if (!H.nslots || strlen(name) >= sizeof key) return 0;
-    strcpy(key, name);
+    size_t len = strlen(name);
+    if (!H.nslots || len >= sizeof key) return 0;
+    memcpy(key, name, len + 1);
     lower(key);
     return *slot_of(H.by_name, key, false);
 }
