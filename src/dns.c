@@ -17,7 +17,9 @@
  * the caller's thread in both cases: a local file on every system we
  * know of. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
+#include <gnu/lib-names.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -30,6 +32,51 @@
 #include "fork.h"
 #include "net.h"
 #include "offload.h"
+
+/* ------------------------------------------------------ libc's lookups */
+
+/* The patch library interposes getaddrinfo and getnameinfo and, on a hub,
+ * sends them to co_getaddrinfo / co_getnameinfo.  The answers cogent
+ * gives on the caller's thread call them by name (so that sanitizers'
+ * interceptors still see them), which with the patch loaded comes
+ * straight back here: such a call, recognised by in_local, goes to libc's
+ * own function, looked up in libc itself. */
+typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+typedef int (*gni_fn)(const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int);
+static gai_fn libc_gai;
+static gni_fn libc_gni;
+static pthread_once_t libc_once = PTHREAD_ONCE_INIT;
+static __thread bool in_local; /* in a lookup this thread makes on its own */
+
+static void find_libc(void)
+{
+    void *h = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
+    if (h) {
+        libc_gai = (gai_fn)dlsym(h, "getaddrinfo");
+        libc_gni = (gni_fn)dlsym(h, "getnameinfo");
+        dlclose(h); /* a NOLOAD handle: libc stays, of course */
+    }
+    /* A static program: nothing can interpose, the names are libc's. */
+    if (!libc_gai) libc_gai = getaddrinfo;
+    if (!libc_gni) libc_gni = getnameinfo;
+}
+
+static int local_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    in_local = true;
+    int rc = getaddrinfo(node, service, hints, res);
+    in_local = false;
+    return rc;
+}
+
+static int local_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
+                             socklen_t servlen, int flags)
+{
+    in_local = true;
+    int rc = getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
+    in_local = false;
+    return rc;
+}
 
 /* --------------------------------------------------------- /etc/hosts */
 
@@ -343,16 +390,16 @@ static bool gai_local(const char *node, const char *service, const struct addrin
                       int *rc)
 {
     if (!node || (hints && (hints->ai_flags & AI_NUMERICHOST))) {
-        *rc = getaddrinfo(node, service, hints, res);
+        *rc = local_getaddrinfo(node, service, hints, res);
         return true;
     }
     if (numeric_host(node)) {
         struct addrinfo h = hints_with(hints, AI_NUMERICHOST);
-        *rc = getaddrinfo(node, service, &h, res);
+        *rc = local_getaddrinfo(node, service, &h, res);
         if (*rc != EAI_NONAME) return true;
     }
     if (hosts_answers(node, hints ? hints->ai_family : AF_UNSPEC)) {
-        *rc = getaddrinfo(node, service, hints, res);
+        *rc = local_getaddrinfo(node, service, hints, res);
         return true;
     }
     return false;
@@ -363,7 +410,7 @@ static bool gai_local(const char *node, const char *service, const struct addrin
 static int append_numeric(const char *text, const char *service, const struct addrinfo *h, struct addrinfo **res)
 {
     struct addrinfo *more = NULL;
-    int rc = getaddrinfo(text, service, h, &more);
+    int rc = local_getaddrinfo(text, service, h, &more);
     if (rc) return rc;
     struct addrinfo **tail = res;
     while (*tail) tail = &(*tail)->ai_next;
@@ -377,7 +424,7 @@ int co__getaddrinfo_local(const char *node, const char *service, const struct ad
     *res = NULL;
     if (!node || numeric_host(node) || (hints && (hints->ai_flags & AI_NUMERICHOST))) {
         struct addrinfo h = hints_with(hints, AI_NUMERICHOST);
-        return getaddrinfo(node, service, &h, res);
+        return local_getaddrinfo(node, service, &h, res);
     }
     /* Names: /etc/hosts in file order whatever nsswitch.conf says, since
      * no other source may be asked; "localhost" is the loopback address
@@ -442,6 +489,10 @@ static void gai_drop(co__job_t *j)
 int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res,
                    int64_t deadline)
 {
+    if (CO__UNLIKELY(in_local)) { /* an interposer's call back: see local_getaddrinfo */
+        pthread_once(&libc_once, find_libc);
+        return libc_gai(node, service, hints, res);
+    }
     if (!res || (!node && !service)) return EAI_NONAME;
     *res = NULL;
     int rc;
@@ -498,12 +549,16 @@ static void gni_drop(co__job_t *j)
 int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
                    socklen_t servlen, int flags, int64_t deadline)
 {
+    if (CO__UNLIKELY(in_local)) {
+        pthread_once(&libc_once, find_libc);
+        return libc_gni(sa, salen, host, hostlen, serv, servlen, flags);
+    }
     if (!sa || salen < sizeof(sa_family_t) || salen > sizeof(struct sockaddr_storage)) return EAI_FAMILY;
     /* No host wanted, a numeric one, an address /etc/hosts names, or not
      * an internet address: nothing to ask the network.  (NI_NOFQDN makes
      * glibc look up this machine's own name once: not a local answer.) */
     if (!host || !hostlen || (flags & NI_NUMERICHOST) || (!(flags & NI_NOFQDN) && hosts_answers_addr(sa, salen)))
-        return getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
+        return local_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags);
     gni_job_t *g = calloc(1, sizeof *g);
     if (!g) return EAI_MEMORY;
     g->job.run = gni_run;

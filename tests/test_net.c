@@ -2,6 +2,7 @@
  * timeout, graceful stop with handlers in flight, counters) and name
  * resolution off the hub (localhost, failures, deadlines). */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
@@ -621,6 +622,63 @@ static void test_dns_fork(void)
     pthread_join(t, NULL);
 }
 
+/* A stand-in for the patch library, which interposes getaddrinfo and
+ * getnameinfo and sends them to cogent on a hub: cogent's own calls of
+ * libc's lookups (the answers it gives on the caller's thread) must not
+ * come back through it, forever. */
+static atomic_bool interposing;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (atomic_load(&interposing) && co__tls.hub) return co_getaddrinfo(node, service, hints, res, -1);
+    if (!real)
+        real = (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(RTLD_NEXT,
+                                                                                                       "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+int getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
+                socklen_t servlen, int flags)
+{
+    static int (*real)(const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int);
+    if (atomic_load(&interposing) && co__tls.hub)
+        return co_getnameinfo(sa, salen, host, hostlen, serv, servlen, flags, -1);
+    if (!real)
+        real = (int (*)(const struct sockaddr *, socklen_t, char *, socklen_t, char *, socklen_t, int))dlsym(
+            RTLD_NEXT, "getnameinfo");
+    return real(sa, salen, host, hostlen, serv, servlen, flags);
+}
+
+static void interposed_lookups(void *arg)
+{
+    (void)arg;
+    alarm(10); /* endless recursion may hang rather than crash */
+    atomic_store(&interposing, true);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
+    const char *names[] = {"localhost", "127.0.0.1", NULL};
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(getaddrinfo(names[i], "80", &hints, &res), 0);
+        freeaddrinfo(res);
+    }
+    char host[NI_MAXHOST];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ASSERT_EQ(getnameinfo((struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0, NI_NUMERICHOST), 0);
+    ASSERT_STR_EQ(host, "127.0.0.1");
+    ASSERT_EQ(getnameinfo((struct sockaddr *)&sa, sizeof sa, host, sizeof host, NULL, 0, 0), 0);
+    int l = co_tcp_listen("localhost", 0, NULL);
+    ASSERT(l >= 0);
+    co_close(l);
+    atomic_store(&interposing, false);
+}
+
+static void test_dns_interposed(void)
+{
+    char out[4096];
+    int st = run_child(interposed_lookups, NULL, out, sizeof out);
+    ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d: %s", st, out);
+}
+
 /* Jobs for the pool's limits: a blocker waits until the test opens the
  * gate (5 s at most: a safety net that turns a hang into a failed
  * assertion); a quick one returns at once.  Both record where they ran. */
@@ -822,6 +880,7 @@ int main(int argc, char **argv)
     RUN(test_dns);
     RUN(test_dns_without_hub);
     RUN(test_dns_fork);
+    RUN(test_dns_interposed);
     RUN(test_offload_abandoned_dont_starve);
     RUN(test_offload_thread_cap);
     RUN(test_offload_without_hub);
