@@ -585,16 +585,21 @@ static void test_offload_deadline(void)
 }
 
 /* fork while another thread is inside a lookup: the child's lookups
- * still work (the table of /etc/hosts is not left locked in the child). */
+ * still work (cogent's table of /etc/hosts is not left locked in the
+ * child).  Through co_tcp_listen, which reads that table and hands glibc
+ * only numeric addresses: glibc's own name-service locks are not reset at
+ * fork (after fork, a multi-threaded program's child may only count on
+ * async-signal-safe calls), so a child calling getaddrinfo on a name can
+ * hang in glibc itself, whatever cogent does. */
 static atomic_bool hammer_stop;
 
 static void *hammer_lookups(void *arg)
 {
     (void)arg;
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
     while (!atomic_load(&hammer_stop)) {
-        int64_t d = co_now() + 5000; /* a deadline: the lookup takes the table even without a hub */
-        if (co_getaddrinfo("localhost", "80", &hints, &res, d) == 0) freeaddrinfo(res);
+        int l = co_tcp_listen("localhost", 0, NULL);
+        ASSERT(l >= 0);
+        co_close(l);
     }
     return NULL;
 }
@@ -603,13 +608,18 @@ static void lookup_in_child(void *arg)
 {
     (void)arg;
     alarm(10); /* a child stuck on a lock dies instead of hanging the test */
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_INET}, *res = NULL;
-    ASSERT_EQ(co_getaddrinfo("localhost", "80", &hints, &res, co_now() + 5000), 0);
-    freeaddrinfo(res);
+    int l = co_tcp_listen("localhost", 0, NULL);
+    ASSERT(l >= 0);
+    co_close(l);
 }
 
 static void test_dns_fork(void)
 {
+    if (CO_ASAN) {
+        /* ASan's allocator itself can be left locked in such a child */
+        fprintf(stderr, "    (skipped under ASan)\n");
+        return;
+    }
     pthread_t t;
     atomic_store(&hammer_stop, false);
     ASSERT_EQ(pthread_create(&t, NULL, hammer_lookups, NULL), 0);
