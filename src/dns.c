@@ -94,7 +94,8 @@ typedef struct stamp {
 
 typedef struct hent {
     char *name;                  /* lowercased: glibc matches names without case */
-    char addr[INET6_ADDRSTRLEN]; /* canonical text, scope dropped */
+    char addr[INET6_ADDRSTRLEN]; /* canonical text, without the scope */
+    char scope[IF_NAMESIZE];     /* "%eth0" of a link-local address; "" none */
     int family;
     size_t next; /* the next entry of the same name, in file order; 0 none */
 } hent_t;
@@ -140,21 +141,28 @@ static void lower(char *s)
 
 /* Address text as glibc reads it from /etc/hosts: IPv4 in any form
  * inet_aton takes, IPv6 with an optional %scope.  Canonical text into
- * out; the family, or 0 if it is not an address. */
-static int parse_addr(const char *tok, char out[INET6_ADDRSTRLEN])
+ * out, the scope (may be NULL) into scope; the family, or 0 if it is not
+ * an address. */
+static int parse_addr(const char *tok, char out[INET6_ADDRSTRLEN], char scope[IF_NAMESIZE])
 {
     struct in_addr a4;
     struct in6_addr a6;
     char buf[INET6_ADDRSTRLEN + IF_NAMESIZE];
-    if (strlen(tok) >= sizeof buf) return 0;
+    size_t len = strlen(tok);
+    if (scope) scope[0] = '\0';
+    if (len >= sizeof buf) return 0;
     if (!strchr(tok, ':')) {
         if (!inet_aton(tok, &a4)) return 0;
         inet_ntop(AF_INET, &a4, out, INET6_ADDRSTRLEN);
         return AF_INET;
     }
-    memcpy(buf, tok, strlen(tok) + 1);
+    memcpy(buf, tok, len + 1);
     char *pct = strchr(buf, '%');
-    if (pct) *pct = '\0';
+    if (pct) {
+        if (strlen(pct + 1) >= IF_NAMESIZE) return 0;
+        if (scope) memcpy(scope, pct + 1, strlen(pct + 1) + 1);
+        *pct = '\0';
+    }
     if (inet_pton(AF_INET6, buf, &a6) != 1) return 0;
     inet_ntop(AF_INET6, &a6, out, INET6_ADDRSTRLEN);
     return AF_INET6;
@@ -183,7 +191,7 @@ static size_t *slot_of(size_t *idx, const char *key, bool by_addr)
     }
 }
 
-static bool hosts_add(const char *name, const char *addr, int family)
+static bool hosts_add(const char *name, const char *addr, const char *scope, int family)
 {
     if (H.n == H.cap) {
         size_t cap = H.cap ? 2 * H.cap : 64;
@@ -201,6 +209,7 @@ static bool hosts_add(const char *name, const char *addr, int family)
     e->family = family;
     e->next = 0;
     memcpy(e->addr, addr, sizeof e->addr);
+    memcpy(e->scope, scope, sizeof e->scope);
     return true;
 }
 
@@ -240,12 +249,12 @@ static void hosts_load(void)
     while (ok && getline(&line, &cap, f) >= 0) {
         char *hash = strchr(line, '#'), *save = NULL;
         if (hash) *hash = '\0';
-        char addr[INET6_ADDRSTRLEN];
+        char addr[INET6_ADDRSTRLEN], scope[IF_NAMESIZE];
         char *tok = strtok_r(line, " \t\r\n", &save);
-        int family = tok ? parse_addr(tok, addr) : 0;
+        int family = tok ? parse_addr(tok, addr, scope) : 0;
         if (!family) continue;
         while (ok && (tok = strtok_r(NULL, " \t\r\n", &save)))
-            if (strlen(tok) < NI_MAXHOST) ok = hosts_add(tok, addr, family);
+            if (strlen(tok) < NI_MAXHOST) ok = hosts_add(tok, addr, scope, family);
     }
     free(line);
     fclose(f);
@@ -365,7 +374,7 @@ void co__dns_fork_child(void)
 static bool numeric_host(const char *node)
 {
     char out[INET6_ADDRSTRLEN];
-    return parse_addr(node, out) != 0;
+    return parse_addr(node, out, NULL) != 0;
 }
 
 /* hints (glibc's defaults for NULL) with `flags` added; the pointers
@@ -432,14 +441,16 @@ int co__getaddrinfo_local(const char *node, const char *service, const struct ad
     struct addrinfo h = hints_with(hints, AI_NUMERICHOST);
     int family = h.ai_family;
     enum { MAX = 16 };
-    char addrs[MAX][INET6_ADDRSTRLEN];
+    char addrs[MAX][INET6_ADDRSTRLEN + IF_NAMESIZE];
     int n = 0;
     bool listed;
     hosts_lock();
     size_t first = hosts_find(node);
     listed = first != 0;
     for (size_t e = first; e && n < MAX; e = H.ents[e].next)
-        if (family == AF_UNSPEC || H.ents[e].family == family) memcpy(addrs[n++], H.ents[e].addr, sizeof addrs[0]);
+        if (family == AF_UNSPEC || H.ents[e].family == family)
+            snprintf(addrs[n++], sizeof addrs[0], "%s%s%s", H.ents[e].addr, H.ents[e].scope[0] ? "%" : "",
+                     H.ents[e].scope);
     pthread_mutex_unlock(&H.lock);
     if (!listed && !strcasecmp(node, "localhost")) {
         listed = true;

@@ -230,7 +230,10 @@ int co__unix_unlink(const char *path, const co__sockfile_t *made)
     struct stat st;
     if (!made->ino) return errno = ESTALE, -1;
     if (lstat(path, &st) < 0) return -1;
-    if (!S_ISSOCK(st.st_mode) || st.st_dev != made->dev || st.st_ino != made->ino) return errno = ESTALE, -1;
+    bool ctime_differs = (made->ctime.tv_sec || made->ctime.tv_nsec) &&
+                         (st.st_ctim.tv_sec != made->ctime.tv_sec || st.st_ctim.tv_nsec != made->ctime.tv_nsec);
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != made->dev || st.st_ino != made->ino || ctime_differs)
+        return errno = ESTALE, -1;
     /* A window remains between the lstat above and this unlink: a process
      * that replaces the file in those few microseconds loses its file.
      * Linux has no "unlink if still this inode"; only someone who may
@@ -279,7 +282,7 @@ int co__unix_listen(const char *path, const co_listen_opts_t *opts, co__sockfile
             if (alive > 0) return FAIL(EADDRINUSE, "a server is listening on it", "listen on %s", path);
             return FAIL(EADDRINUSE, strerror(err), "listen on %s: a socket file that cannot be probed", path);
         }
-        co__sockfile_t stale = {.dev = st.st_dev, .ino = st.st_ino};
+        co__sockfile_t stale = {.dev = st.st_dev, .ino = st.st_ino, .ctime = st.st_ctim};
         if (co__unix_unlink(path, &stale) < 0 && errno != ENOENT && errno != ESTALE) {
             err = errno;
             co_close(fd);
@@ -292,7 +295,9 @@ int co__unix_listen(const char *path, const co_listen_opts_t *opts, co__sockfile
         return FAIL(err, NULL, "listen on %s", path);
     }
     struct stat st;
-    if (made && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) *made = (co__sockfile_t){st.st_dev, st.st_ino};
+    /* No ctime for the stop-time check: the program may well chmod its
+     * socket after listening. */
+    if (made && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) *made = (co__sockfile_t){st.st_dev, st.st_ino, {0, 0}};
     return fd;
 }
 

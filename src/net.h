@@ -7,13 +7,18 @@
 #define COGENT_NET_H
 
 #include <sys/types.h>
+#include <time.h>
 
 #include "core.h"
 
-/* The identity of a socket file as bound; ino 0 = unknown (never removed). */
+/* The identity of a socket file as bound; ino 0 = unknown (never
+ * removed).  ctime, when set, must match too: an inode number freed by
+ * an unlink is soon given to the next file made, and a socket someone
+ * just put in place of a stale one can get it. */
 typedef struct co__sockfile {
     dev_t dev;
     ino_t ino;
+    struct timespec ctime; /* {0, 0}: not compared */
 } co__sockfile_t;
 
 /* co_unix_listen, also recording in *made (may be NULL) the socket file
