@@ -624,7 +624,7 @@ static void test_dns_fork(void)
     atomic_store(&hammer_stop, false);
     ASSERT_EQ(pthread_create(&t, NULL, hammer_lookups, NULL), 0);
     char out[4096];
-    for (int i = 0; i < 40; i++) {
+    for (int i = 0; i < 12; i++) { /* the hammer holds the table most of the time: one fork nearly always hits */
         int st = run_child(lookup_in_child, NULL, out, sizeof out);
         ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %d: %s", i, st, out);
     }
