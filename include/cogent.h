@@ -751,22 +751,29 @@ typedef struct co_listen_opts {
     bool reuseport; /* SO_REUSEPORT: several listeners share the port */
 } co_listen_opts_t;
 
-/* Listens on host:port (host NULL or "" = every IPv4 address, "::" every
- * IPv6 one; port 0 = any free port, see co_socket_port); SO_REUSEADDR is
- * set.  opts may be NULL.  The listening fd, or -1 with errno
- * (EADDRINUSE, EACCES, ENOENT when the host does not resolve...).
- * Switches: yes (name lookup). */
+/* Listens on host:port; SO_REUSEADDR is set.  host: NULL or "" = every
+ * IPv4 address, "::" every IPv6 one, a numeric address, or a name from
+ * /etc/hosts ("localhost" is the loopback address even if the file lacks
+ * it).  Listening never asks DNS (it has no deadline to hold): any other
+ * name fails at once with EINVAL.  port 0 = any free port (see
+ * co_socket_port).  opts may be NULL.  The listening fd, or -1 with errno
+ * (EADDRINUSE, EACCES, EINVAL...).  Switches: no. */
 CO_API int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts);
 /* Connects to host:port, trying each address the name resolves to until
- * one answers, all by the deadline; TCP_NODELAY is set.  The connected
+ * one answers, all by the deadline (the name lookup's share included, on
+ * every thread: see co_getaddrinfo); TCP_NODELAY is set.  The connected
  * fd, or -1 with errno (ECONNREFUSED, ETIMEDOUT, ENOENT for a name that
  * does not resolve, EAGAIN for a temporary resolver failure...).
  * Switches: yes. */
 CO_API int co_tcp_connect(const char *host, int port, int64_t deadline);
-/* Unix-domain stream sockets.  listen replaces a stale socket file (one
- * nobody answers on) but nothing else; the path must fit sockaddr_un
- * (ENAMETOOLONG otherwise).  opts may be NULL; reuseport is ignored.
- * Switches: connect yes, listen no. */
+/* Unix-domain stream sockets; the path must fit sockaddr_un
+ * (ENAMETOOLONG otherwise).  listen replaces an existing file only if it
+ * is a socket nobody answers on (a stale one); a live socket gives
+ * EADDRINUSE, and anything else at the path (a regular file, directory,
+ * FIFO, device, or a symbolic link, even to a stale socket) gives EEXIST
+ * and is left alone, co_net_error() saying what it is ("listen on
+ * /tmp/data.txt: the path is a regular file, not a socket").  opts may be
+ * NULL; reuseport is ignored.  Switches: connect yes, listen no. */
 CO_API int co_unix_listen(const char *path, const co_listen_opts_t *opts);
 CO_API int co_unix_connect(const char *path, int64_t deadline);
 /* A connected pair of Unix stream sockets.  0, or -1 with errno.
@@ -778,14 +785,23 @@ CO_API int co_socket_port(int fd);
  * none).  Switches: no. */
 CO_API const char *co_net_error(void);
 
-/* getaddrinfo(3) that never blocks the hub: the lookup runs on a small
- * worker pool while the caller is parked.  Returns getaddrinfo's code (0,
+/* getaddrinfo(3) that never blocks the hub and keeps its deadline.
+ * Numeric hosts, and names /etc/hosts answers (when nsswitch.conf asks
+ * files first), are answered at once on the calling thread.  Other
+ * lookups run on a small worker pool while the caller waits: a coroutine
+ * parks; a thread without a hub sleeps (it gets no hub), or with deadline
+ * -1 makes the lookup itself.  Returns getaddrinfo's code (0,
  * EAI_NONAME...; gai_strerror describes it); EAI_SYSTEM with errno
  * ETIMEDOUT or ECANCELED when the deadline passed or the caller was
- * killed first.  Free *res with freeaddrinfo.  Switches: yes. */
+ * killed first, EAGAIN when no worker thread could be started.  Lookups
+ * that hang (a resolver outage) never hold up later ones beyond the
+ * pool's limits: see docs/net.md.  Free *res with freeaddrinfo.
+ * Switches: yes. */
 CO_API int co_getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res,
                           int64_t deadline);
-/* getnameinfo(3), likewise off the hub.  Switches: yes. */
+/* getnameinfo(3), likewise: answered at once when no host name is
+ * wanted, with NI_NUMERICHOST, or for an address /etc/hosts names;
+ * otherwise off the hub, with the deadline held.  Switches: yes. */
 CO_API int co_getnameinfo(const struct sockaddr *sa, socklen_t salen, char *host, socklen_t hostlen, char *serv,
                           socklen_t servlen, int flags, int64_t deadline);
 
@@ -817,9 +833,9 @@ typedef struct co_server_stats {
     uint64_t errors;   /* failed accepts, and handlers that returned an error */
 } co_server_stats_t;
 
-/* Listens now (so that the port is known at once) but does not accept
- * yet.  NULL with errno (and co_net_error()).  Switches: yes (name
- * lookup). */
+/* Listens now (so that the port is known at once; host as co_tcp_listen
+ * takes it, or a path as co_unix_listen does) but does not accept yet.
+ * NULL with errno (and co_net_error()).  Switches: no. */
 CO_API co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opts_t *opts);
 /* Starts accepting in a coroutine of the calling thread's hub; handlers
  * run on that hub.  0, or -1 with EINVAL (already started or stopped) /
@@ -830,17 +846,25 @@ CO_API int co_server_start(co_server_t *s);
  * server keeps running).  Switches: yes. */
 CO_API int co_server_serve(co_server_t *s);
 /* Graceful stop, from a coroutine of the server's hub: stops accepting
- * (the listening socket is closed at once), lets handlers finish until
- * the deadline, then kills those still running and waits for them.
+ * (the listening socket is closed at once; a Unix socket's file is
+ * removed if it is still the one the server bound), lets handlers finish
+ * until the deadline, then kills those still running and waits for them.
+ * A handler of this server may call it: it is neither waited for nor
+ * killed by its own call, which returns once the other handlers are done
+ * and lets it run on; co_server_serve returns after it too has returned.
  * Returns how many handlers were killed, or -1 with EINVAL (called from
- * another hub).  Idempotent.  Switches: yes. */
+ * another hub) or ECANCELED (the caller was killed while it waited: the
+ * remaining handlers are killed at once, the last to end marks the
+ * server stopped).  Idempotent: a second call waits until the server is
+ * stopped (from one of its handlers: returns 0 at once).
+ * Switches: yes. */
 CO_API int co_server_stop(co_server_t *s, int64_t deadline);
 /* The listening TCP port, or -1.  Switches: no. */
 CO_API int co_server_port(const co_server_t *s);
 /* Counters, readable from any thread.  Switches: no. */
 CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
 /* Stops the server if it runs (killing handlers at once) and frees it.
- * Switches: yes. */
+ * Not from one of its own handlers (aborts).  Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
 
 /* --------------------------------------------------------------- signals */

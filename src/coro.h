@@ -44,7 +44,7 @@ struct co_coro {
     void *result;
     size_t stack_req; /* the stack size asked for; the stack comes at its first run */
     int start_error;  /* ENOMEM: no stack could be had at its first run; it never ran */
-    uint8_t state; /* CO__C_*; touched only by its hub's thread */
+    uint8_t state;    /* CO__C_*; touched only by its hub's thread */
     bool is_main;
     atomic_uchar handle; /* CO__H_* */
     atomic_bool killed;  /* sticky cancellation */

@@ -21,8 +21,9 @@
  *     6. actors            lock released
  *     7. lock-order graph  lock released
  *     8. offload pool      no workers, no queued jobs
- *     9. signals           this hub's waiters kept, the dispatcher restarted
- *    10. debugging aids    the dumper and the monitor restarted if they ran
+ *     9. name lookups      the /etc/hosts table's lock released
+ *    10. signals           this hub's waiters kept, the dispatcher restarted
+ *    11. debugging aids    the dumper and the monitor restarted if they ran
  *
  * What the child inherits and keeps: its own coroutines (copies, as in
  * gevent), the fd table's knowledge of its descriptors, held locks (a lock
@@ -31,11 +32,13 @@
 #include <pthread.h>
 
 #include "internal.h"
+#include "net.h"
 
 static void prepare(void)
 {
     co__debug_fork_prepare();
     co__signal_fork_prepare();
+    co__dns_fork_prepare();
     co__offload_fork_prepare();
     co__lockdep_fork_prepare();
     co__actor_fork_prepare();
@@ -52,6 +55,7 @@ static void parent(void)
     co__actor_fork_parent();
     co__lockdep_fork_parent();
     co__offload_fork_parent();
+    co__dns_fork_parent();
     co__signal_fork_parent();
     co__debug_fork_parent();
 }
@@ -66,6 +70,7 @@ static void child(void)
     co__actor_fork_child();
     co__lockdep_fork_child();
     co__offload_fork_child();
+    co__dns_fork_child();
     co__signal_fork_child();
     co__debug_fork_child();
 }

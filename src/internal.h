@@ -19,6 +19,7 @@
  *   fd.h       the fd table: readiness waits, registrations
  *   io.h       the cooperative calls with options (for patch_core.c)
  *   offload.h  the worker pool for blocking calls (name lookups)
+ *   net.h      sockets and names: Unix socket files, lookups without DNS
  *   debug.h    dumps and the monitor
  *   fork.h     the one fork path
  *   sys.h      raw system calls (never interposed by the patch library)
@@ -42,6 +43,7 @@
 #include "fd.h"
 #include "io.h"
 #include "offload.h"
+#include "net.h"
 #include "debug.h"
 #include "fork.h"
 

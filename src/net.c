@@ -7,9 +7,12 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "fd.h"
+#include "net.h"
 #include "sys.h"
 
 static __thread char net_error[256];
@@ -60,7 +63,8 @@ static int new_socket(int family, int type)
 }
 
 /* Resolves host:port for a stream socket.  A numeric address is parsed
- * here, without a worker thread.  0, or -1 with errno and net_error. */
+ * here, without a worker thread; a passive (listening) one never asks the
+ * network.  0, or -1 with errno and net_error. */
 static int resolve(const char *what, const char *host, int port, bool passive, struct addrinfo **res,
                    struct addrinfo *one, struct sockaddr_storage *ss, int64_t deadline)
 {
@@ -99,7 +103,13 @@ static int resolve(const char *what, const char *host, int port, bool passive, s
         return 0;
     }
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0};
-    int rc = co_getaddrinfo(host, serv, &hints, res, deadline);
+    /* A listening address is one of this machine's: it never waits for
+     * DNS (co_tcp_listen has no deadline to hold). */
+    int rc =
+        passive ? co__getaddrinfo_local(host, serv, &hints, res) : co_getaddrinfo(host, serv, &hints, res, deadline);
+    if (rc == CO__EAI_REMOTE)
+        return FAIL(EINVAL, "not a numeric address nor a name in /etc/hosts (listening never asks DNS)", "%s %s:%d",
+                    what, host, port);
     if (rc == EAI_SYSTEM) return FAIL(errno, NULL, "%s %s:%d: name lookup", what, host, port);
     if (rc) return FAIL(gai_errno(rc), gai_strerror(rc), "%s %s:%d", what, host, port);
     return 0;
@@ -114,7 +124,7 @@ int co_tcp_listen(const char *host, int port, const co_listen_opts_t *opts)
 {
     struct addrinfo one, *res = NULL;
     struct sockaddr_storage ss;
-    if (resolve("listen on", host, port, true, &res, &one, &ss, -1) < 0) return -1;
+    if (resolve("listen on", host, port, true, &res, &one, &ss, 0) < 0) return -1;
     int backlog = opts && opts->backlog > 0 ? opts->backlog : SOMAXCONN;
     int err = 0;
     const char *step = "socket";
@@ -176,29 +186,107 @@ static int unix_addr(const char *what, const char *path, struct sockaddr_un *sun
     return 0;
 }
 
-int co_unix_listen(const char *path, const co_listen_opts_t *opts)
+/* What a file is, for messages ("the path is a regular file"). */
+static const char *file_kind(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        return "a regular file";
+    case S_IFDIR:
+        return "a directory";
+    case S_IFLNK:
+        return "a symbolic link";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFSOCK:
+        return "a socket";
+    default:
+        return "a file of unknown type";
+    }
+}
+
+/* Does anyone listen on the socket file at sun?  1 yes, 0 no (the kernel
+ * refused: no listener behind the file), -1 with errno when the probe
+ * cannot tell (no permission...). */
+static int probe_listener(const struct sockaddr_un *sun)
+{
+    int p = co__sys_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (p < 0) return -1;
+    int r = co__sys_connect(p, (const struct sockaddr *)sun, sizeof *sun);
+    int err = errno;
+    co__sys_close(p);
+    if (r == 0 || err == EAGAIN) return 1; /* EAGAIN: alive, its backlog is full */
+    if (err == ECONNREFUSED) return 0;
+    errno = err;
+    return -1;
+}
+
+int co__unix_unlink(const char *path, const co__sockfile_t *made)
+{
+    struct stat st;
+    if (!made->ino) return errno = ESTALE, -1;
+    if (lstat(path, &st) < 0) return -1;
+    bool ctime_differs = (made->ctime.tv_sec || made->ctime.tv_nsec) &&
+                         (st.st_ctim.tv_sec != made->ctime.tv_sec || st.st_ctim.tv_nsec != made->ctime.tv_nsec);
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != made->dev || st.st_ino != made->ino || ctime_differs)
+        return errno = ESTALE, -1;
+    /* A window remains between the lstat above and this unlink: a process
+     * that replaces the file in those few microseconds loses its file.
+     * Linux has no "unlink if still this inode"; only someone who may
+     * write to the directory can be in that window, racing on the very
+     * path given to cogent.  Everything else under the path is safe. */
+    return unlink(path);
+}
+
+int co__unix_listen(const char *path, const co_listen_opts_t *opts, co__sockfile_t *made)
 {
     struct sockaddr_un sun;
+    if (made) *made = (co__sockfile_t){0};
     if (unix_addr("listen on", path, &sun) < 0) return -1;
     int fd = new_socket(AF_UNIX, SOCK_STREAM);
     if (fd < 0) return FAIL(errno, NULL, "listen on %s: socket", path);
-    /* A socket file left by an earlier run makes bind fail: remove it,
-     * but only if nobody answers on it. */
-    if (bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+    /* A socket file left by an earlier run makes bind fail: it is
+     * replaced, but only if it is a socket (lstat: a symbolic link is not
+     * followed, so a link is never replaced even if it points at a stale
+     * socket) and nobody answers on it.  Anything else is reported, never
+     * removed.  A few rounds, in case others create or remove the file
+     * under our feet; then bind's own error stands. */
+    for (int round = 0;; round++) {
+        if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0) break;
         int err = errno;
-        if (err == EADDRINUSE) {
-            int probe = new_socket(AF_UNIX, SOCK_STREAM);
-            bool alive =
-                probe >= 0 && (co__sys_connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0 || errno == EAGAIN);
-            if (probe >= 0) co_close(probe);
-            if (!alive && unlink(path) == 0 && bind(fd, (struct sockaddr *)&sun, sizeof sun) == 0)
-                err = 0;
-            else if (!alive)
-                err = errno;
-        }
-        if (err) {
+        struct stat st;
+        if (err != EADDRINUSE || round == 3) {
             co_close(fd);
             return FAIL(err, NULL, "listen on %s: bind", path);
+        }
+        if (lstat(path, &st) < 0) {
+            if (errno == ENOENT) continue; /* removed meanwhile */
+            err = errno;
+            co_close(fd);
+            return FAIL(err, NULL, "listen on %s: bind: address in use, and lstat", path);
+        }
+        if (!S_ISSOCK(st.st_mode)) {
+            co_close(fd);
+            snprintf(net_error, sizeof net_error, "listen on %s: the path is %s, not a socket", path,
+                     file_kind(st.st_mode));
+            return errno = EEXIST, -1;
+        }
+        int alive = probe_listener(&sun);
+        if (alive != 0) {
+            err = errno;
+            co_close(fd);
+            if (alive > 0) return FAIL(EADDRINUSE, "a server is listening on it", "listen on %s", path);
+            return FAIL(EADDRINUSE, strerror(err), "listen on %s: a socket file that cannot be probed", path);
+        }
+        co__sockfile_t stale = {.dev = st.st_dev, .ino = st.st_ino, .ctime = st.st_ctim};
+        if (co__unix_unlink(path, &stale) < 0 && errno != ENOENT && errno != ESTALE) {
+            err = errno;
+            co_close(fd);
+            return FAIL(err, NULL, "listen on %s: removing the stale socket file", path);
         }
     }
     if (listen(fd, opts && opts->backlog > 0 ? opts->backlog : SOMAXCONN) < 0) {
@@ -206,7 +294,16 @@ int co_unix_listen(const char *path, const co_listen_opts_t *opts)
         co_close(fd);
         return FAIL(err, NULL, "listen on %s", path);
     }
+    struct stat st;
+    /* No ctime for the stop-time check: the program may well chmod its
+     * socket after listening. */
+    if (made && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) *made = (co__sockfile_t){st.st_dev, st.st_ino, {0, 0}};
     return fd;
+}
+
+int co_unix_listen(const char *path, const co_listen_opts_t *opts)
+{
+    return co__unix_listen(path, opts, NULL);
 }
 
 int co_unix_connect(const char *path, int64_t deadline)

@@ -5,10 +5,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "hub.h"
 #include "list.h"
+#include "net.h"
 
 typedef struct conn {
     co__lnode_t node; /* the server's list of running handlers */
@@ -23,23 +23,44 @@ struct co_server {
     void *arg;
     int lfd;
     int port;
-    char *path; /* a Unix socket's file, removed at stop */
+    char *path;          /* a Unix socket's file, removed at stop... */
+    co__sockfile_t sock; /* ...if it is still the one bound */
     size_t max_conns;
     int64_t idle_ms;
     size_t stack_size;
     co__hub_t *hub;
     co_coro_t *acceptor;
     co_sem_t slots;
-    co_event_t drained; /* set when stopping and no handler is left */
-    co_event_t stopped;
-    co__list_t conns; /* conn_t: handlers running */
+    co_event_t drained; /* set when stopping and no handler but the stopper is left */
+    co_event_t stopped; /* set once stopped, every handler ended */
+    co__list_t conns;   /* conn_t: handlers running */
+    conn_t *stopper;    /* the handler that called co_server_stop, if one did */
     bool started, stopping;
+    bool stop_running;                         /* a co_server_stop call is still at work */
     uint64_t accepted, active, closed, errors; /* atomic (relaxed): read by any thread */
 };
 
 static void count(uint64_t *c, int64_t d)
 {
     __atomic_fetch_add(c, (uint64_t)d, __ATOMIC_RELAXED);
+}
+
+/* No handler runs but (perhaps) the one that is stopping the server. */
+static bool only_stopper_left(const co_server_t *s)
+{
+    const co__lnode_t *h = s->conns.head;
+    return !h || (s->stopper && h == &s->stopper->node && !h->next);
+}
+
+/* The calling coroutine's connection if it is one of s's handlers. */
+static conn_t *own_conn(co_server_t *s)
+{
+    co_coro_t *me = co_current();
+    for (co__lnode_t *n = s->conns.head; n; n = n->next) {
+        conn_t *c = CO__CONTAINER(n, conn_t, node);
+        if (c->co == me) return c;
+    }
+    return NULL;
 }
 
 static void conn_end(co_server_t *s, conn_t *c)
@@ -50,9 +71,12 @@ static void conn_end(co_server_t *s, conn_t *c)
     count(&s->closed, 1);
     count(&s->active, -1);
     if (s->max_conns) co_sem_release(&s->slots);
-    if (s->stopping && co__list_empty(&s->conns)) {
-        co_event_set(&s->drained);
-        if (!s->acceptor) co_event_set(&s->stopped);
+    if (c == s->stopper) s->stopper = NULL;
+    if (s->stopping) {
+        if (only_stopper_left(s)) co_event_set(&s->drained);
+        /* Not while a stop call still runs: whoever waits for `stopped`
+         * may free the server under it. */
+        if (co__list_empty(&s->conns) && !s->stop_running) co_event_set(&s->stopped);
     }
 }
 
@@ -117,7 +141,7 @@ co_server_t *co_server_new(co_handler_fn handler, void *arg, const co_server_opt
     s->stack_size = opts->stack_size;
     s->port = -1;
     if (opts->unix_socket) {
-        s->lfd = co_unix_listen(opts->host, &(co_listen_opts_t){.backlog = opts->backlog});
+        s->lfd = co__unix_listen(opts->host, &(co_listen_opts_t){.backlog = opts->backlog}, &s->sock);
         if (s->lfd >= 0 && !(s->path = strdup(opts->host))) {
             co_close(s->lfd);
             s->lfd = -1;
@@ -159,27 +183,34 @@ int co_server_serve(co_server_t *s)
 int co_server_stop(co_server_t *s, int64_t deadline)
 {
     if (s->started && s->hub != co__tls.hub) return errno = EINVAL, -1;
+    conn_t *self = s->started ? own_conn(s) : NULL;
     if (s->stopping) {
-        co_event_wait(&s->stopped, -1);
+        /* A handler cannot wait for the end of every handler: itself. */
+        if (!self) co_event_wait(&s->stopped, -1);
         return 0;
     }
     s->stopping = true;
-    if (co__list_empty(&s->conns)) co_event_set(&s->drained);
+    s->stop_running = true;
+    /* A handler stopping its own server is neither waited for nor killed
+     * by its own call: it goes on once the others are done. */
+    s->stopper = self;
+    if (only_stopper_left(s)) co_event_set(&s->drained);
     /* Stop accepting: closing the socket wakes the acceptor (EBADF); the
      * kill reaches it where it waits for a connection slot. */
     co_close(s->lfd);
     s->lfd = -1;
-    if (s->path) unlink(s->path);
+    if (s->path) co__unix_unlink(s->path, &s->sock); /* only our own socket file */
     if (s->acceptor) {
         co_kill(s->acceptor);
         co_join(s->acceptor, -1, NULL);
         s->acceptor = NULL;
     }
-    int killed = 0;
+    int killed = 0, err = 0;
     if (co_event_wait(&s->drained, deadline) != 0) {
         for (co__lnode_t *n = s->conns.head, *next; n; n = next) {
             next = n->next;
             conn_t *c = CO__CONTAINER(n, conn_t, node);
+            if (c == self) continue;
             co_kill(c->co);
             killed++;
             /* Killed before it ever ran, it never will: end it here. */
@@ -187,10 +218,11 @@ int co_server_stop(co_server_t *s, int64_t deadline)
         }
         /* A killed stopper cannot wait: the last handler to end then
          * marks the server stopped. */
-        if (co_event_wait(&s->drained, -1) != 0) return -1;
+        if (co_event_wait(&s->drained, -1) != 0) err = errno;
     }
-    co_event_set(&s->stopped);
-    return killed;
+    s->stop_running = false;
+    if (co__list_empty(&s->conns)) co_event_set(&s->stopped);
+    return err ? (errno = err, -1) : killed;
 }
 
 int co_server_port(const co_server_t *s)
@@ -209,6 +241,8 @@ void co_server_stats(const co_server_t *s, co_server_stats_t *st)
 void co_server_free(co_server_t *s)
 {
     if (!s) return;
+    CO__CHECK(!s->started || s->hub != co__tls.hub || !own_conn(s),
+              "co_server_free called from one of the server's own handlers");
     if (!s->stopping || !co__list_empty(&s->conns)) co_server_stop(s, 0);
     if (s->lfd >= 0) co_close(s->lfd);
     free(s->path);

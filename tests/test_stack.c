@@ -139,7 +139,7 @@ static void test_policy_and_stats(void)
     co_stack_stats_t st2;
     co_stack_stats(&st2);
     ASSERT_EQ(st2.guarded + st2.canary, st.guarded + st.canary); /* its stack comes when it first runs */
-    co_yield_now();                                                /* it runs until its own yield */
+    co_yield_now();                                              /* it runs until its own yield */
     co_stack_stats(&st2);
     ASSERT_EQ(st2.guarded + st2.canary, st.guarded + st.canary + 1);
     ASSERT_EQ(co_join(c, -1, NULL), 0);
