@@ -88,9 +88,10 @@ CO_API int64_t co_now(void);
 typedef enum co_stack_mode { CO_STACK_GUARD = 1, CO_STACK_CANARY = 2 } co_stack_mode_t;
 
 typedef struct co_stack_stats {
-    size_t guarded;      /* live stacks with a guard page */
-    size_t canary;       /* live stacks in canary mode */
-    size_t cached;       /* free stacks kept for reuse by this thread */
+    size_t guarded;      /* stacks mapped with a guard page (in use, cached or pooled) */
+    size_t canary;       /* stacks mapped in canary mode (in use, cached or pooled) */
+    size_t cached;       /* free stacks kept for reuse by this thread, pages and all */
+    size_t pooled;       /* free stacks kept for reuse by any thread, memory given back */
     size_t guard_budget; /* how many guarded stacks the process may hold */
 } co_stack_stats_t;
 

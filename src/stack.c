@@ -15,9 +15,12 @@
  * canary after that; "always" and "never" force one mode.
  *
  * Freed stacks go to a per-thread cache (their touched pages stay
- * resident, so reuse is free); beyond it guard stacks are unmapped and
- * canary stacks return to their slab's free list with their pages given
- * back to the kernel (MADV_DONTNEED). */
+ * resident, so reuse is free).  Beyond it they gather in a spill and go,
+ * 64 at a time, to a process-wide pool: their memory is given back
+ * (MADV_FREE, one call per run of neighbours), their mapping kept, and
+ * the pool hands them out before anything new is mapped.  Nothing is
+ * unmapped one stack at a time: a million coroutines ending at once cost
+ * a few thousand system calls, not a million. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -40,7 +43,8 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#define CACHE_MAX     256 /* free stacks kept per thread */
+#define CACHE_MAX     256 /* free stacks kept per thread, pages and all */
+#define SPILL         64  /* freed beyond that: given back in batches of this many */
 #define SLAB_STACKS   64  /* canary stacks per mapping */
 #define ALTSTACK_SIZE (64 * 1024)
 #define MAX_STACK     ((size_t)1 << 40) /* larger requests are mistakes */
@@ -54,17 +58,22 @@ static int policy;
 static size_t guard_budget;
 static atomic_size_t live_guarded, live_canary;
 
-/* Canary stacks that no thread caches, by size class. */
-typedef struct free_stack {
-    struct free_stack *next;
-} free_stack_t;
+/* The pool: free stacks no thread caches, by size, guard and canary mode
+ * alike.  They stay mapped (guard stacks keep their guard page, canary
+ * stacks their place in a slab) with their memory given back, and are
+ * handed out again before anything new is mapped: nothing is ever
+ * unmapped one stack at a time.  The records are here, off the stacks, so
+ * that pooling one touches none of its pages. */
 typedef struct size_class {
     size_t size;
-    free_stack_t *free;
+    co__stack_t *v;
+    size_t n, cap;
 } size_class_t;
-static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER; /* the pool */
 static size_class_t *classes;
 static size_t nclasses;
+static atomic_size_t pooled;
+static int give_back = MADV_FREE; /* MADV_DONTNEED where the kernel lacks it */
 
 static struct sigaction old_segv, old_bus;
 
@@ -184,64 +193,137 @@ static size_class_t *size_class(size_t size)
     return &classes[nclasses++];
 }
 
-static int map_canary(co__stack_t *st, size_t size)
+/* What every new stack gets once: its cache colour and, under valgrind,
+ * its registration (kept for its life: stacks are never unmapped). */
+static void born(co__stack_t *st)
+{
+    /* Stacks are page-multiples apart, so their tops (the hottest bytes)
+     * would all fall in the same cache sets and evict each other; start
+     * each first frame at one of 16 offsets so neighbours use 16 sets. */
+    static atomic_uint colors;
+    st->color = (uint16_t)((atomic_fetch_add_explicit(&colors, 1, memory_order_relaxed) % 16) * 64);
+    st->valgrind = 0;
+#if defined(CO_VALGRIND)
+    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
+    st->valgrind = 1;
+#endif
+}
+
+/* Adds st to its class (pool locked).  false when out of memory. */
+static bool pool_add(size_class_t *c, const co__stack_t *st)
+{
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        co__stack_t *v = realloc(c->v, cap * sizeof *v);
+        if (!v) return false;
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = *st;
+    return true;
+}
+
+/* A new slab of canary stacks into the pool (locked).  0 or -1/ENOMEM. */
+static int map_slab(size_class_t *c)
+{
+    if (c->cap - c->n < SLAB_STACKS) {
+        size_t cap = c->n + SLAB_STACKS + (c->cap ? c->cap : 256);
+        co__stack_t *v = realloc(c->v, cap * sizeof *v);
+        if (!v) return errno = ENOMEM, -1;
+        c->v = v;
+        c->cap = cap;
+    }
+    size_t size = c->size;
+    char *m = mmap(NULL, size * SLAB_STACKS, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) return errno = ENOMEM, -1;
+    /* Handed out lowest first (the pool is a stack): neighbours in the
+     * slab are neighbours in time, and give their memory back together. */
+    for (size_t i = SLAB_STACKS; i-- > 0;) {
+        co__stack_t st = {.lo = m + i * size, .size = size, .mode = CO_STACK_CANARY};
+        born(&st);
+        c->v[c->n++] = st;
+    }
+    atomic_fetch_add_explicit(&live_canary, SLAB_STACKS, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pooled, SLAB_STACKS, memory_order_relaxed);
+    return 0;
+}
+
+/* A stack of `size` from the pool, or a new one: a guard stack while the
+ * policy wants one, else a canary stack from a slab.  0 or -1/ENOMEM. */
+static int pool_get(co__stack_t *st, size_t size)
 {
     pthread_mutex_lock(&slab_lock);
     size_class_t *c = size_class(size);
     if (!c) goto nomem;
-    if (!c->free) {
-        char *m = mmap(NULL, size * SLAB_STACKS, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-        if (m == MAP_FAILED) goto nomem;
-        /* Slabs are never unmapped: their stacks cycle through this list.
-         * The link lives at the top of a free stack, the page a fiber
-         * touches first anyway. */
-        for (size_t i = 0; i < SLAB_STACKS; i++) {
-            free_stack_t *fs = (free_stack_t *)(m + (i + 1) * size - sizeof(free_stack_t));
-            fs->next = c->free;
-            c->free = fs;
+    if (c->n == 0) {
+        bool want_guard =
+            policy == POLICY_ALWAYS ||
+            (policy == POLICY_AUTO && atomic_load_explicit(&live_guarded, memory_order_relaxed) < guard_budget);
+        if (want_guard && map_guarded(st, size) == 0) {
+            pthread_mutex_unlock(&slab_lock);
+            born(st);
+            return 0;
         }
+        if (policy == POLICY_ALWAYS || map_slab(c) < 0) goto nomem;
     }
-    free_stack_t *fs = c->free;
-    c->free = fs->next;
+    *st = c->v[--c->n];
+    atomic_fetch_sub_explicit(&pooled, 1, memory_order_relaxed);
     pthread_mutex_unlock(&slab_lock);
-    st->lo = (char *)fs + sizeof(free_stack_t) - size;
-    st->size = size;
-    st->mode = CO_STACK_CANARY;
-    atomic_fetch_add_explicit(&live_canary, 1, memory_order_relaxed);
     return 0;
 nomem:
     pthread_mutex_unlock(&slab_lock);
-    errno = ENOMEM;
-    return -1;
+    return errno = ENOMEM, -1;
 }
 
-static void unmap(co__stack_t *st)
+static int by_address(const void *a, const void *b)
 {
-#if defined(CO_VALGRIND)
-    if (st->valgrind) VALGRIND_STACK_DEREGISTER(st->vg_id);
-#endif
+    const char *x = ((const co__stack_t *)a)->lo, *y = ((const co__stack_t *)b)->lo;
+    return (x > y) - (x < y);
+}
+
+/* Gives the memory of n free stacks back to the kernel and puts them in
+ * the pool: one madvise per run of neighbours (a slab's stacks are
+ * contiguous), one lock for them all. */
+static void give_back_all(co__stack_t *v, size_t n)
+{
+    if (n == 0) return;
+    qsort(v, n, sizeof *v, by_address);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && v[j - 1].lo + v[j - 1].size == v[j].lo) j++;
+        char *lo = v[i].lo;
+        size_t len = (size_t)(v[j - 1].lo + v[j - 1].size - lo);
 #if CO_ASAN
-    /* ASan keeps the shadow of unmapped memory: a stack mapped later at the
-     * same address would inherit the redzones a dead coroutine left. */
-    ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
+        /* Frames of the last owners may have left poisoned redzones. */
+        ASAN_UNPOISON_MEMORY_REGION(lo, len);
 #endif
-    if (st->mode == CO_STACK_GUARD) {
-        munmap(st->lo - page_size, st->size + page_size);
-        atomic_fetch_sub_explicit(&live_guarded, 1, memory_order_relaxed);
-    } else {
-        /* Give the pages back but keep the address range in the slab. */
-        madvise(st->lo, st->size, MADV_DONTNEED);
-        free_stack_t *fs = (free_stack_t *)(st->lo + st->size - sizeof(free_stack_t));
-        pthread_mutex_lock(&slab_lock);
-        for (size_t i = 0; i < nclasses; i++)
-            if (classes[i].size == st->size) {
-                fs->next = classes[i].free;
-                classes[i].free = fs;
-            }
-        pthread_mutex_unlock(&slab_lock);
-        atomic_fetch_sub_explicit(&live_canary, 1, memory_order_relaxed);
+        /* MADV_FREE: the kernel takes the pages when it needs them; until
+         * then a stack reused from the pool finds them still there. */
+        if (madvise(lo, len, give_back) < 0 && errno == EINVAL && give_back != MADV_DONTNEED) {
+            give_back = MADV_DONTNEED;
+            madvise(lo, len, give_back);
+        }
+        i = j;
     }
+    pthread_mutex_lock(&slab_lock);
+    for (size_t i = 0; i < n; i++) {
+        size_class_t *c = size_class(v[i].size);
+        if (c && pool_add(c, &v[i])) {
+            atomic_fetch_add_explicit(&pooled, 1, memory_order_relaxed);
+            continue;
+        }
+        /* No memory for the record: the stack goes away for good. */
+        if (v[i].mode == CO_STACK_GUARD) {
+#if defined(CO_VALGRIND)
+            if (v[i].valgrind) VALGRIND_STACK_DEREGISTER(v[i].vg_id);
+#endif
+            munmap(v[i].lo - page_size, v[i].size + page_size);
+            atomic_fetch_sub_explicit(&live_guarded, 1, memory_order_relaxed);
+        }
+        /* A canary stack's range stays in its slab, unused. */
+    }
+    pthread_mutex_unlock(&slab_lock);
 }
 
 int co__stack_get(co__stack_t *st, size_t size)
@@ -274,22 +356,9 @@ int co__stack_get(co__stack_t *st, size_t size)
         return 0;
     }
 
-    int r = -1;
-    bool want_guard =
-        policy == POLICY_ALWAYS ||
-        (policy == POLICY_AUTO && atomic_load_explicit(&live_guarded, memory_order_relaxed) < guard_budget);
-    if (want_guard) r = map_guarded(st, size);
-    if (r < 0 && policy != POLICY_ALWAYS) r = map_canary(st, size);
-    if (r < 0) return errno = ENOMEM, -1;
-    /* Stacks are page-multiples apart, so their tops (the hottest bytes)
-     * would all fall in the same cache sets and evict each other; start
-     * each first frame at one of 16 offsets so neighbours use 16 sets. */
-    static atomic_uint colors;
-    st->color = (uint16_t)((atomic_fetch_add_explicit(&colors, 1, memory_order_relaxed) % 16) * 64);
-    st->valgrind = 0;
-#if defined(CO_VALGRIND)
-    st->vg_id = VALGRIND_STACK_REGISTER(st->lo, st->lo + st->size);
-    st->valgrind = 1;
+    if (pool_get(st, size) < 0) return -1;
+#if CO_ASAN
+    ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
     return 0;
 }
@@ -320,7 +389,16 @@ void co__stack_put(co__stack_t *st)
     if (t->stacks.n < t->stacks.cap) {
         t->stacks.cache[t->stacks.n++] = *st; /* a canary zone is still zero: checked at exit */
     } else {
-        unmap(st);
+        /* Beyond the cache: into the spill, given back by the batch. */
+        if (!t->stacks.spill && !(t->stacks.spill = malloc(SPILL * sizeof *t->stacks.spill))) {
+            give_back_all(st, 1);
+        } else {
+            t->stacks.spill[t->stacks.nspill++] = *st;
+            if (t->stacks.nspill == SPILL) {
+                give_back_all(t->stacks.spill, SPILL);
+                t->stacks.nspill = 0;
+            }
+        }
     }
     memset(st, 0, sizeof *st);
 }
@@ -328,7 +406,11 @@ void co__stack_put(co__stack_t *st)
 void co__stack_thread_exit(void)
 {
     co__thread_t *t = &co__tls;
-    for (size_t i = 0; i < t->stacks.n; i++) unmap(&t->stacks.cache[i]);
+    give_back_all(t->stacks.cache, t->stacks.n);
+    if (t->stacks.spill) give_back_all(t->stacks.spill, t->stacks.nspill);
+    free(t->stacks.spill);
+    t->stacks.spill = NULL;
+    t->stacks.nspill = 0;
     free(t->stacks.cache);
     t->stacks.cache = NULL;
     t->stacks.n = t->stacks.cap = 0;
@@ -345,7 +427,8 @@ void co_stack_stats(co_stack_stats_t *st)
     pthread_once(&once, init_once);
     st->guarded = atomic_load(&live_guarded);
     st->canary = atomic_load(&live_canary);
-    st->cached = co__tls.stacks.n;
+    st->cached = co__tls.stacks.n + co__tls.stacks.nspill;
+    st->pooled = atomic_load(&pooled);
     st->guard_budget = policy == POLICY_NEVER ? 0 : guard_budget;
 }
 

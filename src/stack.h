@@ -17,8 +17,10 @@ typedef struct co__stack {
 
 /* stack.c's slice of the per-thread state (co__thread_t). */
 typedef struct co__stack_cache {
-    co__stack_t *cache; /* free stacks kept for reuse */
+    co__stack_t *cache; /* free stacks kept for reuse, pages and all */
     size_t n, cap;
+    co__stack_t *spill; /* freed beyond the cache, given back in one batch */
+    size_t nspill;
     void *altstack; /* the overflow handler's signal stack; 1: not ours */
 } co__stack_cache_t;
 
@@ -44,7 +46,8 @@ static inline bool co__canary_broken(const co__stack_t *st)
 int co__stack_get(co__stack_t *st, size_t size);
 /* True if `size` is a stack size co__stack_get accepts (0: the default). */
 bool co__stack_size_ok(size_t size);
-/* Gives a stack back (cache, slab free list or munmap).  Must not be the
+/* Gives a stack back: to this thread's cache, or beyond it to the pool in
+ * batches (its memory given back, the mapping kept).  Must not be the
  * stack we are running on.  st->lo and st->mode are cleared. */
 void co__stack_put(co__stack_t *st);
 /* Reports an overflow of the stack of `f` and aborts.  Async-signal-safe. */
