@@ -40,6 +40,11 @@ static inline co_coro_t *pool_pop(co_coro_t **top)
 }
 static CO__TLS __thread co_coro_t *tcache;
 static CO__TLS __thread size_t ntcache;
+/* Records freed beyond the cache, handed to the global pool TCACHE_MAX at
+ * a time (one lock for the lot: a million coroutines ending together take
+ * a thousand locks, not a million). */
+static CO__TLS __thread co_coro_t *spill, *spill_tail;
+static CO__TLS __thread size_t nspill;
 static CO__TLS __thread uint64_t id_next, id_end;
 static atomic_uint_fast64_t ids = 1;
 
@@ -87,8 +92,18 @@ static co_coro_t *coro_alloc(void)
         return c;
     }
     pthread_once(&env_once, read_env);
+    if (spill) { /* our own freed records first: no lock */
+        c = pool_pop(&spill);
+        nspill--;
+        return c;
+    }
     pthread_mutex_lock(&pool_lock);
     c = pool_pop(&pool);
+    /* A batch for the cache while the lock is held. */
+    for (co_coro_t *d; ntcache < POOL_CHUNK && (d = pool_pop(&pool));) {
+        pool_push(&tcache, d);
+        ntcache++;
+    }
     pthread_mutex_unlock(&pool_lock);
     if (c) return c;
     co_coro_t *chunk = calloc(POOL_CHUNK, sizeof *chunk);
@@ -118,9 +133,16 @@ static void coro_recycle(co_coro_t *c)
         pool_push(&tcache, c);
         ntcache++;
     } else {
-        pthread_mutex_lock(&pool_lock);
-        pool_push(&pool, c);
-        pthread_mutex_unlock(&pool_lock);
+        if (!spill) spill_tail = c;
+        pool_push(&spill, c);
+        if (++nspill == TCACHE_MAX) {
+            pthread_mutex_lock(&pool_lock);
+            spill_tail->rq.next = pool ? &pool->rq : NULL;
+            pool = spill;
+            pthread_mutex_unlock(&pool_lock);
+            spill = spill_tail = NULL;
+            nspill = 0;
+        }
     }
     if (co__tls.hub == h)
         h->local_refs--; /* the owner thread: no atomic needed */
@@ -130,12 +152,13 @@ static void coro_recycle(co_coro_t *c)
 
 void co__coro_thread_exit(void)
 {
-    if (!tcache) return;
     pthread_mutex_lock(&pool_lock);
     co_coro_t *c;
     while ((c = pool_pop(&tcache))) pool_push(&pool, c);
+    while ((c = pool_pop(&spill))) pool_push(&pool, c);
     pthread_mutex_unlock(&pool_lock);
-    ntcache = 0;
+    ntcache = nspill = 0;
+    spill_tail = NULL;
 }
 
 static void ref(co_coro_t *c)
@@ -444,8 +467,10 @@ int co_join(co_coro_t *c, int64_t deadline, void **result)
 int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results)
 {
     CO__CHECK(cs != NULL || n == 0, "co_joinall: NULL array of %zu coroutines", n);
-    for (size_t i = 0; i < n; i++) check_handle(cs[i], "co_joinall");
+    /* One pass that checks and waits (a million records are not read
+     * twice), then one that joins: none is joined unless all are done. */
     for (size_t i = 0; i < n; i++) {
+        check_handle(cs[i], "co_joinall");
         int r = wait_done(cs[i], deadline, "co_joinall");
         if (r) return errno = r, -1;
     }
