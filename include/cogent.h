@@ -217,10 +217,11 @@ typedef struct co_spawn_opts {
 } co_spawn_opts_t;
 
 /* Creates a coroutine that runs fn(arg) on the calling thread's hub.  It
- * is queued, not run: it starts when the caller next blocks or yields.
- * The handle must be joined or detached exactly once; after that it is
- * invalid, like a joined pthread_t (docs/conventions.md).
- * NULL with EINVAL (fn NULL, bad stack size) or ENOMEM.  Switches: no.
+ * is queued, not run: it starts when the caller next blocks or yields,
+ * and gets its stack then (docs/stacks.md).  The handle must be joined or
+ * detached exactly once; after that it is invalid, like a joined
+ * pthread_t (docs/conventions.md).  NULL with EINVAL (fn NULL, bad stack
+ * size) or ENOMEM (no memory for its record).  Switches: no.
  *
  *   co_spawn(fn, arg)             defaults
  *   co_spawn_with(fn, arg, opts)  with options (may be a compound literal:
@@ -238,7 +239,10 @@ CO_API co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, 
  *   ECANCELED  the caller was killed;
  *   EDEADLK    c is the caller itself, or nothing could ever wake it;
  *   EINVAL     c is a thread's main coroutine (it never ends);
- *   ENOMEM     c runs on another thread and no message could be made.
+ *   ENOMEM     c runs on another thread and no message could be made;
+ *              or c never ran: it gets its stack when it first runs, and
+ *              none could be had then (its result is NULL, and the
+ *              handle is freed as by a successful join).
  * Joining a handle already joined or detached aborts.  c may live on
  * another thread's hub.  Switches: yes, unless c has already finished. */
 CO_API int co_join(co_coro_t *c, int64_t deadline, void **result);
@@ -249,8 +253,10 @@ CO_API int co_wait(co_coro_t *c, int64_t deadline);
 
 /* Waits until all n coroutines have finished, then joins them all and
  * stores their results in results[i] (results may be NULL).  On error
- * (ETIMEDOUT, ECANCELED, EDEADLK, ENOMEM) none is joined.  cs NULL with
- * n > 0 aborts.  Switches: yes. */
+ * (ETIMEDOUT, ECANCELED, EDEADLK, ENOMEM for a message) none is joined;
+ * if they all finished but some never ran (no stack, as co_join), all are
+ * joined and it fails with ENOMEM.  cs NULL with n > 0 aborts.
+ * Switches: yes. */
 CO_API int co_joinall(co_coro_t *const *cs, size_t n, int64_t deadline, void **results);
 
 /* Gives up the handle: c frees itself when it returns, its result is
