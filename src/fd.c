@@ -28,10 +28,17 @@
 
 static co__fd_t *chunks[NCHUNKS]; /* atomic (acquire/release), never freed */
 
+static void fd_ready(co__hub_t *h, co__pollee_t *p, unsigned events);
+static void fd_hub_exit(co__hub_t *h);
+
 static co__fd_t *chunk_make(unsigned i)
 {
     co__fd_t *c = calloc(CHUNK, sizeof *c);
     if (!c) return NULL;
+    for (unsigned k = 0; k < CHUNK; k++) c[k].pollee.ready = fd_ready;
+    /* Entries exist, so pollers may come to watch them: hubs must forget
+     * them when they exit. */
+    __atomic_store_n(&co__hub_exit_hook, fd_hub_exit, __ATOMIC_RELEASE);
     co__fd_t *expect = NULL;
     if (!__atomic_compare_exchange_n(&chunks[i], &expect, c, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
         free(c); /* another thread made it first */
@@ -110,11 +117,11 @@ static bool registered(const co__fd_t *e, const co__hub_t *h)
 static int edge_watch(co__hub_t *h, int fd, co__fd_t *e)
 {
     const unsigned ev = CO__POLL_IN | CO__POLL_OUT | CO__POLL_EDGE;
-    if (h->poller.ops->add(&h->poller, fd, ev, e) == 0) return 0;
+    if (h->poller.ops->add(&h->poller, fd, ev, &e->pollee) == 0) return 0;
     /* EEXIST: the kernel still watches this open file for h (its earlier
      * fd number was closed behind our back, or dup'ed): aim the
      * registration at this entry. */
-    if (errno == EEXIST && h->poller.ops->modify(&h->poller, fd, ev, e) == 0) return 0;
+    if (errno == EEXIST && h->poller.ops->modify(&h->poller, fd, ev, &e->pollee) == 0) return 0;
     return -1;
 }
 
@@ -150,8 +157,8 @@ static int level_update(co__fd_t *e, co__hub_t *h, int fd)
         p->ops->del(p, fd); /* ENOENT: not watched, fine */
         return 0;
     }
-    if (p->ops->modify(p, fd, want, e) == 0) return 0;
-    return p->ops->add(p, fd, want, e);
+    if (p->ops->modify(p, fd, want, &e->pollee) == 0) return 0;
+    return p->ops->add(p, fd, want, &e->pollee);
 }
 
 /* Stops h's poller watching fd (any thread for edge pollers). */
@@ -306,8 +313,11 @@ int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const ch
     return 0;
 }
 
-void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events)
+/* A poller's event for e, on h's thread (the hub calls it through the
+ * entry's pollee). */
+static void fd_ready(co__hub_t *h, co__pollee_t *p, unsigned events)
 {
+    co__fd_t *e = CO__CONTAINER(p, co__fd_t, pollee);
     co__wlist_t wl = {0};
     if (events & (CO__POLL_IN | CO__POLL_ERR)) __atomic_fetch_add(&e->rgen, 1, __ATOMIC_RELAXED);
     /* A hang-up can come with the last data: the read that takes the data
@@ -367,7 +377,8 @@ static void drop_hub(co__fd_t *e, int fd, co__hub_t *h)
     }
 }
 
-void co__fd_hub_exit(co__hub_t *h)
+/* The hub is going away: it watches nothing any more. */
+static void fd_hub_exit(co__hub_t *h)
 {
     each_entry(drop_hub, h, false);
 }

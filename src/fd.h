@@ -32,6 +32,7 @@ typedef struct co__fdreg {
 } co__fdreg_t;
 
 typedef struct co__fd {
+    co__pollee_t pollee; /* what the pollers report (fd_ready) */
     unsigned spin;
     unsigned flags;     /* atomic (relaxed): CO__FD_* */
     co__hub_t *hub;     /* an edge poller watching it (spin) */
@@ -75,13 +76,9 @@ void co__fd_unlink(co__fd_t *e, int fd, co__waiter_t *w);
 /* The deadline of a call on e given the caller's: the caller's if it set
  * one, else now + the entry's default timeout, else none. */
 int64_t co__fd_deadline(co__fd_t *e, int64_t deadline);
-/* A poller event for e on h (the hub's thread). */
-void co__fd_event(co__hub_t *h, co__fd_t *e, unsigned events);
 /* Forgets fd: waiters get EBADF, every poller stops watching it.  Does
  * not close it.  Safe on any fd. */
 void co__fd_forget(int fd);
-/* The hub is going away: it watches nothing any more. */
-void co__fd_hub_exit(co__hub_t *h);
 /* The fork path: after the forking thread's hub (if any) has a new
  * poller, entries drop other threads' waiters and registrations, and the
  * hub's poller watches again what it watched. */

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 
 #include "fork.h"
+#include "futex.h"
 #include "helper.h"
-#include "wait.h"
 
 static unsigned helpers;   /* atomic: helper threads alive (or starting) */
 static bool multithreaded; /* atomic, sticky: see co__multithreaded */

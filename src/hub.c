@@ -20,7 +20,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "fd.h"
 #include "fork.h"
 #include "helper.h"
 #include "hub.h"
@@ -28,6 +27,8 @@
 #include "sys.h"
 
 #define POLL_EVERY 64 /* picks between two looks at timers and I/O when busy */
+
+void (*co__hub_exit_hook)(co__hub_t *h);
 
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
@@ -269,7 +270,8 @@ static void poll_events(co__hub_t *h, int timeout_ms)
                 (void)r;
                 inbox = true;
             } else {
-                co__fd_event(h, e->data, e->events);
+                co__pollee_t *p = e->data;
+                p->ready(h, p, e->events);
             }
         }
     }
@@ -398,7 +400,8 @@ static void hub_thread_exit(void *arg)
     pthread_mutex_lock(&reg_lock);
     co__list_remove(&hubs, &h->reg);
     pthread_mutex_unlock(&reg_lock);
-    co__fd_hub_exit(h);
+    void (*exit_hook)(co__hub_t *) = __atomic_load_n(&co__hub_exit_hook, __ATOMIC_ACQUIRE);
+    if (exit_hook) exit_hook(h);
     h->poller.ops->destroy(&h->poller);
     co__timers_destroy(&h->timers);
     t->hub = NULL;

@@ -18,6 +18,13 @@ typedef struct co__msg {
     void (*handle)(co__hub_t *h, struct co__msg *m);
 } co__msg_t;
 
+/* What a hub's poller watches for a layer above (fd.c's entries): the
+ * poller reports it with its events, and the hub calls `ready` on its own
+ * thread.  The hub knows nothing else of it. */
+typedef struct co__pollee {
+    void (*ready)(co__hub_t *h, struct co__pollee *p, unsigned events);
+} co__pollee_t;
+
 /* Who can end a park other than its deadline and a kill.  The deadlock
  * check asks: with nothing runnable, no timer, and every parked coroutine
  * waiting on something only this hub could end, nothing ever will. */
@@ -137,6 +144,11 @@ void co__hub_signal(void);
  * run since it last returned true; false means something is still to be
  * delivered, and the hub looks again at its next pick rather than wait. */
 extern bool (*co__hub_signal_hook)(co__hub_t *h);
+
+/* What a layer above must undo when a hub goes away (fd.c: its pollers
+ * stop watching the hub's descriptors); set once, before the first hub
+ * that needs it exits.  Runs on the exiting hub's thread. */
+extern void (*co__hub_exit_hook)(co__hub_t *h);
 
 /* Calls fn(h, arg) for every hub of the process, with the registry
  * locked: fn must not create or end a hub, nor block. */

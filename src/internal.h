@@ -12,6 +12,7 @@
  *   poller.h   the poller backends' interface
  *   coro.h     the coroutine struct, hub-local park queues, groups' hooks
  *   hub.h      the hub: park / wake / schedule, inbox messages, registry
+ *   futex.h    futex waits for threads without a hub
  *   helper.h   cogent's own helper threads
  *   wait.h     the waiting protocol: spin locks, waiters, grants
  *   actor.h    lock owners
@@ -36,6 +37,7 @@
 #include "poller.h"
 #include "coro.h"
 #include "hub.h"
+#include "futex.h"
 #include "helper.h"
 #include "wait.h"
 #include "actor.h"

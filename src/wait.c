@@ -54,27 +54,6 @@ void co__spin_wait(unsigned *l)
     }
 }
 
-/* --------------------------------------------------------------- futex */
-
-void co__futex_wake(unsigned *addr)
-{
-    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
-
-int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline)
-{
-    struct timespec ts, *tp = NULL;
-    if (!co__no_deadline(deadline)) {
-        if (deadline < 0) return ETIMEDOUT; /* passed long ago */
-        ts.tv_sec = deadline / 1000;
-        ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
-        tp = &ts;
-    }
-    long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET_PRIVATE, val, tp, NULL, FUTEX_BITSET_MATCH_ANY);
-    if (r < 0 && errno == ETIMEDOUT) return ETIMEDOUT;
-    return 0;
-}
-
 /* ---------------------------------------------------------- wait lists */
 
 /* On the waiter's hub: a grant made on another thread arrived. */

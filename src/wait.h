@@ -22,6 +22,7 @@
 #include <sys/single_threaded.h>
 
 #include "core.h"
+#include "futex.h"
 #include "helper.h"
 #include "hub.h"
 #include "list.h"
@@ -149,11 +150,5 @@ static inline int co__wait_in(co__waiter_t *w, unsigned *spin, co__list_t *l, in
 /* The caller, granted while its wait was ending, waits for the grant's
  * message.  Switches: yes. */
 void co__await_grant(co__waiter_t *w);
-
-/* The futex of a waiting thread: sleeps while *addr == val until the
- * deadline (ms of co_now, -1: none); 0 when woken (maybe spuriously),
- * ETIMEDOUT at the deadline.  And the wake of one sleeper. */
-int co__futex_wait(unsigned *addr, unsigned val, int64_t deadline);
-void co__futex_wake(unsigned *addr);
 
 #endif
