@@ -156,6 +156,7 @@ static void unref(co_coro_t *c)
 /* ------------------------------------------------------------ spawn */
 
 static const co__fiber_class_t coro_class; /* below */
+static void publish_done(co_coro_t *c);
 
 static noreturn void finish(co__hub_t *h, co_coro_t *c)
 {
@@ -165,6 +166,10 @@ static noreturn void finish(co__hub_t *h, co_coro_t *c)
     if (!co__list_empty(&c->joiners.list)) co__parkq_wake(h, &c->joiners, SIZE_MAX);
     if (c->group) co__group_member_done(c);
     if (h->exiting && h->ncoros == 0) co__wake(h, &h->main, h->main.park_seq, 0);
+    /* Other hubs learn of the end now, as this hub's joiners just did: the
+     * stack is released only once this hub has something else to run,
+     * which an idle hub may not have for a long time (or ever). */
+    publish_done(c);
     co__schedule(h, true);
     __builtin_unreachable();
 }
@@ -276,20 +281,28 @@ static void answer_watch(watch_msg_t *w)
     co__hub_unref(to);
 }
 
-/* The fiber layer's call after a coroutine's stack was released (on the
- * next stack): marks it done, answers other hubs' watchers, drops its
- * lock-owner record and the running reference. */
-static void coro_released(co_fiber_t *f)
+/* Marks c done and answers other hubs' watchers: publishes the result and
+ * closes the watcher stack in one step, so a watcher either got in before
+ * (and is answered here) or sees DONE.  Safe before c's stack is released:
+ * the running reference keeps the record until coro_released.  Once only
+ * (a second call finds DONE). */
+static void publish_done(co_coro_t *c)
 {
-    co_coro_t *c = (co_coro_t *)f;
-    /* Publishes the result and closes the watcher stack in one step: a
-     * watcher either got in before (and is answered here) or sees DONE. */
     co__msg_t *w = atomic_exchange_explicit(&c->watchers, CO__DONE, memory_order_acq_rel);
-    while (w) {
+    while (w && w != CO__DONE) {
         co__msg_t *n = w->next;
         answer_watch((watch_msg_t *)w);
         w = n;
     }
+}
+
+/* The fiber layer's call after a coroutine's stack was released (on the
+ * next stack): marks it done if finish() did not (coroutines dropped at
+ * thread exit), drops its lock-owner record and the running reference. */
+static void coro_released(co_fiber_t *f)
+{
+    co_coro_t *c = (co_coro_t *)f;
+    publish_done(c);
     if (c->actor) {
         co__coro_drop_actor(c->actor);
         c->actor = NULL;

@@ -67,6 +67,38 @@ static void test_join_from_other_thread(void)
     stop_owner(&h, t);
 }
 
+/* The owner's hub goes idle once its last coroutine finishes (its main
+ * waits on an event): a join from another thread still learns of the end
+ * at once (found by test_fuzz: the end was published only when the owner's
+ * hub next had something to run). */
+static co_event_t idle_release = CO_EVENT_INIT, idle_ready = CO_EVENT_INIT;
+static co_coro_t *idle_c;
+
+static void *idle_owner(void *arg)
+{
+    (void)arg;
+    idle_c = co_spawn(sleep_ret, (void *)20);
+    co_event_set(&idle_ready);
+    ASSERT_EQ(co_event_wait(&idle_release, -1), 0); /* nothing else runs on this hub */
+    return NULL;
+}
+
+static void test_join_last_on_idle_hub(void)
+{
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, idle_owner, NULL), 0);
+    ASSERT_EQ(co_event_wait(&idle_ready, -1), 0);
+    int64_t t0 = co_now();
+    void *r = NULL;
+    int rc = co_join(idle_c, co_now() + 5000, &r);
+    int64_t took = co_now() - t0;
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ((intptr_t)r, 20);
+    ASSERT_TIME(took, 15, 2000);
+    co_event_set(&idle_release);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+}
+
 static void test_kill_from_other_thread(void)
 {
     handoff_t h = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0};
@@ -242,6 +274,7 @@ int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_join_from_other_thread);
+    RUN(test_join_last_on_idle_hub);
     RUN(test_kill_from_other_thread);
     RUN(test_thread_exit_with_live_coroutines);
     RUN(test_cancel_in_main_coroutine);
