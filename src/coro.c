@@ -395,7 +395,15 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         self->wait_obj = c;
         int r = co__park(h, deadline, what, CO__BY_MESSAGE, true);
         self->wait_obj = NULL;
-        if (r) return r;
+        if (r) {
+            /* The watch stays on c until c ends, aimed at this park.  A park
+             * that failed at once (the deadline passed since the check
+             * above, or a kill came meanwhile) has not bumped park_seq:
+             * bump it, or the answer would end the caller's next park as
+             * if it were that park's own wake-up. */
+            self->park_seq++;
+            return r;
+        }
         if (co__done(c)) return 0;
     }
 }

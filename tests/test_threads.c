@@ -2,6 +2,7 @@
  * plain threads joining coroutines, thread exit with live coroutines. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "cogent.h"
 #include "harness.h"
@@ -97,6 +98,62 @@ static void test_join_last_on_idle_hub(void)
     ASSERT_TIME(took, 15, 2000);
     co_event_set(&idle_release);
     ASSERT_EQ(pthread_join(t, NULL), 0);
+}
+
+/* A co_wait on another hub's coroutine whose deadline passes between its
+ * first look and its park returns ETIMEDOUT at once, leaving its watch on
+ * the coroutine: the watch's answer, when the coroutine ends, must not end
+ * the caller's next park as if it were that park's own wake-up (found by
+ * test_fuzz: a lock wait "woken without a grant").  Each round aims the
+ * deadline at the next millisecond tick, a few hundred ns ahead. */
+static co_event_t tick_go = CO_EVENT_INIT;
+static co_queue_t *tick_requests, *tick_handles;
+
+static void *wait_tick_go(void *arg)
+{
+    (void)arg;
+    co_event_wait(&tick_go, -1);
+    return NULL;
+}
+
+static void *tick_spawner(void *arg)
+{
+    (void)arg;
+    void *req;
+    while (co_queue_get(tick_requests, &req, -1) == 0) co_queue_put(tick_handles, co_spawn(wait_tick_go, NULL), -1);
+    return NULL;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void test_watch_after_failed_park(void)
+{
+    tick_requests = co_queue_new(NULL);
+    tick_handles = co_queue_new(NULL);
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, tick_spawner, NULL), 0);
+    for (int k = 0; k < 150; k++) {
+        co_event_clear(&tick_go);
+        ASSERT_EQ(co_queue_put(tick_requests, (void *)1, -1), 0);
+        void *c;
+        ASSERT_EQ(co_queue_get(tick_handles, &c, -1), 0);
+        int64_t d = mono_ns() / 1000000 + 1, lead = 20 + (k % 60) * 15;
+        while (mono_ns() < d * 1000000 - lead) {
+        }
+        co_wait(c, d);                 /* 0 or ETIMEDOUT: either way, */
+        co_event_set(&tick_go);        /* c ends now, answering its watches, */
+        ASSERT_EQ(co_sleep_ms(10), 0); /* and only the timer ends this */
+        ASSERT_EQ(co_join(c, -1, NULL), 0);
+    }
+    co_queue_close(tick_requests);
+    ASSERT_EQ(pthread_join(t, NULL), 0);
+    co_queue_free(tick_requests, NULL);
+    co_queue_free(tick_handles, NULL);
 }
 
 static void test_kill_from_other_thread(void)
@@ -316,6 +373,7 @@ int main(int argc, char **argv)
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_join_from_other_thread);
     RUN(test_join_last_on_idle_hub);
+    RUN(test_watch_after_failed_park);
     RUN(test_kill_from_other_thread);
     RUN(test_thread_exit_with_live_coroutines);
     RUN(test_cancel_in_main_coroutine);
