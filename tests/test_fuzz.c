@@ -85,6 +85,8 @@
 #define NEVENT    2
 #define NQUEUE    4
 #define NFD       3
+#define NPROD     (NHUB * DRIVERS + 1) /* producers whose order is followed: drivers, the plain thread */
+#define NPRIO     5                    /* priorities given to co_queue_put_prio */
 
 /* Bounds for the timing properties: generous, since sanitizers and a busy
  * two-core machine stretch everything; the bugs they are for (a try that
@@ -143,11 +145,14 @@ static bool chance(rng_t *r, unsigned percent)
 
 typedef struct actor {
     char name[32];
-    int where;    /* a hub's index, PLAIN or MAINT */
-    uint64_t seq; /* spawn order; drivers, mains and the plain thread: 0 */
-    int depth;    /* workers: how deep in the spawn tree */
-    bool member;  /* spawned into its hub's group */
-    bool hot;     /* mostly tries: keeps the CPUs busy, the objects contended */
+    int where;        /* a hub's index, PLAIN or MAINT */
+    uint64_t seq;     /* spawn order; drivers, mains and the plain thread: 0 */
+    int depth;        /* workers: how deep in the spawn tree */
+    bool member;      /* spawned into its hub's group */
+    bool hot;         /* mostly tries: keeps the CPUs busy, the objects contended */
+    int prod;         /* drivers and the plain thread: 1 + their index among producers whose order is followed */
+    uint32_t put_seq; /* producers: how many puts they began */
+    uint32_t seen[NQUEUE][NPROD][NPRIO]; /* the last put_seq each producer's items had when this actor got them */
     rng_t rng;
     co_coro_t *self;     /* NULL for the plain thread */
     atomic_bool killed;  /* set before anyone calls co_kill on it */
@@ -722,11 +727,16 @@ static void op_cond_wait(actor_t *a)
     cond_leave(a);
 }
 
+/* Adds a ticket now and then (few, so that waiters do wait), and
+ * notifies either way: a notification without a ticket is a wake-up the
+ * waiters must take in their stride. */
 static void op_cond_notify(actor_t *a)
 {
     if (!cond_enter(a)) return;
-    tickets++;
-    given++;
+    if (tickets < 2 && chance(&a->rng, 60)) {
+        tickets++;
+        given++;
+    }
     call_t c = begin(C_co_cond_notify, NODL, true);
     if (chance(&a->rng, 20))
         co_cond_notify_all(&cond);
@@ -745,6 +755,19 @@ static void op_cond_notify(actor_t *a)
 static atomic_uint ledger[LEDGER]; /* generation << 8 | where */
 static atomic_ulong token_next;
 
+/* Who put each token, in which order (its put_seq) and with which
+ * priority: a get checks the order (see item_out).  Written by the putter
+ * while the token is its own, read by the getter before it lets it go. */
+static struct {
+    uint8_t prod, prio;
+    uint32_t seq;
+} meta[LEDGER];
+
+static unsigned token_index(const void *item)
+{
+    return (unsigned)((uintptr_t)item >> 1) & 0x7fffffff;
+}
+
 static void *token_new(int q)
 {
     for (;;) {
@@ -762,7 +785,7 @@ static void *token_new(int q)
 static bool token_leave(void *item, int q)
 {
     uintptr_t t = (uintptr_t)item;
-    unsigned i = (unsigned)(t >> 1) & 0x7fffffff, gen = (unsigned)(t >> 32);
+    unsigned i = token_index(item), gen = (unsigned)(t >> 32);
     if (!(t & 1) || i >= LEDGER) return false;
     unsigned want = gen << 8 | (unsigned)(1 + q);
     return atomic_compare_exchange_strong(&ledger[i], &want, gen << 8);
@@ -812,13 +835,18 @@ static void op_put(actor_t *a)
     bool closed = atomic_load(&fq->closed);
     bool bounded = fq->opts.maxsize > 0;
     void *tok = token_new(qi);
+    int64_t prio = fq->prio ? below(&a->rng, NPRIO) : 0;
+    unsigned ti = token_index(tok);
+    meta[ti].prod = (uint8_t)a->prod;
+    meta[ti].prio = (uint8_t)prio;
+    meta[ti].seq = ++a->put_seq;
     int64_t d = pick_deadline(a, holds_nothing(a));
     /* Only a full bounded queue makes a put wait. */
     unsigned allowed = E(EPIPE) | E(ENOMEM) | (bounded ? wait_errs(d, E(EAGAIN)) : 0);
     call_t c = begin(C_co_queue_put, d, d == 0 || !bounded);
     int rc;
     if (fq->prio)
-        rc = co_queue_put_prio(fq->q, tok, (int64_t)below(&a->rng, 5), d);
+        rc = co_queue_put_prio(fq->q, tok, prio, d);
     else if (d == 0 && chance(&a->rng, 50))
         rc = co_queue_put_nowait(fq->q, tok);
     else
@@ -832,6 +860,26 @@ static void op_put(actor_t *a)
         atomic_fetch_add(&fq->puts, 1);
     }
     q_return(fq);
+}
+
+/* A get returned `it` from fq: the ledger must have it inside fq, and the
+ * items one producer put one after another reach each getter in that
+ * order -- in a FIFO queue, and among equal priorities in a priority
+ * queue (a LIFO queue promises no such thing). */
+static void item_out(actor_t *a, fqueue_t *fq, void *it, const char *how)
+{
+    int qi = (int)(fq - queues);
+    unsigned i = token_index(it) % LEDGER;
+    int prod = meta[i].prod, prio = meta[i].prio;
+    uint32_t seq = meta[i].seq; /* read while the token is still ours */
+    if (!token_leave(it, qi))
+        fail(a, "%s on the %s returned %p, which the ledger does not have in that queue", how, fq->what, it);
+    atomic_fetch_add(&fq->gets, 1);
+    if (!prod || fq->opts.kind == CO_QUEUE_LIFO) return;
+    uint32_t *last = &a->seen[qi][prod - 1][fq->opts.kind == CO_QUEUE_PRIORITY ? prio : 0];
+    if (seq <= *last)
+        fail(a, "%s on the %s: producer %d's put #%u came out after its put #%u", how, fq->what, prod, seq, *last);
+    *last = seq;
 }
 
 static void task_done(actor_t *a, fqueue_t *fq)
@@ -849,9 +897,7 @@ static void op_get(actor_t *a)
     call_t c = begin(C_co_queue_get, d, d == 0);
     int rc = d == 0 && chance(&a->rng, 50) ? co_queue_get_nowait(fq->q, &it) : co_queue_get(fq->q, &it, d);
     if (!check(a, c, rc, E(EPIPE) | wait_errs(d, E(EAGAIN)))) {
-        if (!token_leave(it, (int)(fq - queues)))
-            fail(a, "co_queue_get on the %s returned %p, which the ledger does not have in that queue", fq->what, it);
-        atomic_fetch_add(&fq->gets, 1);
+        item_out(a, fq, it, "co_queue_get");
         if (chance(&a->rng, 70)) task_done(a, fq);
     }
     q_return(fq);
@@ -897,13 +943,8 @@ static void op_queue_close(actor_t *a)
  * out exactly once, and its task count is puts - task_done's. */
 static void queue_settle(actor_t *a, fqueue_t *fq)
 {
-    int qi = (int)(fq - queues);
     void *it;
-    while (co_queue_get_nowait(fq->q, &it) == 0) {
-        if (!token_leave(it, qi))
-            fail(a, "draining the %s gave %p, which the ledger does not have there", fq->what, it);
-        atomic_fetch_add(&fq->gets, 1);
-    }
+    while (co_queue_get_nowait(fq->q, &it) == 0) item_out(a, fq, it, "draining");
     int e = errno;
     if (e != (atomic_load(&fq->closed) ? EPIPE : EAGAIN))
         fail(a, "draining the %s ended with %s", fq->what, strerror(e));
@@ -1160,17 +1201,25 @@ static void fd_make(ffd_t *p, bool pipe)
     *p = (ffd_t){.fd = {sv[0], sv[1]}, .pipe = pipe, .open = {true, true}};
 }
 
-/* A pair whose ends are both closed and unused is made anew, unless a
- * closed end still has borrowers (its number must not come back yet). */
+/* A pair with one end closed gets its other end closed too; one whose
+ * ends are both closed and unused is made anew, unless a closed end still
+ * has borrowers (its number must not come back yet). */
 static void op_fd_renew(actor_t *a)
 {
     ffd_t *p = &fds[below(&a->rng, NFD)];
     pthread_mutex_lock(&fd_mu);
+    int last = p->open[0] != p->open[1] ? (p->open[0] ? 0 : 1) : -1;
+    int fd = last >= 0 ? p->fd[last] : -1; /* the pair may be made anew once we unlock */
+    if (last >= 0) p->open[last] = false;
     bool pending = false;
     for (int i = 0; i < NFD; i++)
         for (int e = 0; e < 2; e++) pending |= !fds[i].open[e] && fds[i].users[e];
-    if (!pending && !p->open[0] && !p->open[1]) fd_make(p, chance(&a->rng, 40));
+    if (last < 0 && !pending && !p->open[0] && !p->open[1]) fd_make(p, chance(&a->rng, 40));
     pthread_mutex_unlock(&fd_mu);
+    if (last >= 0) {
+        call_t c = begin(C_co_close, NODL, true);
+        check(a, c, co_close(fd), 0);
+    }
 }
 
 /* ------------------------------------------------ coroutines and groups */
@@ -1202,6 +1251,7 @@ typedef struct fhub {
     int index;
     co_event_t may_exit; /* hubs exit one at a time (see test_fuzz) */
     co_group_t *group;
+    size_t limit;    /* the group's: 0 (none) or a few */
     bool group_busy; /* a group call is under way (only this hub touches it) */
     actor_t main;
     pthread_t thread;
@@ -1379,6 +1429,8 @@ static void op_spawn(actor_t *a)
         c = co_group_spawn_with(h->group, fn, arg, d, &opts);
         check(a, call, c ? 0 : -1, E(EINVAL) | E(ENOMEM) | wait_errs(d, E(EAGAIN)));
         h->group_busy = false;
+        if (h->limit && co_group_running(h->group) > h->limit)
+            fail(a, "a group limited to %zu runs %zu members", h->limit, co_group_running(h->group));
     } else {
         call_t call = begin(C_co_spawn, NODL, true);
         c = co_spawn_with(fn, arg, &opts);
@@ -1732,7 +1784,8 @@ static void *hub_thread(void *arg)
     snprintf(name, sizeof name, "hub%d-main", h->index);
     actor_init(a, h->index, 0, 100 + (uint64_t)h->index, name);
     a->self = co_current();
-    h->group = co_group_new(below(&a->rng, 2) ? 0 : 3);
+    h->limit = below(&a->rng, 2) ? 0 : 3;
+    h->group = co_group_new(h->limit);
     ASSERT(h->group != NULL);
     actor_t *drivers[DRIVERS];
     co_coro_t *cs[DRIVERS];
@@ -1742,6 +1795,7 @@ static void *hub_thread(void *arg)
         snprintf(name, sizeof name, "hub%d-d%d", h->index, i);
         actor_init(drivers[i], h->index, 0, 1000 + (uint64_t)(h->index * DRIVERS + i), name);
         drivers[i]->hot = i % 2;
+        drivers[i]->prod = 1 + h->index * DRIVERS + i;
         atomic_fetch_add(&nactive, 1);
         ASSERT((cs[i] = co_spawn_with(body_driver, drivers[i], &(co_spawn_opts_t){.name = name})) != NULL);
     }
@@ -1942,6 +1996,7 @@ static void test_fuzz(void)
     actor_t ctl, plain;
     actor_init(&ctl, MAINT, 0, 7, "controller");
     actor_init(&plain, PLAIN, 0, 3, "plain");
+    plain.prod = NPROD;
     pthread_t wd, pt;
     ASSERT_EQ(pthread_create(&wd, NULL, watchdog, (void *)(intptr_t)(run_ms + GRACE_MS + WATCHDOG_MS)), 0);
     for (int i = 0; i < NHUB; i++) {
