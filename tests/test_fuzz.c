@@ -161,6 +161,7 @@ typedef struct actor {
     atomic_int refs;     /* workers: one for the body, one for the handle */
     /* what it holds */
     bool lock[NLOCK];
+    bool cond_lock; /* the condition's, inside a condition operation */
     unsigned rlock[NRLOCK];
     unsigned sem[NSEM];
     /* what it is doing, for dumps */
@@ -223,6 +224,7 @@ static void dump_actors(void)
     for (actor_t *a = registry; a; a = a->next) {
         char held[96] = "";
         size_t n = 0;
+        if (a->cond_lock) n += (size_t)snprintf(held + n, sizeof held - n, " C");
         for (int i = 0; i < NLOCK; i++)
             if (a->lock[i]) n += (size_t)snprintf(held + n, sizeof held - n, " L%d", i);
         for (int i = 0; i < NRLOCK && n < sizeof held; i++)
@@ -405,6 +407,7 @@ static int64_t pick_deadline(actor_t *a, bool forever)
 
 static bool holds_lock(const actor_t *a)
 {
+    if (a->cond_lock) return true;
     for (int i = 0; i < NLOCK; i++)
         if (a->lock[i]) return true;
     for (int i = 0; i < NRLOCK; i++)
@@ -683,6 +686,7 @@ static bool cond_enter(actor_t *a)
     if (e == EDEADLK) lock_cycle(a, "co_lock_acquire (the condition's lock)");
     if (e) return false;
     own(&cond_owner, a, "the condition's lock");
+    a->cond_lock = true;
     check_tickets(a);
     return true;
 }
@@ -691,6 +695,7 @@ static void cond_leave(actor_t *a)
 {
     check_tickets(a);
     disown(&cond_owner, a, "the condition's lock");
+    a->cond_lock = false;
     call_t c = begin(C_co_lock_release, NODL, true);
     co_lock_release(&cond_lock);
     check(a, c, 0, 0);
@@ -743,6 +748,9 @@ static void op_cond_notify(actor_t *a)
     else
         co_cond_notify(&cond, 1 + below(&a->rng, 2));
     check(a, c, 0, 0);
+    /* Nested: another lock taken (or released) under the condition's,
+     * which makes lock cycles through it. */
+    if (chance(&a->rng, 20)) op_lock(a);
     cond_leave(a);
 }
 
