@@ -7,6 +7,7 @@
 #                 under ASan+UBSan (both pollers), the threaded ones under
 #                 TSan, and the switch/fiber/generator/hub tests cross-built
 #                 for aarch64 under qemu-user
+#   make fuzz     the API fuzzer for FUZZ_SECONDS (600) instead of make test's 2 s
 #   make demo     the classic demos, with a short summary
 #   make bench    benchmarks against the peers; writes bench/out/results.json
 #   make install  PREFIX=/usr/local by default
@@ -17,7 +18,7 @@ JOBS ?= $(shell nproc)
 CMAKE ?= cmake
 CTEST ?= ctest --output-on-failure -j$(JOBS)
 
-.PHONY: all release test test-valgrind test-asan test-tsan test-release test-aarch64 deps demo bench install clean format format-check lint
+.PHONY: all release test test-valgrind test-asan test-tsan test-release test-aarch64 deps demo bench install clean format format-check lint fuzz
 
 all: release
 
@@ -65,6 +66,13 @@ test-aarch64:
 	  -DCOGENT_EXAMPLES=OFF -DCOGENT_VALGRIND=OFF >/dev/null
 	$(CMAKE) --build build-aarch64 -j$(JOBS)
 	cd build-aarch64 && $(CTEST) -L arch
+
+# The API fuzzer (tests/test_fuzz.c) for longer, in the release build;
+# COGENT_FUZZ_SEED=<n> replays a run.  The sanitizer builds' test_fuzz
+# (build-asan, build-tsan) take the same variables.
+FUZZ_SECONDS ?= 600
+fuzz: release
+	COGENT_FUZZ_SECONDS=$(FUZZ_SECONDS) build/test_fuzz test_fuzz
 
 demo: release
 	@scripts/demo.sh build

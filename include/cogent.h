@@ -488,12 +488,13 @@ CO_API void co_lock_init(co_lock_t *l, const char *name);
  * untouched).  Switches: no. */
 CO_API int co_lock_destroy(co_lock_t *l);
 /* Takes l, waiting until the deadline (0: try once).  Errors:
- *   EAGAIN     deadline 0 and l is held by another (the try form);
+ *   EAGAIN     deadline 0 and l is held, by another or by the caller
+ *              (the try form only says "busy", as pthread_mutex_trylock);
  *   ETIMEDOUT  still held by another at the deadline;
  *   ECANCELED  the caller was killed;
- *   EDEADLK    the caller already holds l (reported on stderr), waiting
- *              would close a cycle of waits (the cycle is reported), or
- *              nothing could ever release it;
+ *   EDEADLK    with any other deadline: the caller already holds l
+ *              (reported on stderr), waiting would close a cycle of waits
+ *              (the cycle is reported), or nothing could ever release it;
  *   ENOMEM     no owner record could be made for the caller (its first
  *              lock only).
  * The owner is the calling coroutine (or the thread, outside any hub).

@@ -179,6 +179,7 @@ static void unref(co_coro_t *c)
 /* ------------------------------------------------------------ spawn */
 
 static const co__fiber_class_t coro_class; /* below */
+static void publish_done(co_coro_t *c);
 
 /* The bookkeeping of a coroutine's end, on its hub: it leaves the hub's
  * list, its joiners and its group hear of it. */
@@ -190,6 +191,10 @@ static void ended(co__hub_t *h, co_coro_t *c)
     if (!co__list_empty(&c->joiners.list)) co__parkq_wake(h, &c->joiners, SIZE_MAX);
     if (c->group) co__group_member_done(c);
     if (h->exiting && h->ncoros == 0) co__wake(h, &h->main, h->main.park_seq, 0);
+    /* Other hubs learn of the end now, as this hub's joiners just did: the
+     * stack is released only once this hub has something else to run,
+     * which an idle hub may not have for a long time (or ever). */
+    publish_done(c);
 }
 
 /* Returned (or killed before it ran): off its own stack for good, which
@@ -321,20 +326,28 @@ static void answer_watch(watch_msg_t *w)
     co__hub_unref(to);
 }
 
-/* The fiber layer's call after a coroutine's stack was released (on the
- * next stack): marks it done, answers other hubs' watchers, drops its
- * lock-owner record and the running reference. */
-static void coro_released(co_fiber_t *f)
+/* Marks c done and answers other hubs' watchers: publishes the result and
+ * closes the watcher stack in one step, so a watcher either got in before
+ * (and is answered here) or sees DONE.  Safe before c's stack is released:
+ * the running reference keeps the record until coro_released.  Once only
+ * (a second call finds DONE). */
+static void publish_done(co_coro_t *c)
 {
-    co_coro_t *c = (co_coro_t *)f;
-    /* Publishes the result and closes the watcher stack in one step: a
-     * watcher either got in before (and is answered here) or sees DONE. */
     co__msg_t *w = atomic_exchange_explicit(&c->watchers, CO__DONE, memory_order_acq_rel);
-    while (w) {
+    while (w && w != CO__DONE) {
         co__msg_t *n = w->next;
         answer_watch((watch_msg_t *)w);
         w = n;
     }
+}
+
+/* The fiber layer's call after a coroutine's stack was released (on the
+ * next stack): marks it done if finish() did not (coroutines dropped at
+ * thread exit), drops its lock-owner record and the running reference. */
+static void coro_released(co_fiber_t *f)
+{
+    co_coro_t *c = (co_coro_t *)f;
+    publish_done(c);
     if (c->actor) {
         co__coro_drop_actor(c->actor);
         c->actor = NULL;
@@ -427,7 +440,15 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         self->wait_obj = c;
         int r = co__park(h, deadline, what, CO__BY_MESSAGE, true);
         self->wait_obj = NULL;
-        if (r) return r;
+        if (r) {
+            /* The watch stays on c until c ends, aimed at this park.  A park
+             * that failed at once (the deadline passed since the check
+             * above, or a kill came meanwhile) has not bumped park_seq:
+             * bump it, or the answer would end the caller's next park as
+             * if it were that park's own wake-up. */
+            self->park_seq++;
+            return r;
+        }
         if (co__done(c)) return 0;
     }
 }

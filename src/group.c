@@ -62,8 +62,14 @@ co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadlin
         h->current->wait_obj = g;
         int r = co__park(h, deadline, "co_group_spawn (waiting for a slot)", CO__BY_HUB, true);
         h->current->wait_obj = NULL;
+        bool woken = !node.linked; /* a slot came free for us */
         co__parkq_remove(&g->slot_waiters, &node);
-        if (r) return errno = r, NULL;
+        if (r) {
+            /* Killed or timed out in the same instant: the slot goes to
+             * the next waiter instead of being lost with us. */
+            if (woken) co__parkq_wake(h, &g->slot_waiters, 1);
+            return errno = r, NULL;
+        }
     }
     co_coro_t *c = co_spawn_at(fn, arg, opts, file, line);
     if (!c) return NULL;
@@ -96,6 +102,9 @@ void co__group_member_leave(co_coro_t *c)
         co__list_remove(&g->running, &c->gnode);
         g->nrunning--;
         co__parkq_wake(g->hub, &g->slot_waiters, 1);
+        /* Detached while running: one fewer to wait for, maybe the last
+         * (co_group_next then says ENOENT, co_group_join is done). */
+        co__parkq_wake(g->hub, &g->done_waiters, SIZE_MAX);
     }
     c->group = NULL;
 }

@@ -130,6 +130,77 @@ static void test_cancel_waiting_for_slot(void)
     co_group_free(g);
 }
 
+static co_event_t gate = CO_EVENT_INIT;
+
+static void *wait_gate(void *arg)
+{
+    (void)arg;
+    return co_event_wait(&gate, -1) == 0 ? NULL : (void *)-1;
+}
+
+static void *spawn_when_free(void *arg)
+{
+    co_coro_t *c = co_group_spawn(arg, sleep_ret, (void *)1, co_now() + 5000);
+    return c ? NULL : (void *)(intptr_t)errno;
+}
+
+/* A member that finishes wakes the oldest spawner waiting for its slot;
+ * one cancelled (or timed out) in that same instant must pass the slot on,
+ * not take the wake-up with it (found by test_fuzz). */
+static void test_slot_passed_on(void)
+{
+    co_group_t *g = co_group_new(1);
+    co_event_clear(&gate);
+    ASSERT(co_group_spawn(g, wait_gate, NULL, -1));
+    co_coro_t *s1 = co_spawn(spawn_when_free, g), *s2 = co_spawn(spawn_when_free, g);
+    co_yield_now();      /* both wait for the slot */
+    co_event_set(&gate); /* the member runs first and finishes... */
+    co_kill(s1);         /* ...waking s1, which is cancelled already */
+    int64_t t0 = co_now();
+    void *r1, *r2;
+    ASSERT_EQ(co_join(s1, -1, &r1), 0);
+    ASSERT_EQ((intptr_t)r1, ECANCELED);
+    ASSERT_EQ(co_join(s2, -1, &r2), 0);
+    ASSERT_EQ((intptr_t)r2, 0); /* the slot reached s2 */
+    ASSERT_TIME(co_now() - t0, 0, 1000);
+    ASSERT_EQ(co_group_join(g, -1), 0);
+    co_group_free(g);
+}
+
+static void *next_member(void *arg)
+{
+    co_coro_t *c = co_group_next(arg, co_now() + 5000);
+    return (void *)(intptr_t)(c ? 0 : errno);
+}
+
+static void *join_group(void *arg)
+{
+    return (void *)(intptr_t)(co_group_join(arg, co_now() + 5000) == 0 ? 0 : errno);
+}
+
+/* Detaching the last running member leaves nothing to wait for: waiters
+ * in co_group_next and co_group_join learn it at once (found by
+ * test_fuzz). */
+static void test_detach_wakes_waiters(void)
+{
+    co_group_t *g = co_group_new(0);
+    co_event_clear(&gate);
+    co_coro_t *m = co_group_spawn(g, wait_gate, NULL, -1);
+    co_coro_t *x = co_spawn(next_member, g), *y = co_spawn(join_group, g);
+    co_yield_now(); /* both wait for m */
+    int64_t t0 = co_now();
+    co_detach(m);
+    void *rx, *ry;
+    ASSERT_EQ(co_join(x, -1, &rx), 0);
+    ASSERT_EQ(co_join(y, -1, &ry), 0);
+    ASSERT_EQ((intptr_t)rx, ENOENT);
+    ASSERT_EQ((intptr_t)ry, 0);
+    ASSERT_TIME(co_now() - t0, 0, 1000);
+    co_event_set(&gate);
+    co_yield_now(); /* m ends, detached */
+    co_group_free(g);
+}
+
 static void free_nonempty(void *arg)
 {
     (void)arg;
@@ -159,6 +230,8 @@ int main(int argc, char **argv)
     RUN(test_kill_all);
     RUN(test_join_member_directly_and_detach);
     RUN(test_cancel_waiting_for_slot);
+    RUN(test_slot_passed_on);
+    RUN(test_detach_wakes_waiters);
     RUN(test_misuse);
     return TEST_MAIN_END();
 }
