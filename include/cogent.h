@@ -566,7 +566,10 @@ CO_API void co_cond_init(co_cond_t *c, co_lock_t *lock);
 CO_API int co_cond_destroy(co_cond_t *c);
 /* The caller must hold the lock (else abort).  Releases it, waits for a
  * notify, and takes the lock again before returning — also when it fails
- * with ETIMEDOUT or ECANCELED (EDEADLK: nothing could notify).
+ * with ETIMEDOUT or ECANCELED (EDEADLK: nothing could notify).  Taking it
+ * back waits as long as it takes; if that would close a cycle of lock
+ * waits (another holds the lock and waits for one the caller holds), no
+ * return can be right: the cycle is reported and the process aborts.
  * Switches: yes. */
 CO_API int co_cond_wait(co_cond_t *c, int64_t deadline);
 /* Waits until pred(arg) is true (checked first, with the lock held).

@@ -16,7 +16,10 @@
  * from any thread). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include "fd.h"
@@ -190,6 +193,28 @@ static void forget_locked(co__fd_t *e, int fd, co__wlist_t *wl)
     __atomic_store_n(&e->rhup, false, __ATOMIC_RELAXED);
 }
 
+int co__fd_close(int fd, int (*close_fn)(int fd))
+{
+    co__fd_t *e = fd_peek(fd);
+    co__wlist_t wl = {0};
+    if (e) {
+        co__spin_lock(&e->spin);
+        e->closing = true;
+        forget_locked(e, fd, &wl);
+        co__spin_unlock(&e->spin);
+        co__wake_list(&wl);
+    }
+    int r = close_fn(fd);
+    int err = errno;
+    if (e) {
+        co__spin_lock(&e->spin);
+        e->closing = false;
+        co__spin_unlock(&e->spin);
+    }
+    errno = err;
+    return r;
+}
+
 void co__fd_forget(int fd)
 {
     co__fd_t *e = fd_peek(fd);
@@ -225,27 +250,91 @@ int co__fd_new(int fd, unsigned flags)
 
 /* -------------------------------------------------------------- waits */
 
-/* A thread without a hub: poll(2) until ready or the deadline. */
-static int thread_wait(int fd, unsigned events, int64_t deadline)
+/* A thread without a hub waits in poll(2) on the fd and on its own
+ * eventfd: its node is on the fd's list like a coroutine's, so that a
+ * co_close on any thread grants it EBADF and rings the eventfd (a close
+ * does not end another thread's poll(2)).  Made on its first wait, closed
+ * when the thread exits. */
+static pthread_key_t wake_key;
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static CO__TLS __thread int thread_wake_fd = -1;
+
+static void wake_fd_close(void *fdp)
 {
-    struct pollfd p = {
-        .fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))};
+    co__sys_close((int)(intptr_t)fdp - 1);
+    thread_wake_fd = -1;
+}
+
+static void wake_key_make(void)
+{
+    CO__CHECK(pthread_key_create(&wake_key, wake_fd_close) == 0, "pthread_key_create failed");
+}
+
+static int wake_fd_get(void)
+{
+    if (CO__LIKELY(thread_wake_fd >= 0)) return thread_wake_fd;
+    pthread_once(&wake_once, wake_key_make);
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0) return -1;
+    pthread_setspecific(wake_key, (void *)(intptr_t)(fd + 1));
+    return thread_wake_fd = fd;
+}
+
+static int thread_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline)
+{
+    struct pollfd p[2] = {
+        {.fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))},
+        {.fd = wake_fd_get(), .events = POLLIN}};
+    co__waiter_t w;
+    co__spin_lock(&e->spin);
+    if (e->closing) {
+        co__spin_unlock(&e->spin);
+        return errno = EBADF, -1;
+    }
+    co__waiter_prepare(&w); /* no hub: co and hub are NULL */
+    w.key = events;
+    w.wake_fd = p[1].fd;
+    co__waiters_push(&e->waiters, &w);
+    co__spin_unlock(&e->spin);
+    int rc = 0;
     for (;;) {
         int ms = co__ms_until(deadline);
-        int r = co__sys_poll(&p, 1, ms);
-        if (r > 0) {
-            if (p.revents & POLLNVAL) return errno = EBADF, -1;
-            return 0;
+        int r = co__sys_poll(p, p[1].fd >= 0 ? 2 : 1, ms);
+        if (r > 0 && p[1].revents) {
+            uint64_t v;
+            ssize_t n = co__sys_read(p[1].fd, &v, sizeof v); /* reset: a late ring is harmless */
+            (void)n;
         }
-        if (r < 0 && errno != EINTR) return -1;
-        if (r == 0 && ms >= 0 && co_now() >= deadline) return errno = deadline == 0 ? EAGAIN : ETIMEDOUT, -1;
+        if (__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) break; /* granted: closed */
+        if (r > 0 && p[0].revents) {
+            if (p[0].revents & POLLNVAL) rc = EBADF;
+            break;
+        }
+        if (r < 0 && errno != EINTR) {
+            rc = errno;
+            break;
+        }
+        if (r == 0 && ms >= 0 && co_now() >= deadline) {
+            rc = deadline == 0 ? EAGAIN : ETIMEDOUT;
+            break;
+        }
     }
+    co__spin_lock(&e->spin);
+    bool linked = w.linked;
+    if (linked) co__waiters_remove(&e->waiters, &w);
+    co__spin_unlock(&e->spin);
+    if (!linked) { /* granted (EBADF): the granter may still be reading the node */
+        co__await_grant(&w);
+        rc = w.result;
+    }
+    return rc ? (errno = rc, -1) : 0;
 }
 
 /* Registers fd with h as needed and links w (prepared) for `events`.
  * Spin lock held.  0, or -1 with errno and w not linked. */
 static int link_locked(co__fd_t *e, co__hub_t *h, int fd, co__waiter_t *w, unsigned events)
 {
+    if (e->closing) return errno = EBADF, -1; /* co_close is between its forget and close(2) */
     bool edge = h->poller.ops->edge;
     if (edge && !registered(e, h) && edge_add(e, h, fd) < 0) return -1;
     w->key = events;
@@ -287,7 +376,7 @@ void co__fd_unlink(co__fd_t *e, int fd, co__waiter_t *w)
 int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const char *what)
 {
     co__hub_t *h = co__tls.hub;
-    if (!h) return thread_wait(fd, events, deadline);
+    if (!h) return thread_wait(e, fd, events, deadline);
     if (deadline == 0) return errno = EAGAIN, -1; /* the try form */
     co__waiter_t w;
     co__spin_lock(&e->spin);
@@ -345,9 +434,8 @@ static void each_entry(void (*fn)(co__fd_t *e, int fd, co__hub_t *h), co__hub_t 
         if (!chunk) continue;
         for (unsigned i = 0; i < CHUNK; i++) {
             co__fd_t *e = &chunk[i];
-            if (force_unlock) e->spin = 0;                                    /* a fork child: its holder is gone */
-            if (!e->hub && !e->more && co__list_empty(&e->waiters)) continue; /* racy peek; rechecked under the lock */
-            co__spin_lock(&e->spin);
+            if (force_unlock) e->spin = 0; /* a fork child: its holder is gone */
+            co__spin_lock(&e->spin);       /* (no peek without it: another exiting hub may be writing) */
             fn(e, (int)(c * CHUNK + i), h);
             co__spin_unlock(&e->spin);
         }

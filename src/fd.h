@@ -38,6 +38,7 @@ typedef struct co__fd {
     co__hub_t *hub;     /* an edge poller watching it (spin) */
     co__fdreg_t *more;  /* other hubs' edge pollers (spin) */
     co__list_t waiters; /* co__waiter_t; key = CO__POLL_* wanted (spin) */
+    bool closing;       /* co_close between its forget and close(2): no new waiter (spin) */
     int64_t timeout;    /* atomic: default wait in ms + 1, 0 none */
     /* The short-read hint (io.c): after a read that drained a stream
      * socket, wait for the poller's next "readable" instead of making a
@@ -79,6 +80,10 @@ int64_t co__fd_deadline(co__fd_t *e, int64_t deadline);
 /* Forgets fd: waiters get EBADF, every poller stops watching it.  Does
  * not close it.  Safe on any fd. */
 void co__fd_forget(int fd);
+/* Closes fd with close_fn (close(2), or libc's close for the patch) after
+ * forgetting it; no wait can start on it in between (it fails with EBADF
+ * instead of missing the close).  close_fn's result. */
+int co__fd_close(int fd, int (*close_fn)(int fd));
 /* The fork path: after the forking thread's hub (if any) has a new
  * poller, entries drop other threads' waiters and registrations, and the
  * hub's poller watches again what it watched. */

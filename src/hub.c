@@ -358,10 +358,12 @@ void co__schedule(co__hub_t *h, bool dying)
 int co__park(co__hub_t *h, int64_t deadline, const char *what, int waker, bool cancellable)
 {
     co_coro_t *self = h->current;
-    if (cancellable && atomic_load_explicit(&self->killed, memory_order_relaxed)) return ECANCELED;
+    /* A park that does not happen still ends the caller's sequence: a
+     * waker that read it before (a watch, a grant) can only be stale. */
+    if (cancellable && atomic_load_explicit(&self->killed, memory_order_relaxed)) return self->park_seq++, ECANCELED;
     if (!co__no_deadline(deadline)) {
-        if (deadline <= co_now()) return ETIMEDOUT; /* any other negative value too */
-        if (co__timers_add(&h->timers, &self->timer, deadline) < 0) return ENOMEM;
+        if (deadline <= co_now()) return self->park_seq++, ETIMEDOUT; /* any other negative value too */
+        if (co__timers_add(&h->timers, &self->timer, deadline) < 0) return self->park_seq++, ENOMEM;
     }
     self->state = CO__C_PARKED;
     self->park_since = h->now;

@@ -536,8 +536,7 @@ int co_wait_writable(int fd, int64_t deadline)
 
 int co_close(int fd)
 {
-    co__fd_forget(fd);
-    return co__sys_close(fd);
+    return co__fd_close(fd, co__sys_close);
 }
 
 void co_fd_forget(int fd)
@@ -572,6 +571,7 @@ static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadlin
     co__fd_t **ents = n <= 8 ? local_e : malloc(n * sizeof(co__fd_t *));
     int r = 0;
     nfds_t linked = 0;
+    bool look_again = false;
     if (!w || !ents) {
         r = ENOMEM;
         goto out;
@@ -581,13 +581,17 @@ static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadlin
         ents[i] = fds[i].fd < 0 ? NULL : co__fd_get(fds[i].fd);
         if (ents[i] && co__fd_link(ents[i], fds[i].fd, &w[i], poll_events_of(fds[i].events)) < 0) {
             ents[i] = NULL;
-            if (errno != EPERM && errno != EBADF) { /* files and closed fds: the next poll reports them */
+            if (errno != EPERM && errno != EBADF) {
                 r = errno;
                 break;
             }
+            /* A file, or a descriptor closed since the first look (or being
+             * closed): the next poll(2) reports it, and nothing would wake a
+             * wait for it.  Look again instead of waiting. */
+            look_again = true;
         }
     }
-    if (!r) {
+    if (!r && !look_again) {
         h->current->wait_obj = fds;
         r = co__park(h, deadline, "co_poll", CO__BY_IO, true);
         h->current->wait_obj = NULL;

@@ -224,7 +224,12 @@ void co__lock_retake(co_lock_t *l)
     co__actor_t *self = co__actor_self();
     CO__CHECK(self != NULL, "out of memory retaking a lock");
     int r = lock_take(l, self, -1, NULL, 0, false);
-    CO__CHECK(r == 0, "retaking a condition's lock failed: %s", r == EDEADLK ? "deadlock" : "error");
+    /* EDEADLK: taking it back would close a cycle (reported above), and
+     * co_cond_wait must return holding it: no return is right. */
+    CO__CHECK(r == 0, "co_cond_wait: %s",
+              r == EDEADLK ? "retaking its lock would close a cycle of waits: a certain "
+                             "deadlock (reported above); the program cannot go on"
+                           : "retaking its lock failed");
 }
 
 static void lock_handoff(co_lock_t *l)

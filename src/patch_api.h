@@ -44,6 +44,9 @@ CO_API ssize_t co__patch_recvmsg(int fd, struct msghdr *m, int flags);
 CO_API ssize_t co__patch_writev(int fd, const struct iovec *iov, int n);
 CO_API ssize_t co__patch_sendmsg(int fd, const struct msghdr *m, int flags);
 CO_API int co__patch_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+/* close(2) through real_close, after forgetting fd, so that no wait can
+ * start on it in between (co_close's guarantee). */
+CO_API int co__patch_close(int fd, int (*real_close)(int fd));
 CO_API int co__patch_connect(int fd, const struct sockaddr *a, socklen_t al);
 /* poll for coroutines until the deadline (ms of co_now, -1 none). */
 CO_API int co__patch_poll(struct pollfd *fds, nfds_t n, int64_t deadline);

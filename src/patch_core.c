@@ -300,6 +300,11 @@ ssize_t co__patch_sendmsg(int fd, const struct msghdr *m, int flags)
     return out_all(fd, m, flags, true);
 }
 
+int co__patch_close(int fd, int (*real_close)(int fd))
+{
+    return co__fd_close(fd, real_close);
+}
+
 int co__patch_accept(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     intr_t in;

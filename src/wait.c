@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sys.h"
 #include "wait.h"
 
 static inline void cpu_relax(void)
@@ -75,9 +76,15 @@ void co__wake_list(co__wlist_t *wl)
         co_coro_t *co = w->co;
         co__hub_t *h = w->hub;
         if (!co) {
+            int wake_fd = w->wake_fd;
             /* A waiter still spinning needs no system call. */
             if (__atomic_exchange_n(&w->done, W_DONE, __ATOMIC_ACQ_REL) == W_SLEEPING)
                 co__futex_wake(&w->done); /* a stale address at worst: harmless */
+            if (wake_fd >= 0) {           /* it sleeps in poll(2): ring it (a late ring is a spurious wake-up) */
+                uint64_t one = 1;
+                ssize_t r = co__sys_write(wake_fd, &one, sizeof one);
+                (void)r;
+            }
         } else if (!w->remote) {
             __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
             co__wake(h, co, w->seq, 0);

@@ -67,6 +67,7 @@ typedef struct co__waiter {
     int result;     /* what the waker granted: 0 or an errno */
     void *item;     /* what the waker handed over (queues) */
     int64_t key;    /* the waiter's own data (priority, index...) */
+    int wake_fd;    /* a thread without a hub polling an fd: written when granted (-1: none) */
     co__msg_t msg;  /* the grant message of a remote wake */
 } co__waiter_t;
 
@@ -96,6 +97,7 @@ static inline void co__waiter_prepare(co__waiter_t *w)
     w->delivered = false;
     w->result = 0;
     w->item = NULL;
+    w->wake_fd = -1;
 }
 /* Appends w to the object's list.  Spin lock held. */
 static inline void co__waiters_push(co__list_t *l, co__waiter_t *w)

@@ -50,11 +50,11 @@
  * then releases all it holds.  Half the drivers are "hot" (mostly tries
  * and passed deadlines) so that the objects stay contended.
  *
- * Bugs reported and not fixed yet are kept out of the mix, each where it
- * would come in (I/O always has a deadline, a condition is waited on
- * holding no other lock, hubs exit one at a time); COGENT_KNOWN_BUGS=1
- * lets them in, as it runs the tests skipped for them (test_io,
- * test_sync, test_threads).
+ * A condition is waited on holding no other lock: its retake could close
+ * a cycle, which co_cond_wait answers with an abort (documented; test_sync
+ * test_cond_retake_cycle).  The bugs this fuzzer found are fixed and each
+ * has its own test (test_io's close races, test_threads's hubs exiting at
+ * once, test_group, test_threads's joins).
  *
  * COGENT_FUZZ_SEED=<n> replays a run's choices (each actor draws from its
  * own stream; threads still interleave differently, so a failure may need
@@ -102,10 +102,6 @@ enum { PLAIN = NHUB, MAINT };
 
 static uint64_t seed;
 static int64_t run_ms;
-/* COGENT_KNOWN_BUGS=1: also take the paths left out because of bugs
- * reported and not fixed yet (each named where it is left out; the tests
- * skipped for them run too). */
-static bool known_bugs;
 static atomic_bool stopping;                /* actors end what they do, then end */
 static atomic_int nactive;                  /* actors not ended yet */
 static co_event_t stop_ev = CO_EVENT_INIT;  /* hub mains wait for it (no actor clears it) */
@@ -703,11 +699,10 @@ static void cond_leave(actor_t *a)
 
 /* One wait (or a loop of them) for a ticket, holding nothing else: the
  * wait's retake of its lock must not be able to close a cycle, as
- * co_cond_wait then aborts (test_sync test_cond_retake_cycle, skipped
- * until decided). */
+ * co_cond_wait then aborts (documented; test_sync test_cond_retake_cycle). */
 static void op_cond_wait(actor_t *a)
 {
-    if ((!holds_nothing(a) && !known_bugs) || !cond_enter(a)) return;
+    if (!holds_nothing(a) || !cond_enter(a)) return;
     int64_t d = pick_deadline(a, true);
     if (chance(&a->rng, 50)) {
         disown(&cond_owner, a, "the condition's lock");
@@ -1052,15 +1047,12 @@ static void fd_return(ffd_t *p, int end)
     pthread_mutex_unlock(&fd_mu);
 }
 
-/* The deadline of an I/O call: always one, as a close from another
- * thread does not always end a wait without one -- never that of a thread
- * without a hub (test_io test_close_wakes_hubless_thread), and not that
- * of a coroutine in a race with co_poll's first look
- * (test_poll_close_race) or with co_close itself (test_close_race): all
- * skipped until fixed. */
+/* The deadline of an I/O call: none only when the actor holds nothing (a
+ * close from another thread then ends it, whatever the race: test_io's
+ * close tests). */
 static int64_t io_deadline(actor_t *a)
 {
-    return pick_deadline(a, known_bugs && holds_nothing(a));
+    return pick_deadline(a, holds_nothing(a));
 }
 
 static void fd_write(actor_t *a, ffd_t *p, int end, int64_t d, size_t n)
@@ -1983,8 +1975,7 @@ static void print_summary(int64_t stop_ms)
 
 static void read_config(void)
 {
-    const char *s = getenv("COGENT_FUZZ_SEED"), *t = getenv("COGENT_FUZZ_SECONDS"), *k = getenv("COGENT_KNOWN_BUGS");
-    known_bugs = k && *k && strcmp(k, "0") != 0;
+    const char *s = getenv("COGENT_FUZZ_SEED"), *t = getenv("COGENT_FUZZ_SECONDS");
     seed = s && *s ? strtoull(s, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)co_now();
     double secs = t && *t ? strtod(t, NULL) : 2.0;
     if (!(secs > 0)) secs = 2.0;
@@ -1994,12 +1985,10 @@ static void read_config(void)
 static void test_fuzz(void)
 {
     read_config();
-    fprintf(stderr, "fuzz: seed %" PRIu64 ", %.1f s%s (replay: COGENT_FUZZ_SEED=%" PRIu64 ")\n", seed, run_ms / 1000.0,
-            known_bugs ? ", known bugs too" : "", seed);
-    /* co_write on a pipe is write(2): a closed reader raises SIGPIPE
-     * (only sockets are sent with MSG_NOSIGNAL, docs/io.md). */
-    struct sigaction ign = {.sa_handler = SIG_IGN}, old_pipe;
-    sigaction(SIGPIPE, &ign, &old_pipe);
+    fprintf(stderr, "fuzz: seed %" PRIu64 ", %.1f s (replay: COGENT_FUZZ_SEED=%" PRIu64 ")\n", seed, run_ms / 1000.0,
+            seed);
+    /* SIGPIPE keeps its default action: co_write on a pipe whose reader
+     * closed says EPIPE and raises nothing (docs/io.md), or the run dies. */
     world_init();
     actor_t ctl, plain;
     actor_init(&ctl, MAINT, 0, 7, "controller");
@@ -2020,13 +2009,9 @@ static void test_fuzz(void)
     set_op(&ctl, "stopping");
     stop_and_wait(&ctl);
     co_event_set(&sweep_ev);
-    /* Hubs that waited on one descriptor and exit at once race in the fd
-     * table (test_threads test_hubs_exit_at_once, skipped until fixed). */
-    for (int i = 0; i < NHUB; i++) {
-        co_event_set(&hubs[i].may_exit);
-        if (!known_bugs) ASSERT_EQ(pthread_join(hubs[i].thread, NULL), 0);
-    }
-    for (int i = 0; i < NHUB && known_bugs; i++) ASSERT_EQ(pthread_join(hubs[i].thread, NULL), 0);
+    /* The hubs exit at once (their fd registrations go together). */
+    for (int i = 0; i < NHUB; i++) co_event_set(&hubs[i].may_exit);
+    for (int i = 0; i < NHUB; i++) ASSERT_EQ(pthread_join(hubs[i].thread, NULL), 0);
     ASSERT_EQ(pthread_join(pt, NULL), 0);
     set_op(&ctl, "final checks");
     final_checks(&ctl);
@@ -2037,7 +2022,6 @@ static void test_fuzz(void)
     pthread_cond_signal(&wd_cv);
     pthread_mutex_unlock(&wd_mu);
     ASSERT_EQ(pthread_join(wd, NULL), 0);
-    sigaction(SIGPIPE, &old_pipe, NULL);
 }
 
 /* -------------------------------------------------------------- misuse */

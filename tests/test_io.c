@@ -961,18 +961,11 @@ static void test_borrowed_fds_keep_flags(void)
     FDS_END();
 }
 
-/* ------------------------------------------------- known bugs (skipped) */
-/* Found by test_fuzz in src/io.c and src/fd.c, reported and not fixed
- * here (others were changing those files).  Each test is skipped unless
- * COGENT_KNOWN_BUGS=1; whoever fixes one removes its skip. */
-
-static bool known_bug(const char *what)
-{
-    const char *v = getenv("COGENT_KNOWN_BUGS");
-    if (v && *v && strcmp(v, "0") != 0) return true;
-    fprintf(stderr, "    skipped (known bug: %s; COGENT_KNOWN_BUGS=1 runs it)\n", what);
-    return false;
-}
+/* ------------------------------------------------- closes that race */
+/* Found by test_fuzz: each failed before co_close kept waits from
+ * starting between its forget and close(2), co_poll looked again at a
+ * descriptor it could not watch, and threads without a hub waited on
+ * their own eventfd as well. */
 
 typedef struct racer {
     int fd;
@@ -1017,22 +1010,19 @@ static void close_race(bool poll, unsigned rounds)
     FDS_END();
 }
 
-/* BUG (src/io.c, wait_many): closed between co_poll's first poll(2) and
- * its wait, the descriptor fails to link (EBADF) and is skipped ("the next
- * poll reports it"), but the coroutine then parks with nothing that can
- * wake it: until its deadline, or forever.  About 1 round in 10 here. */
+/* Closed between co_poll's first poll(2) and its wait, the descriptor
+ * failed to link (EBADF) and was skipped, and the coroutine parked with
+ * nothing that could wake it (about 1 round in 10). */
 static void test_poll_close_race(void)
 {
-    if (known_bug("co_poll misses a close racing its first look")) close_race(true, 1000);
+    close_race(true, 1000);
 }
 
-/* BUG (src/io.c co_close, src/fd.c): co_close forgets the entry (waking
- * its waiters), then closes.  A wait that links in between registers a
- * descriptor still open, and nothing wakes it after the close: until its
- * deadline, or forever.  Rare: about 1 round in 10,000 here. */
+/* co_close forgot the entry (waking its waiters), then closed: a wait that
+ * linked in between was never woken (about 1 round in 10,000). */
 static void test_close_race(void)
 {
-    if (known_bug("a wait that links between co_close's forget and close(2) is missed")) close_race(false, 100000);
+    close_race(false, TEST_SANITIZED ? 5000 : 30000);
 }
 
 static void *hubless_read(void *arg)
@@ -1044,12 +1034,10 @@ static void *hubless_read(void *arg)
     return (void *)(intptr_t)(r == -1 && e == EBADF && co_now() - t0 < 1500);
 }
 
-/* BUG (src/fd.c thread_wait): co_close wakes the waiters "on any thread"
- * with EBADF, but a thread without a hub waits in poll(2), which a close
- * does not end: it sleeps until its deadline, or forever. */
+/* A thread without a hub waited in poll(2), which another thread's close
+ * does not end: it slept until its deadline, or forever. */
 static void test_close_wakes_hubless_thread(void)
 {
-    if (!known_bug("a close does not wake a thread without a hub")) return;
     FDS_BEGIN();
     int sv[2];
     ASSERT_EQ(co_socketpair(sv), 0);

@@ -322,18 +322,12 @@ static void test_deadlock_reported(void)
     ASSERT(strstr(buf, "deadlock") && strstr(buf, "co_sem_acquire"));
 }
 
-/* ------------------------------------------------- known bugs (skipped) */
-
 /* A waits on a condition holding another lock X; B takes the condition's
  * lock L, then waits for X without deadline; A's wait ends (timeout) and
- * it must take L back: a real deadlock, closed by A's retake, and the rule
- * for lock cycles is that the call closing one fails with EDEADLK.
- * BUG (reported, not decided; found by test_fuzz): co_cond_wait aborts the
- * process ("retaking a condition's lock failed: deadlock"), which its
- * contract does not say.  It cannot return holding L either: either the
- * contract documents the abort (and this test pins it), or co_cond_wait
- * fails with EDEADLK, saying what it then holds (as this test expects).
- * Skipped unless COGENT_KNOWN_BUGS=1. */
+ * it must take L back: a real deadlock, closed by A's retake.  A lock wait
+ * that closes a cycle fails with EDEADLK, but co_cond_wait must return
+ * holding L, which it never can now: it aborts with the cycle's report
+ * (documented; found by test_fuzz). */
 static co_lock_t RX = CO_LOCK_INIT_NAMED("X"), RL = CO_LOCK_INIT_NAMED("L");
 static co_cond_t RC = CO_COND_INIT(&RL);
 
@@ -360,23 +354,16 @@ static void retake_cycle(void *arg)
     co_coro_t *a = co_spawn(retake_waiter, NULL);
     co_yield_now(); /* A waits on the condition, holding X */
     co_spawn(retake_blocker, NULL);
-    void *r;
-    if (co_join(a, co_now() + 2000, &r) < 0) _exit(1);
-    _exit((intptr_t)r == EDEADLK ? 3 : 2);
+    co_join(a, co_now() + 2000, NULL);
+    _exit(2); /* not reached: A's retake aborts */
 }
 
 static void test_cond_retake_cycle(void)
 {
-    const char *v = getenv("COGENT_KNOWN_BUGS");
-    if (!v || !*v || !strcmp(v, "0")) {
-        fprintf(stderr, "    skipped (known bug: co_cond_wait aborts when its retake closes a cycle; "
-                        "COGENT_KNOWN_BUGS=1 runs it)\n");
-        return;
-    }
     char buf[4096];
     int st = run_child(retake_cycle, NULL, buf, sizeof buf);
-    ASSERT_(WIFEXITED(st) && WEXITSTATUS(st) == 3, "status %#x: %s", st, buf);
-    ASSERT(strstr(buf, "cycle"));
+    ASSERT_(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x: %s", st, buf);
+    ASSERT_(strstr(buf, "cycle") && strstr(buf, "co_cond_wait"), "%s", buf);
 }
 
 int main(int argc, char **argv)

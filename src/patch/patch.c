@@ -260,8 +260,7 @@ EXPORT int socket(int domain, int type, int proto)
 EXPORT int close(int fd)
 {
     if (off()) return get_close()(fd);
-    co_fd_forget(fd); /* waiters wake with EBADF; no poller watches it */
-    return get_close()(fd);
+    return co__patch_close(fd, get_close()); /* waiters wake with EBADF; no poller watches it */
 }
 
 EXPORT int dup(int fd)
