@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 
 #include "cogent.h"
 
@@ -81,28 +80,25 @@ static int run_clients(int port, int n)
 
 /* ------------------------------------------------------------- server */
 
-/* Stops the server on SIGINT/SIGTERM: the signals arrive on a signalfd
- * that a coroutine reads like any other descriptor. */
+/* Stops the server on SIGINT/SIGTERM: a coroutine waits for the signal
+ * like for any event, then stops the server gracefully (open connections
+ * get a second to finish).  No async handler, no flag to poll. */
 static void *on_signal(void *arg)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
-    int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
-    struct signalfd_siginfo si;
-    if (sfd >= 0 && co_read(sfd, &si, sizeof si, -1) == (ssize_t)sizeof si) co_server_stop(arg, co_now() + 1000);
-    if (sfd >= 0) co_close(sfd);
+    int s = co_signal_wait(&set, -1);
+    if (s > 0) {
+        printf("%s: stopping\n", s == SIGINT ? "SIGINT" : "SIGTERM");
+        co_server_stop(arg, co_now() + 1000);
+    }
     return NULL;
 }
 
 static int serve(int port)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
     co_server_opts_t o = {.host = "127.0.0.1", .port = port, .backlog = 1024};
     co_server_t *s = co_server_new(upper_handler, NULL, &o);
     if (!s) {
