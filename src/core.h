@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
+#include <sys/single_threaded.h>
 
 #define CO__TLS         __attribute__((tls_model("initial-exec")))
 #define CO__LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -51,6 +52,15 @@
 #ifndef CO_TSAN
 #define CO_TSAN 0
 #endif
+
+/* True while the process has only ever had one thread (glibc's flag, the
+ * one its own mutexes use): nobody can race us, so fast paths skip their
+ * locked instructions.  A thread can only appear by this thread's own
+ * pthread_create, which is never called inside such a section. */
+static inline bool co__single_threaded(void)
+{
+    return __libc_single_threaded != 0;
+}
 
 /* Prints "cogent: <msg>" to stderr and aborts (panic.c).  For programming
  * errors: never compiled out. */

@@ -183,7 +183,7 @@ static void publish_done(co_coro_t *c);
 
 /* The bookkeeping of a coroutine's end, on its hub: it leaves the hub's
  * list, its joiners and its group hear of it. */
-static void ended(co__hub_t *h, co_coro_t *c)
+static inline __attribute__((always_inline)) void ended(co__hub_t *h, co_coro_t *c)
 {
     c->state = CO__C_DONE;
     __atomic_store_n(&h->ncoros, h->ncoros - 1, __ATOMIC_RELAXED);
@@ -333,6 +333,12 @@ static void answer_watch(watch_msg_t *w)
  * (a second call finds DONE). */
 static void publish_done(co_coro_t *c)
 {
+    /* While the process has one thread nobody can push a watch between
+     * this look and the store: no locked instruction on the common path. */
+    if (co__single_threaded() && !atomic_load_explicit(&c->watchers, memory_order_relaxed)) {
+        atomic_store_explicit(&c->watchers, CO__DONE, memory_order_release);
+        return;
+    }
     co__msg_t *w = atomic_exchange_explicit(&c->watchers, CO__DONE, memory_order_acq_rel);
     while (w && w != CO__DONE) {
         co__msg_t *n = w->next;
@@ -347,7 +353,7 @@ static void publish_done(co_coro_t *c)
 static void coro_released(co_fiber_t *f)
 {
     co_coro_t *c = (co_coro_t *)f;
-    publish_done(c);
+    if (!co__done(c)) publish_done(c); /* ended() did, unless dropped at thread exit */
     if (c->actor) {
         co__coro_drop_actor(c->actor);
         c->actor = NULL;

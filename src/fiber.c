@@ -73,18 +73,6 @@ static void fiber_main(void *arg, void *value)
     __builtin_unreachable();
 }
 
-void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud)
-{
-    f->fn = fn;
-    f->ud = ud;
-    f->state = CO__F_NEW;
-    f->parent = NULL;
-    f->cls = NULL;
-    f->owner = co__thread();
-    f->stack.lo = NULL;
-    f->stack.mode = 0;
-}
-
 int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
 {
     if (!fn) return errno = EINVAL, -1;

@@ -86,7 +86,17 @@ static inline co__thread_t *co__thread(void)
  * switch (coroutines get theirs when they first run, so that a million
  * spawned ones do not hold a million stacks).  The parent is left NULL,
  * the kind and class are the caller's to set. */
-void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud);
+static inline void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud)
+{
+    f->fn = fn;
+    f->ud = ud;
+    f->state = CO__F_NEW;
+    f->parent = NULL;
+    f->cls = NULL;
+    f->owner = co__thread();
+    f->stack.lo = NULL;
+    f->stack.mode = 0;
+}
 /* Gives a prepared fiber its stack of stack_size (0 = default) and its
  * first frame.  0, or -1 with errno EINVAL / ENOMEM. */
 int co__fiber_attach(co_fiber_t *f, size_t stack_size);

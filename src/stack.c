@@ -47,7 +47,7 @@
 #define SPILL         64  /* freed beyond that: given back in batches of this many */
 #define SLAB_STACKS   64  /* canary stacks per mapping */
 #define ALTSTACK_SIZE (64 * 1024)
-#define MAX_STACK     ((size_t)1 << 40) /* larger requests are mistakes */
+#define MAX_STACK     CO__STACK_MAX
 
 enum { POLICY_AUTO, POLICY_ALWAYS, POLICY_NEVER };
 
@@ -361,11 +361,6 @@ int co__stack_get(co__stack_t *st, size_t size)
     ASAN_UNPOISON_MEMORY_REGION(st->lo, st->size);
 #endif
     return 0;
-}
-
-bool co__stack_size_ok(size_t size)
-{
-    return size == 0 || (size >= CO_STACK_MIN && size <= MAX_STACK);
 }
 
 void co__stack_put(co__stack_t *st)

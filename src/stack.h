@@ -44,8 +44,13 @@ static inline bool co__canary_broken(const co__stack_t *st)
  * policy picks (docs/stacks.md); its canary zone is zero.  0, or -1 with
  * errno ENOMEM / EINVAL.  Installs the overflow handler on first use. */
 int co__stack_get(co__stack_t *st, size_t size);
+/* Larger stack requests are mistakes. */
+#define CO__STACK_MAX ((size_t)1 << 40)
 /* True if `size` is a stack size co__stack_get accepts (0: the default). */
-bool co__stack_size_ok(size_t size);
+static inline bool co__stack_size_ok(size_t size)
+{
+    return size == 0 || (size >= CO_STACK_MIN && size <= CO__STACK_MAX);
+}
 /* Gives a stack back: to this thread's cache, or beyond it to the pool in
  * batches (its memory given back, the mapping kept).  Must not be the
  * stack we are running on.  st->lo and st->mode are cleared. */

@@ -19,22 +19,11 @@
 #ifndef COGENT_WAIT_H
 #define COGENT_WAIT_H
 
-#include <sys/single_threaded.h>
-
 #include "core.h"
 #include "futex.h"
 #include "helper.h"
 #include "hub.h"
 #include "list.h"
-
-/* True while the process has only ever had one thread (glibc's flag, the
- * one its own mutexes use): nobody can race us, so the fast paths of
- * locks skip their locked instructions.  A thread can only appear by this
- * thread's own pthread_create, which is never called inside a section. */
-static inline bool co__single_threaded(void)
-{
-    return __libc_single_threaded != 0;
-}
 
 /* The contended half of co__spin_lock: spins, then yields the CPU. */
 void co__spin_wait(unsigned *l);
