@@ -277,7 +277,6 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     atomic_init(&c->refs, 2);
     atomic_init(&c->watchers, NULL);
     c->wake_result = 0;
-    c->waker = CO__BY_HUB;
     c->cancellable = false;
     c->wait_what = NULL;
     c->wait_obj = NULL;

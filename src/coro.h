@@ -52,7 +52,6 @@ struct co_coro {
     /* the current wait */
     uint64_t park_seq; /* bumped after every park: stale wake-ups carry an old one */
     int wake_result;   /* 0, ETIMEDOUT, ECANCELED, EDEADLK */
-    uint8_t waker;     /* who can end the current park: CO__BY_* (hub.h) */
     bool cancellable;
     const char *wait_what;
     const void *wait_obj; /* the sync object or coroutine waited on */

@@ -368,7 +368,6 @@ int co__park(co__hub_t *h, int64_t deadline, const char *what, int waker, bool c
     self->state = CO__C_PARKED;
     self->park_since = h->now;
     self->wake_result = 0;
-    self->waker = (uint8_t)waker;
     self->cancellable = cancellable;
     self->wait_what = what;
     h->nparked[waker]++;

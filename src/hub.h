@@ -36,14 +36,25 @@ enum {
 };
 
 struct co__hub {
+    /* What every pick, park and wake touches, together at the start (the
+     * poller's event array below is two kilobytes). */
     co__thread_t *thr;
-    co_coro_t main; /* the thread's own stack as a coroutine */
     co_coro_t *current;
     co__fifo_t runq;
     size_t nrunq;
+    uint32_t since_poll;
+    bool in_poll; /* waiting in the poller: a hub call now comes from a signal handler */
+    bool exiting;
+    size_t nparked[4]; /* parked coroutines by CO__BY_* */
+    uint64_t switches;
+    uint64_t ticks;     /* atomic (relaxed): picks made; the monitor watches it */
+    co_coro_t *running; /* atomic (release): h->current, for other threads */
+    int64_t now;        /* co_now() at the last look at timers */
+    size_t ncoros;      /* spawned, not yet finished */
+    size_t local_refs;
     co__list_t all; /* live spawned coroutines */
     co__timers_t timers;
-    co__poller_t poller;
+    co_coro_t main;             /* the thread's own stack as a coroutine */
     int evfd;                   /* the inbox doorbell */
     _Atomic(co__msg_t *) inbox; /* Treiber stack; CO__INBOX_CLOSED after exit */
     /* Biased reference count: while the thread lives, `refs` holds
@@ -51,27 +62,18 @@ struct co__hub {
      * own coroutines in `local_refs` without atomics; at exit the two are
      * merged and the last reference frees the hub. */
     _Atomic int64_t refs;
-    size_t local_refs;
-    size_t ncoros;     /* spawned, not yet finished */
-    size_t nparked[4]; /* parked coroutines by CO__BY_* */
-    uint64_t switches;
-    uint64_t ticks;     /* atomic (relaxed): picks made; the monitor watches it */
-    co_coro_t *running; /* atomic (release): h->current, for other threads */
     unsigned idle;      /* atomic: 1 while waiting in the poller */
-    int64_t now;        /* co_now() at the last look at timers */
     co__lnode_t reg;    /* the process's hub registry (reg_lock) */
     uint64_t mon_ticks; /* the monitor thread's own notes */
     int64_t mon_since;
     bool mon_reported;
-    uint32_t since_poll;
-    bool in_poll; /* waiting in the poller: a hub call now comes from a signal handler */
-    bool exiting;
     pid_t tid;
     /* (patch-io) Signal handlers that ran on this thread, counted from the
      * handler (co__hub_signal), and the count co__hub_signal_hook last
      * finished with. */
     unsigned sig_count;
     unsigned sig_seen;
+    co__poller_t poller;
 };
 
 #define CO__INBOX_CLOSED ((co__msg_t *)(uintptr_t)1)
