@@ -295,6 +295,63 @@ static void test_detach(void)
     ASSERT_EQ(detached_done, 3);
 }
 
+/* co_spawn_with takes a compound literal with several fields in place
+ * (the macro is variadic: the commas inside it are not arguments). */
+static void *name_of_self(void *arg)
+{
+    (void)arg;
+    return (void *)co_name(co_current());
+}
+
+static void test_spawn_with_compound_literal(void)
+{
+    co_coro_t *c = co_spawn_with(name_of_self, NULL, &(co_spawn_opts_t){.stack_size = 32768, .name = "lit"});
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_STR_EQ((const char *)r, "lit");
+}
+
+/* Every negative deadline but -1 has passed (co_now() - 300000 is
+ * negative right after boot): each call fails at once as at a past
+ * deadline, never waits forever. */
+static void *sleep_forever(void *arg)
+{
+    (void)arg;
+    int r = co_sleep_ms(INT64_MAX); /* no overflow inside (UBSan) */
+    return (void *)(intptr_t)(r < 0 ? errno : 0);
+}
+
+static void test_negative_deadlines(void)
+{
+    const int64_t past[] = {-2, -300000, INT64_MIN};
+    for (size_t i = 0; i < sizeof past / sizeof *past; i++) {
+        int64_t d = past[i], t0 = co_now();
+        co_coro_t *c = co_spawn(sleep_forever, NULL);
+        ASSERT_ERR(co_join(c, d, NULL), ETIMEDOUT);
+        ASSERT_ERR(co_wait(c, d), ETIMEDOUT);
+        co_sem_t s = CO_SEM_INIT(0);
+        ASSERT_ERR(co_sem_acquire(&s, d), ETIMEDOUT);
+        co_event_t e = CO_EVENT_INIT;
+        ASSERT_ERR(co_event_wait(&e, d), ETIMEDOUT);
+        co_queue_t *q = co_queue_new(NULL);
+        void *item;
+        ASSERT_ERR(co_queue_get(q, &item, d), ETIMEDOUT);
+        co_queue_free(q, NULL);
+        ASSERT_EQ(co_sleep_until(d), 0); /* passed: just yields */
+        int sv[2];
+        ASSERT_EQ(co_socketpair(sv), 0);
+        char b;
+        ASSERT_ERR(co_read(sv[0], &b, 1, d), ETIMEDOUT);
+        co_close(sv[0]);
+        co_close(sv[1]);
+        ASSERT_TIME(co_now() - t0, 0, 1000);
+        co_kill(c); /* a sleep of INT64_MAX ms is a sleep without end */
+        void *r;
+        ASSERT_EQ(co_join(c, -1, &r), 0);
+        ASSERT_EQ((intptr_t)r, ECANCELED);
+    }
+}
+
 static void test_joinall_errors(void)
 {
     co_coro_t *cs[3] = {co_spawn(sleep_ms, (void *)1), co_spawn(sleep_ms, (void *)300), co_spawn(sleep_ms, (void *)1)};
@@ -539,6 +596,8 @@ int main(int argc, char **argv)
     RUN(test_nested_spawns);
     RUN(test_detach);
     RUN(test_joinall_errors);
+    RUN(test_spawn_with_compound_literal);
+    RUN(test_negative_deadlines);
     RUN(test_self_and_main_join);
     RUN(test_join_main_einval);
     RUN(test_misuse_aborts);
