@@ -37,8 +37,9 @@ struct co_fiber {
     co_fiber_t *parent;
     co_fiber_fn fn;
     void *ud;
-    uint8_t state; /* CO__F_* */
-    uint8_t kind;  /* CO__K_* (the assembly fast path reads it) */
+    uint8_t state;       /* CO__F_* */
+    uint8_t kind;        /* CO__K_* (the assembly fast path reads it) */
+    uint8_t canary_tick; /* canary mode: switches away, for the zone's check (switch.h) */
     const co__fiber_class_t *cls;
     struct co__thread *owner; /* the thread it belongs to (its co__tls) */
 #if CO_ASAN
@@ -67,6 +68,12 @@ typedef struct co__thread {
 } co__thread_t;
 
 extern CO__TLS __thread co__thread_t co__tls;
+
+/* How many freed stacks of this thread wait to be trimmed (stack.h). */
+static inline size_t co__stack_dirty(void)
+{
+    return co__tls.stacks.ndirty;
+}
 
 /* Makes co__tls usable (main fiber, current fiber).  Cheap when done. */
 static inline co__thread_t *co__thread(void)

@@ -308,6 +308,10 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
     h->since_poll = 0;
     if (!co__fifo_empty(&h->runq)) {
         poll_events(h, 0);
+        /* Busy: freed stacks' memory goes back a trickle at a time (a hub
+         * that is never idle still returns it, without a burst of system
+         * calls while a million coroutines end). */
+        if (CO__UNLIKELY(co__stack_dirty())) co__stack_trim(4);
         return pop(h);
     }
     for (;;) {
@@ -324,7 +328,15 @@ static __attribute__((noinline, cold)) co_coro_t *pick_slow(co__hub_t *h)
              * parked forever. */
             deadlock(h);
         }
-        if (co__fifo_empty(&h->runq)) poll_events(h, timeout);
+        if (co__fifo_empty(&h->runq)) {
+            /* Idle: give the memory of freed stacks back, a batch at a
+             * time, looking at events between batches. */
+            if (timeout != 0 && co__stack_dirty()) {
+                co__stack_trim(CO__STACK_TRIM_BATCH);
+                timeout = 0;
+            }
+            poll_events(h, timeout);
+        }
         if (!co__fifo_empty(&h->runq)) return pop(h);
     }
 }

@@ -15,12 +15,13 @@
  * canary after that; "always" and "never" force one mode.
  *
  * Freed stacks go to a per-thread cache (their touched pages stay
- * resident, so reuse is free).  Beyond it they gather in a spill and go,
- * 64 at a time, to a process-wide pool: their memory is given back
- * (MADV_FREE, one call per run of neighbours), their mapping kept, and
- * the pool hands them out before anything new is mapped.  Nothing is
- * unmapped one stack at a time: a million coroutines ending at once cost
- * a few thousand system calls, not a million. */
+ * resident, so reuse is free).  Beyond it they wait, still resident, for
+ * the thread to be idle (or for too many to wait), and then go a batch at
+ * a time to a process-wide pool: their memory is given back (MADV_FREE,
+ * one call per run of neighbours), their mapping kept, and the pool hands
+ * them out before anything new is mapped.  Nothing is unmapped one stack
+ * at a time, and a million coroutines ending together pay for none of it
+ * while they end. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -43,9 +44,12 @@
 #include <valgrind/valgrind.h>
 #endif
 
-#define CACHE_MAX     256 /* free stacks kept per thread, pages and all */
-#define SPILL         64  /* freed beyond that: given back in batches of this many */
-#define SLAB_STACKS   64  /* canary stacks per mapping */
+#define CACHE_MAX 256 /* free stacks kept per thread, pages and all */
+/* Freed beyond the cache and not trimmed yet: at most this many (they
+ * were all in use a moment ago, so this holds no more memory than the
+ * program's peak; idle and busy hubs trim them, stack.h). */
+#define DIRTY_MAX     (1 << 22)
+#define SLAB_STACKS   64 /* canary stacks per mapping */
 #define ALTSTACK_SIZE (64 * 1024)
 #define MAX_STACK     CO__STACK_MAX
 
@@ -384,28 +388,42 @@ void co__stack_put(co__stack_t *st)
     if (t->stacks.n < t->stacks.cap) {
         t->stacks.cache[t->stacks.n++] = *st; /* a canary zone is still zero: checked at exit */
     } else {
-        /* Beyond the cache: into the spill, given back by the batch. */
-        if (!t->stacks.spill && !(t->stacks.spill = malloc(SPILL * sizeof *t->stacks.spill))) {
-            give_back_all(st, 1);
-        } else {
-            t->stacks.spill[t->stacks.nspill++] = *st;
-            if (t->stacks.nspill == SPILL) {
-                give_back_all(t->stacks.spill, SPILL);
-                t->stacks.nspill = 0;
+        /* Beyond the cache: waits, resident, for an idle moment. */
+        co__stack_cache_t *c = &t->stacks;
+        if (c->ndirty == c->dirty_cap) {
+            size_t cap = c->dirty_cap ? c->dirty_cap * 2 : 1024;
+            co__stack_t *d = cap <= DIRTY_MAX ? realloc(c->dirty, cap * sizeof *d) : NULL;
+            if (d) {
+                c->dirty = d;
+                c->dirty_cap = cap;
             }
         }
+        if (c->ndirty < c->dirty_cap)
+            c->dirty[c->ndirty++] = *st;
+        else
+            give_back_all(st, 1);
+        if (c->ndirty >= DIRTY_MAX) co__stack_trim(CO__STACK_TRIM_BATCH); /* too many: now, a batch */
     }
     memset(st, 0, sizeof *st);
+}
+
+size_t co__stack_trim(size_t budget)
+{
+    co__stack_cache_t *c = &co__tls.stacks;
+    size_t k = c->ndirty < budget ? c->ndirty : budget;
+    c->ndirty -= k;
+    give_back_all(c->dirty + c->ndirty, k);
+    return c->ndirty;
 }
 
 void co__stack_thread_exit(void)
 {
     co__thread_t *t = &co__tls;
     give_back_all(t->stacks.cache, t->stacks.n);
-    if (t->stacks.spill) give_back_all(t->stacks.spill, t->stacks.nspill);
-    free(t->stacks.spill);
-    t->stacks.spill = NULL;
-    t->stacks.nspill = 0;
+    give_back_all(t->stacks.dirty, t->stacks.ndirty);
+    free(t->stacks.dirty);
+    t->stacks.dirty = NULL;
+    t->stacks.ndirty = t->stacks.dirty_cap = 0;
     free(t->stacks.cache);
     t->stacks.cache = NULL;
     t->stacks.n = t->stacks.cap = 0;
@@ -422,7 +440,7 @@ void co_stack_stats(co_stack_stats_t *st)
     pthread_once(&once, init_once);
     st->guarded = atomic_load(&live_guarded);
     st->canary = atomic_load(&live_canary);
-    st->cached = co__tls.stacks.n + co__tls.stacks.nspill;
+    st->cached = co__tls.stacks.n + co__tls.stacks.ndirty;
     st->pooled = atomic_load(&pooled);
     st->guard_budget = policy == POLICY_NEVER ? 0 : guard_budget;
 }

@@ -19,8 +19,8 @@ typedef struct co__stack {
 typedef struct co__stack_cache {
     co__stack_t *cache; /* free stacks kept for reuse, pages and all */
     size_t n, cap;
-    co__stack_t *spill; /* freed beyond the cache, given back in one batch */
-    size_t nspill;
+    co__stack_t *dirty; /* freed beyond the cache: resident until trimmed */
+    size_t ndirty, dirty_cap;
     void *altstack; /* the overflow handler's signal stack; 1: not ours */
 } co__stack_cache_t;
 
@@ -55,6 +55,16 @@ static inline bool co__stack_size_ok(size_t size)
  * batches (its memory given back, the mapping kept).  Must not be the
  * stack we are running on.  st->lo and st->mode are cleared. */
 void co__stack_put(co__stack_t *st);
+/* Freed stacks beyond the cache wait, resident, until the thread is idle
+ * (its hub about to wait for events) or too many wait: then their memory
+ * goes back to the kernel and they go to the process-wide pool, a batch at
+ * a time (Go's runtime gives stack memory back in the background too).
+ * co__stack_trim gives back at most `budget` of them; returns how many
+ * still wait. */
+#define CO__STACK_TRIM_BATCH 4096
+size_t co__stack_trim(size_t budget);
+/* (How many wait: co__stack_dirty in fiber.h, next to the per-thread state.) */
+
 /* Reports an overflow of the stack of `f` and aborts.  Async-signal-safe. */
 noreturn void co__stack_overflow(const co_fiber_t *f, const char *how);
 /* Frees this thread's stack cache and alternate signal stack. */
