@@ -211,9 +211,25 @@ typedef struct co_group co_group_t;
 
 typedef void *(*co_fn)(void *arg);
 
+/* Whether a coroutine gets a stack of its own or is compact (docs/stacks.md:
+ * it runs on a stack its hub shares between compact coroutines, and while
+ * suspended keeps only the part of that stack it uses, copied aside: a
+ * million idle ones fit in well under a gigabyte).  A compact coroutine's
+ * own stack memory moves while it is suspended: no pointer to one of its
+ * locals may be used by anyone else then (another coroutine, a thread, a
+ * waiter on a lock or queue that lives in its locals) — an object of
+ * cogent's found there aborts with a message.  It cannot use fibers or
+ * generators. */
+typedef enum co_compact {
+    CO_COMPACT_DEFAULT = 0, /* as COGENT_COMPACT says (own stack if unset) */
+    CO_COMPACT_NO,          /* a stack of its own */
+    CO_COMPACT_YES,         /* compact */
+} co_compact_t;
+
 typedef struct co_spawn_opts {
-    size_t stack_size; /* 0: the default (CO_STACK_DEFAULT) */
-    const char *name;  /* copied; NULL: none (shown as "#<id>") */
+    size_t stack_size;    /* 0: the default (CO_STACK_DEFAULT); compact: at most the hub's shared stack */
+    const char *name;     /* copied; NULL: none (shown as "#<id>") */
+    co_compact_t compact; /* CO_COMPACT_DEFAULT: the process default */
 } co_spawn_opts_t;
 
 /* Creates a coroutine that runs fn(arg) on the calling thread's hub.  It
@@ -307,8 +323,16 @@ CO_API const char *co_name(const co_coro_t *c);
  * and optionally cap how many run at once (gevent.pool.Pool).  A group
  * and its members belong to the creating thread.  docs/coroutine.md. */
 
+typedef struct co_group_opts {
+    size_t limit;          /* how many members run at once; 0: no limit */
+    co_spawn_opts_t spawn; /* the options of members spawned without their own */
+} co_group_opts_t;
+
 /* limit 0 = unlimited.  NULL with ENOMEM.  Switches: no. */
 CO_API co_group_t *co_group_new(size_t limit);
+/* With options (may be NULL: as co_group_new(0)); spawn.name is copied.
+ * NULL with EINVAL (a bad stack size) or ENOMEM.  Switches: no. */
+CO_API co_group_t *co_group_new_with(const co_group_opts_t *opts);
 
 /* Frees an empty group (every member joined or detached); freeing a group
  * that still has members aborts.  NULL is a no-op.  Switches: no. */

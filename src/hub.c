@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "fork.h"
 #include "helper.h"
 #include "hub.h"
@@ -364,6 +365,10 @@ void co__schedule(co__hub_t *h, bool dying)
     h->switches++;
     co_fiber_t *from = h->thr->cur;
     self->resume = from;
+    if (CO__UNLIKELY(next->compact || self->compact)) {
+        co__compact_switch(h, self, from, next, dying); /* the shared stack may need copies */
+        return;
+    }
     co__fiber_transfer(from, next->resume, NULL, dying);
 }
 
@@ -421,9 +426,10 @@ static void hub_thread_exit(void *arg)
     co__stack_thread_exit();
     co__coro_thread_exit(); /* last: the messages above may have recycled records */
     /* Merge the thread's own count into the shared one; the bias goes. */
-    int64_t left = atomic_fetch_add_explicit(&h->refs, (int64_t)h->local_refs - CO__HUB_BIAS, memory_order_acq_rel) +
-                   (int64_t)h->local_refs - CO__HUB_BIAS;
-    if (left == 0) {
+    /* Read once, before: once the count is merged, another thread may
+     * drop the last reference and free h. */
+    int64_t delta = (int64_t)h->local_refs - CO__HUB_BIAS;
+    if (atomic_fetch_add_explicit(&h->refs, delta, memory_order_acq_rel) + delta == 0) {
         co__sys_close(h->evfd);
         free(h);
     }
@@ -465,6 +471,7 @@ void co__hub_fork_child(void)
         /* Coroutines parked on another thread's message stay parked (and
          * counted): that thread is gone, but a kill still ends them. */
         h->tid = (pid_t)syscall(SYS_gettid);
+        co__compact_fork_child(h);
     }
     pthread_mutex_unlock(&reg_lock);
 }

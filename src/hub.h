@@ -52,7 +52,8 @@ struct co__hub {
     int64_t now;        /* co_now() at the last look at timers */
     size_t ncoros;      /* spawned, not yet finished */
     size_t local_refs;
-    co__list_t all; /* live spawned coroutines */
+    co__list_t all;            /* live spawned coroutines */
+    struct co__shared *shared; /* compact coroutines' stack and copier (compact.c), made on first use */
     co__timers_t timers;
     co_coro_t main;             /* the thread's own stack as a coroutine */
     int evfd;                   /* the inbox doorbell */
