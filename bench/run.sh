@@ -49,6 +49,7 @@ run "$b/bench_hub_yield"
 run $py "$here/peers/py_bench.py" gevent_yield
 run $py "$here/peers/py_bench.py" asyncio_yield
 [ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_yield
+run "$b/bench_compact"
 run "$b/bench_spawn_join"
 run env GOMAXPROCS=1 "$bin/go_bench" spawn
 run $py "$here/peers/py_bench.py" gevent_spawn
@@ -82,7 +83,9 @@ repeat=1
 run $py "$here/peers/py_bench.py" gevent_spawn_all
 repeat=$(( ${REPEAT:-3} < 3 ? ${REPEAT:-3} : 3 ))
 run "$b/bench_alive" 1000000
+run "$b/bench_alive" 1000000 compact
 run env GOMAXPROCS=1 "$bin/go_bench" alive 1000000
+run $py "$here/peers/py_bench.py" asyncio_alive 1000000
 repeat=1
 run $py "$here/peers/py_bench.py" gevent_alive 200000
 
@@ -96,7 +99,10 @@ for line in open(raw):
     vals.setdefault(name, []).append(float(value))
     units[name] = unit
 med = {k: statistics.median(v) for k, v in vals.items()}
+if "greenlet_switch" in med:  # greenlet reports one switch; the round trips above are two
+    med["greenlet_roundtrip"], units["greenlet_roundtrip"] = 2 * med["greenlet_switch"], "ns/roundtrip"
 
+live = {"64": "64 B", "256": "256 B", "1k": "1 KiB", "4k": "4 KiB"}
 # figure: (our result, lower is better, [(peer label, peer result)], goal text)
 figures = [
     ("switch", "fiber switch", "switch", [("Boost.Context fcontext", "switch_boost"), ("ucontext swapcontext", "switch_ucontext"),
@@ -111,6 +117,16 @@ figures = [
      "<= 20 ns"),
     ("hub_yield_fp", "hub yield round trip, with FP work", "hub_yield_fp", [("same, without FP work", "hub_yield")],
      "= hub_yield"),
+] + [
+    (f"compact_yield_{l}", f"compact coroutines' yield round trip, {live[l]} live each", f"compact_yield_{l}",
+     [("same with stacks of their own", f"own_yield_{l}"), ("Go Gosched round trip", "go_gosched_roundtrip"),
+      ("greenlet switch x2 (copies stacks too)", "greenlet_roundtrip")], "faster than Go" if l == "64" else "")
+    for l in ("64", "256", "1k", "4k")
+] + [
+    ("compact_own_yield", "compact <-> own-stack coroutine yield round trip", "compact_own_yield",
+     [("two with stacks of their own", "own_yield_256")], "close to own_yield"),
+    ("compact_yield_fp", "compact yield round trip, with FP work", "compact_yield_fp",
+     [("same, without FP work", "compact_yield_256")], "= compact_yield_256"),
     ("hub_yield_main", "hub yield round trip, main <-> spawned", "hub_yield_main",
      [("two spawned (hub_yield)", "hub_yield")], "close to hub_yield"),
     ("hub_yield_main_fp", "hub yield round trip, main <-> spawned, with FP work", "hub_yield_main_fp",
@@ -154,6 +170,12 @@ figures = [
      [("same, without FP work", "queue_hubs")], "= queue_hubs"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
+    ("alive_compact_rss", "1M alive, compact: RSS per coroutine", "alive_compact_rss",
+     [("same, stacks of their own", "alive_rss"), ("Go (1M goroutines)", "go_alive_rss"),
+      ("asyncio (1M tasks, no stacks)", "asyncio_alive_rss")], "<= 1.5 KiB"),
+    ("alive_compact_spawn", "1M alive, compact: time to spawn all", "alive_compact_spawn",
+     [("same, stacks of their own", "alive_spawn"), ("Go (1M goroutines)", "go_alive_spawn"),
+      ("asyncio (1M tasks)", "asyncio_alive_spawn")], ""),
     ("alive_spawn", "1M alive: time to spawn all", "alive_spawn", [("Go (1M goroutines)", "go_alive_spawn"),
       ("gevent (200k, scaled to 1M)", "gevent_alive_spawn")], "<= 1000 ms"),
 ]

@@ -104,6 +104,28 @@ def gevent_alive(n):
     result("gevent_alive_spawn", dt / 1e6 * (1000000 / n), "ms")
 
 
+def asyncio_alive(n):
+    # Tasks hold no stack (a coroutine frame on the heap): the peer for
+    # compact coroutines.  Half sleep, half wait on an event, as alive.c.
+    import asyncio
+
+    async def main():
+        ev = asyncio.Event()
+        gc.collect()
+        rss0 = rss_kb()
+        t0 = time.perf_counter_ns()
+        ts = [asyncio.ensure_future(ev.wait() if i & 1 else asyncio.sleep(3600)) for i in range(n)]
+        await asyncio.sleep(0)  # run them all until they block
+        dt = time.perf_counter_ns() - t0
+        result("asyncio_alive_rss", (rss_kb() - rss0) / n, "KiB/coroutine")
+        result("asyncio_alive_spawn", dt / 1e6 * (1000000 / n), "ms")
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def asyncio_run(coro, loop_kind):
     import asyncio
     if loop_kind == "uvloop":
@@ -209,6 +231,8 @@ if __name__ == "__main__":
         asyncio_spawn_all([1000, 10000, 100000, 1000000], what.split("_")[0])
     elif what == "gevent_alive":
         gevent_alive(n or 200000)
+    elif what == "asyncio_alive":
+        asyncio_alive(n or 1000000)
     elif what in ("asyncio_yield", "uvloop_yield"):
         asyncio_yield(n or 200000, what.split("_")[0])
     elif what in ("asyncio_spawn", "uvloop_spawn"):
