@@ -89,6 +89,21 @@ run $py "$here/peers/py_bench.py" asyncio_alive 1000000
 repeat=1
 run $py "$here/peers/py_bench.py" gevent_alive 200000
 
+# Instructions per operation, counted by callgrind: exact where times are
+# noisy (this VM exposes no hardware counters to perf).  The difference of
+# two runs, so that start-up cancels out.
+instr() { # NAME N1 N2 CMD... (CMD takes the count as its last argument)
+  local name=$1 n1=$2 n2=$3 a b
+  shift 3
+  command -v valgrind >/dev/null || return 0
+  a=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" "$n1" 2>&1 >/dev/null | awk '/Collected/ {print $4}')
+  b=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" "$n2" 2>&1 >/dev/null | awk '/Collected/ {print $4}')
+  [ -n "$a" ] && [ -n "$b" ] && echo "RESULT $name $(( (b - a) / (n2 - n1) )) instructions" >>"$raw"
+}
+instr spawn_join_instr 100000 200000 "$b/bench_spawn_join" plain
+instr queue_pingpong_instr 100000 200000 "$b/bench_sync" queue_pingpong
+instr lock_handoff_instr 100000 200000 "$b/bench_sync" lock_handoff
+
 $py - "$raw" "$out" <<'PY'
 import json, statistics, sys, datetime, platform, subprocess
 raw, out = sys.argv[1], sys.argv[2]
@@ -180,6 +195,7 @@ figures = [
       ("gevent (200k, scaled to 1M)", "gevent_alive_spawn")], "<= 1000 ms"),
 ]
 results = []
+lines_instr = ["", "| instructions per operation (callgrind) | count |", "|---|---|"]
 lines = ["| figure | cogent | peer | peer value | cogent's lead |", "|---|---|---|---|---|"]
 print()
 for key, label, ours, peers, goal in figures:
@@ -203,6 +219,11 @@ for key, label, ours, peers, goal in figures:
         lines.append(f"| {label if first else ''} | {f'{med[ours]:.2f} {units[ours]}' if first else ''} | {plabel} | {med[pname]:.2f} | {ratio:.2f}x |")
         first = False
     results.append(entry)
+for key, label in (("spawn_join_instr", "spawn + run + join"), ("queue_pingpong_instr", "queue ping-pong round trip"),
+                   ("lock_handoff_instr", "contended lock hand-off")):
+    if key in med:
+        print(f"instructions per {label}: {med[key]:.0f} (callgrind)")
+        lines_instr.append(f"| {label} | {med[key]:.0f} |")
 if "alive_pte" in med:
     print(f"1M alive: page tables {med['alive_pte']:.0f} B/coroutine (kernel memory, not in RSS)")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -211,7 +232,7 @@ meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "kernel": platfor
 json.dump({"machine": meta, "figures": results}, open(f"{out}/results.json", "w"), indent=2)
 open(f"{out}/table.md", "w").write(
     f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), Linux {meta['kernel']}; medians.\n\n"
-    + "\n".join(lines) + "\n")
+    + "\n".join(lines + (lines_instr if len(lines_instr) > 3 else [])) + "\n")
 print(f"\nwrote {out}/results.json and {out}/table.md")
 PY
 
