@@ -27,9 +27,9 @@ typedef struct co__shared {
     char *map;
     size_t maplen;
     unsigned vg_id;
-    co_coro_t *owner;   /* whose frames are on it now; NULL: nobody's */
-    co_coro_t *pending; /* the copier's next coroutine */
-    co_fiber_t copier;  /* evicts the owner and restores the next, on its own stack */
+    co__hub_t *hub;
+    co_coro_t *owner;  /* whose frames are on it now (its resume is its fiber); NULL: nobody's */
+    co_fiber_t copier; /* the resume of every other compact coroutine: evicts the owner, restores */
 #if CO_ASAN
     /* Clang's ASan marks only a frame's redzones at its entry, trusting
      * the rest to be clean: the poison evicted or ended coroutines left
@@ -47,19 +47,15 @@ typedef struct co__compact {
 
 /* --------------------------------------------------------------- policy */
 
-static bool compact_by_default;
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+int co__compact_env = -1;
 
-static void read_env(void)
+bool co__compact_default_slow(void)
 {
+    /* Racing first reads all compute the same answer. */
     const char *v = getenv("COGENT_COMPACT");
-    compact_by_default = v && *v && strcmp(v, "0") != 0;
-}
-
-bool co__compact_default(void)
-{
-    pthread_once(&env_once, read_env);
-    return compact_by_default;
+    int yes = v && *v && strcmp(v, "0") != 0;
+    __atomic_store_n(&co__compact_env, yes, __ATOMIC_RELAXED);
+    return yes;
 }
 
 /* --------------------------------------------------------------- copies */
@@ -128,6 +124,7 @@ static void evict(co__shared_t *sh)
     memcpy(cp->buf, sp, len);
 #endif
     cp->len = len;
+    o->resume = &sh->copier; /* its next run starts with a restore */
     sh->owner = NULL;
     mark_dirty(sh, sp);
 }
@@ -161,19 +158,25 @@ static void restore(co__shared_t *sh, co_coro_t *c)
         memcpy(sp, cp->buf, cp->len);
 #endif
     }
+    c->resume = &c->fiber;
     sh->owner = c;
 }
 
-/* The copier: a switch from one compact coroutine to another lands here,
- * off the shared stack. */
+/* The copier: every compact coroutine whose frames are not on the shared
+ * stack has it as its resume, so the hub's plain switch to such a
+ * coroutine lands here, off the shared stack, with the coroutine to run
+ * already the hub's current one.  A coroutine that ended on the shared
+ * stack gave it up as it was released (the landing of the switch that
+ * brought us here), so the owner found here is alive. */
 static void *copier_main(co_fiber_t *f, void *unused)
 {
     (void)unused;
     co__shared_t *sh = f->ud;
     for (;;) {
-        co_coro_t *next = sh->pending;
-        CO__CHECK(next != NULL, "compact coroutines: the copier ran with nothing to restore");
-        sh->pending = NULL;
+        co_coro_t *next = sh->hub->current;
+        CO__CHECK(next->compact != NULL && next != sh->owner,
+                  "compact coroutines: the copier was switched to for coroutine #%llu, which needs no restore",
+                  (unsigned long long)next->id);
         evict(sh);
         restore(sh, next);
         co__fiber_transfer(f, &next->fiber, NULL, false);
@@ -183,10 +186,11 @@ static void *copier_main(co_fiber_t *f, void *unused)
 
 /* ------------------------------------------------------------ lifecycle */
 
-static co__shared_t *shared_new(void)
+static co__shared_t *shared_new(co__hub_t *h)
 {
     co__shared_t *sh = calloc(1, sizeof *sh);
     if (!sh) return NULL;
+    sh->hub = h;
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     sh->maplen = SHARED_SIZE + page;
     sh->map =
@@ -215,7 +219,7 @@ fail:
 int co__compact_init(co__hub_t *h, co_coro_t *c, size_t stack_size)
 {
     if (stack_size > SHARED_SIZE) return EINVAL;
-    if (!h->shared && !(h->shared = shared_new())) return ENOMEM;
+    if (!h->shared && !(h->shared = shared_new(h))) return ENOMEM;
     co__compact_t *cp = calloc(1, sizeof *cp);
     if (!cp) return ENOMEM;
     co__shared_t *sh = h->shared;
@@ -223,6 +227,7 @@ int co__compact_init(co__hub_t *h, co_coro_t *c, size_t stack_size)
     /* Its fiber runs on the shared stack, which the fiber layer never
      * gives back or checks for canaries (the guard page covers it). */
     c->fiber.stack = (co__stack_t){.lo = sh->lo, .size = (size_t)(sh->top - sh->lo), .mode = CO__STACK_SHARED};
+    c->resume = &sh->copier; /* its first frame is built there */
 #if CO_ASAN
     c->fiber.asan_fake = NULL;
     c->fiber.asan_lo = sh->lo;
@@ -237,7 +242,12 @@ int co__compact_init(co__hub_t *h, co_coro_t *c, size_t stack_size)
 void co__compact_free(co_coro_t *c)
 {
     co__shared_t *sh = c->hub->shared;
-    if (sh && sh->owner == c) sh->owner = NULL; /* its frames go with it */
+    if (sh && sh->owner == c) {
+        /* It ended there: its frames go with it (they, and the switch's
+         * below them, never returned: stale ASan poison). */
+        sh->owner = NULL;
+        mark_dirty(sh, (const char *)c->fiber.sp - 256);
+    }
     free(c->compact->buf);
     free(c->compact);
     c->compact = NULL;
@@ -271,31 +281,6 @@ void co__compact_fork_child(co__hub_t *h)
 }
 
 /* --------------------------------------------------------------- switch */
-
-void co__compact_switch(co__hub_t *h, co_coro_t *self, co_fiber_t *from, co_coro_t *next, bool dying)
-{
-    co__shared_t *sh = h->shared;
-    bool on_shared = self->compact != NULL; /* self runs, so it owns the shared stack */
-    if (on_shared && dying) {
-        sh->owner = NULL; /* nothing of it to keep */
-        /* Its frames, and the switch's below them, never return. */
-        mark_dirty(sh, (char *)__builtin_frame_address(0) - 16384);
-    }
-    if (!next->compact || sh->owner == next) {
-        /* Its frames are where it left them, or it has a stack of its own. */
-        co__fiber_transfer(from, next->resume, NULL, dying);
-        return;
-    }
-    if (!on_shared) {
-        /* On a stack of our own: the copies can be made from here. */
-        evict(sh);
-        restore(sh, next);
-        co__fiber_transfer(from, &next->fiber, NULL, dying);
-        return;
-    }
-    sh->pending = next;
-    co__fiber_transfer(from, &sh->copier, NULL, dying);
-}
 
 /* ---------------------------------------------------------------- nodes */
 

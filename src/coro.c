@@ -234,8 +234,8 @@ static void *coro_entry(co_fiber_t *f, void *unused)
 co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line)
 {
     size_t stack_size = opts ? opts->stack_size : 0;
-    co_compact_t compact = opts ? opts->compact : CO_COMPACT_DEFAULT;
-    if (!fn || !co__stack_size_ok(stack_size) || (unsigned)compact > CO_COMPACT_YES) return errno = EINVAL, NULL;
+    if (!fn || !co__stack_size_ok(stack_size) || (opts && (unsigned)opts->compact > CO_COMPACT_YES))
+        return errno = EINVAL, NULL;
     co__hub_t *h = co__hub();
     co__hub_check(h);
     co_coro_t *c = coro_alloc();
@@ -251,7 +251,8 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     c->start_error = 0;
     c->compact = NULL;
     c->hub = h;
-    if (compact == CO_COMPACT_YES || (compact == CO_COMPACT_DEFAULT && co__compact_default())) {
+    c->resume = &c->fiber; /* compact: the copier (co__compact_init) */
+    if (CO__UNLIKELY(opts && opts->compact ? opts->compact == CO_COMPACT_YES : co__compact_default())) {
         int e = co__compact_init(h, c, stack_size);
         if (e) {
             pool_push(&tcache, c);
@@ -279,8 +280,6 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
         c->name = NULL;
         c->name_buf[0] = '\0';
     }
-    c->resume = &c->fiber;
-    c->hub = h;
     c->id = co__new_id();
     c->fn = fn;
     c->arg = arg;
@@ -416,9 +415,8 @@ static void check_handle(const co_coro_t *c, const char *fn)
 }
 
 /* Waits until c is done.  0 or an errno value. */
-static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
+static __attribute__((noinline)) int wait_done_slow(co_coro_t *c, int64_t deadline, const char *what)
 {
-    if (co__done(c)) return 0;
     co__hub_t *h = co__hub();
     co_coro_t *self = h->current;
     if (c == self) return EDEADLK;
@@ -471,6 +469,12 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         }
         if (co__done(c)) return 0;
     }
+}
+
+/* Done already (the common case of a join): no frame is set up. */
+static inline int wait_done(co_coro_t *c, int64_t deadline, const char *what)
+{
+    return CO__LIKELY(co__done(c)) ? 0 : wait_done_slow(c, deadline, what);
 }
 
 int co_wait(co_coro_t *c, int64_t deadline)

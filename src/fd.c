@@ -282,9 +282,15 @@ static int wake_fd_get(void)
 
 static int thread_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline)
 {
+    /* The thread's first wait makes its eventfd, which takes the lowest
+     * free number: if that is `fd`, the caller's descriptor was closed
+     * (by another thread, say) before this call, and polling it would
+     * wait on our own eventfd for ever. */
+    int wake = wake_fd_get();
+    if (wake == fd) return errno = EBADF, -1;
     struct pollfd p[2] = {
         {.fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))},
-        {.fd = wake_fd_get(), .events = POLLIN}};
+        {.fd = wake, .events = POLLIN}};
     co__waiter_t w;
     co__spin_lock(&e->spin);
     if (e->closing) {

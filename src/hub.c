@@ -365,10 +365,6 @@ void co__schedule(co__hub_t *h, bool dying)
     h->switches++;
     co_fiber_t *from = h->thr->cur;
     self->resume = from;
-    if (CO__UNLIKELY(next->compact || self->compact)) {
-        co__compact_switch(h, self, from, next, dying); /* the shared stack may need copies */
-        return;
-    }
     co__fiber_transfer(from, next->resume, NULL, dying);
 }
 

@@ -40,6 +40,9 @@ struct co__hub {
      * poller's event array below is two kilobytes). */
     co__thread_t *thr;
     co_coro_t *current;
+    /* Compact coroutines' stack and copier (compact.c), made on first use:
+     * while NULL, no switch or wait looks at a coroutine's compact part. */
+    struct co__shared *shared;
     co__fifo_t runq;
     size_t nrunq;
     uint32_t since_poll;
@@ -52,8 +55,7 @@ struct co__hub {
     int64_t now;        /* co_now() at the last look at timers */
     size_t ncoros;      /* spawned, not yet finished */
     size_t local_refs;
-    co__list_t all;            /* live spawned coroutines */
-    struct co__shared *shared; /* compact coroutines' stack and copier (compact.c), made on first use */
+    co__list_t all; /* live spawned coroutines */
     co__timers_t timers;
     co_coro_t main;             /* the thread's own stack as a coroutine */
     int evfd;                   /* the inbox doorbell */

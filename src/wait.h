@@ -96,7 +96,8 @@ co__waiter_t *co__compact_waiter(co_coro_t *c);
 static inline co__waiter_t *co__waiter_get(co__waiter_t *local)
 {
     co__hub_t *h = co__tls.hub;
-    co__waiter_t *w = h && CO__UNLIKELY(h->current->compact != NULL) ? co__compact_waiter(h->current) : local;
+    co__waiter_t *w =
+        h && CO__UNLIKELY(h->shared != NULL) && h->current->compact ? co__compact_waiter(h->current) : local;
     co__waiter_prepare(w);
     return w;
 }
