@@ -158,6 +158,46 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* ----------------------------------------------------------------- dump */
+
+typedef struct tids {
+    pid_t *v;
+    size_t n, cap;
+} tids_t;
+
+static void note_hub(co__hub_t *h, void *arg)
+{
+    tids_t *t = arg;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 16;
+        pid_t *v = realloc(t->v, cap * sizeof *v);
+        if (!v) return;
+        t->v = v;
+        t->cap = cap;
+    }
+    t->v[t->n++] = h->tid;
+}
+
+/* co_dump's last part: threads cogent started that have no hub (those
+ * with one were described by their hub, under their kernel name). */
+static void dump_threads(FILE *f)
+{
+    tids_t hubs = {0};
+    co__hub_each(note_hub, &hubs);
+    pthread_mutex_lock(&reg_lock);
+    for (co__lnode_t *e = live.head; e; e = e->next) {
+        co_thread_t *t = CO__CONTAINER(e, co_thread_t, reg);
+        pid_t tid = __atomic_load_n(&t->tid, __ATOMIC_RELAXED);
+        bool has_hub = false;
+        for (size_t i = 0; i < hubs.n; i++) has_hub |= hubs.v[i] == tid;
+        if (!has_hub)
+            fprintf(f, "thread %d \"%s\": no hub (started by cogent%s%s)\n", (int)tid, t->name,
+                    t->daemon ? ", daemon" : "", t->timer ? ", timer" : "");
+    }
+    pthread_mutex_unlock(&reg_lock);
+    free(hubs.v);
+}
+
 /* ---------------------------------------------------------- the start */
 
 static void at_exit(void);
@@ -165,6 +205,7 @@ static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static void register_exit(void)
 {
     atexit(at_exit);
+    __atomic_store_n(&co__dump_threads, dump_threads, __ATOMIC_RELEASE);
 }
 
 /* Starts a thread; with delay_ms >= 0, a timer. */
