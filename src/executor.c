@@ -56,8 +56,13 @@ struct co_pool {
     co__list_t putters;  /* submitters waiting for room; w.item = their task */
     co__list_t joiners;  /* co_pool_join */
     size_t nworkers;     /* started (or starting) and not yet ended */
-    size_t nspinning;    /* workers polling for work */
-    size_t nclaimed;     /* queued tasks a polling worker will take */
+    /* Workers about to look at the queue again (polling for work, or
+     * completing a task: they count themselves before they publish its
+     * result, so that a caller that submits the next task as soon as it
+     * sees the last one's result finds this worker, not a reason to start
+     * another).  Atomic: changed outside the spin lock too. */
+    size_t navail;
+    size_t nclaimed; /* queued tasks those workers will take (spin lock) */
     unsigned shut;       /* atomic for pollers */
     unsigned broken;     /* atomic for pollers */
     int broken_err;
@@ -242,18 +247,32 @@ static void break_pool(co_pool_t *p, int err)
     drop_all(&all, ENOTRECOVERABLE, msg);
 }
 
-/* Runs one task the worker took (it owns the pool's reference). */
-static void run_task(co_future_t *f)
+static inline size_t avail(co_pool_t *p)
 {
+    return __atomic_load_n(&p->navail, __ATOMIC_ACQUIRE);
+}
+static inline void avail_add(co_pool_t *p, long d)
+{
+    __atomic_fetch_add(&p->navail, (size_t)d, __ATOMIC_ACQ_REL);
+}
+
+/* Runs one task the worker took (it owns the pool's reference).  True if
+ * the worker counted itself available (before the result went out). */
+static bool run_task(co_pool_t *p, co_future_t *f)
+{
+    bool counted = false;
     if (co_future_set_running(f) == 0) {
         task = (task_ctx_t){.active = true};
         void *v = f->fn(f->arg);
         task.active = false;
+        avail_add(p, 1);
+        counted = true;
         co__future_complete(f, v, task.err, task.msg);
         free(task.msg);
         task.msg = NULL;
     }
     co__future_unref(f);
+    return counted;
 }
 
 /* Polls for work (or the end) for a while.  True if there is some. */
@@ -291,7 +310,7 @@ static void *worker(void *arg)
         if (e) break_pool(p, e);
     }
     co_future_t *f = NULL;
-    bool polled = false;
+    bool polled = false, counted = false;
     co__spin_lock(&p->spin);
     for (;;) {
         if (f) { /* the last task ran */
@@ -301,12 +320,14 @@ static void *worker(void *arg)
             polled = false;
         }
         if ((f = dequeue(p))) {
+            if (counted) avail_add(p, -1);
+            counted = false;
             if (p->nclaimed) p->nclaimed--;
             admit_putter(p, &wl);
             p->slots[slot].running = f;
             co__spin_unlock(&p->spin);
             co__wake_list(&wl);
-            run_task(f);
+            counted = run_task(p, f);
             co__spin_lock(&p->spin);
             continue;
         }
@@ -314,15 +335,17 @@ static void *worker(void *arg)
         if (!polled) {
             /* Tasks often come in quick succession: a worker that polls
              * for a moment takes the next one without a futex wake-up. */
-            p->nspinning++;
+            if (!counted) avail_add(p, 1);
+            counted = true;
             co__spin_unlock(&p->spin);
             poll_work(p);
             co__spin_lock(&p->spin);
-            p->nspinning--;
-            if (p->nclaimed > p->nspinning) p->nclaimed = p->nspinning;
             polled = true;
             continue;
         }
+        if (counted) avail_add(p, -1);
+        counted = false;
+        if (p->nclaimed > avail(p)) p->nclaimed = avail(p);
         co__waiter_t w;
         co__waiter_prepare(&w);
         w.key = (int64_t)slot;
@@ -336,10 +359,11 @@ static void *worker(void *arg)
         polled = false;
         if ((f = w.item)) { /* handed over directly; the granter set our slot */
             co__spin_unlock(&p->spin);
-            run_task(f);
+            counted = run_task(p, f);
             co__spin_lock(&p->spin);
         }
     }
+    if (counted) avail_add(p, -1);
     p->slots[slot].running = NULL;
     p->nworkers--;
     maybe_release_joiners(p, &wl);
@@ -413,7 +437,7 @@ static co_future_t *submit(co_pool_t *p, co_fn fn, void *arg, void (*arg_free)(v
     }
     f->arg_free = arg_free;
     /* A worker polling for work takes it from the queue soonest. */
-    if (p->nclaimed < p->nspinning && (!p->max_queue || p->nqueued < p->max_queue)) {
+    if (p->nclaimed < avail(p) && (!p->max_queue || p->nqueued < p->max_queue)) {
         p->nclaimed++;
         enqueue(p, f);
         co__spin_unlock(&p->spin);
@@ -588,7 +612,7 @@ void co_pool_stats(co_pool_t *p, co_pool_stats_t *st)
     CO__CHECK(p != NULL && st != NULL, "co_pool_stats: NULL argument");
     co__spin_lock(&p->spin);
     st->workers = p->nworkers;
-    st->idle = p->nidle + p->nspinning;
+    st->idle = p->nidle + avail(p);
     st->queued = p->nqueued;
     st->completed = p->completed;
     co__spin_unlock(&p->spin);
@@ -782,7 +806,7 @@ void co__executor_fork_child(void)
         while (!co__list_empty(&q)) co__list_push(&cancelled, co__list_pop(&q));
         co__waiters_fork_filter(&p->idle, 0, &wl);
         co__waiters_fork_filter(&p->putters, EAGAIN, &wl);
-        p->nworkers = p->nidle = p->nspinning = p->nclaimed = 0;
+        p->nworkers = p->nidle = p->navail = p->nclaimed = 0;
         for (size_t i = 0; i < p->max_workers; i++) {
             slot_t *s = &p->slots[i];
             if (s->thread == me) {
