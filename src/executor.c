@@ -66,7 +66,7 @@ struct co_pool {
     unsigned shut;       /* atomic for pollers */
     unsigned broken;     /* atomic for pollers */
     int broken_err;
-    uint64_t completed;
+    uint64_t completed; /* atomic */
     unsigned next_index; /* for worker names */
     size_t max_workers, max_queue;
     int (*init)(void *arg);
@@ -267,6 +267,7 @@ static bool run_task(co_pool_t *p, co_future_t *f)
         task.active = false;
         avail_add(p, 1);
         counted = true;
+        __atomic_fetch_add(&p->completed, 1, __ATOMIC_RELAXED); /* counted before anyone sees the result */
         co__future_complete(f, v, task.err, task.msg);
         free(task.msg);
         task.msg = NULL;
@@ -315,7 +316,6 @@ static void *worker(void *arg)
     for (;;) {
         if (f) { /* the last task ran */
             p->slots[slot].running = NULL;
-            p->completed++;
             f = NULL;
             polled = false;
         }
@@ -614,7 +614,7 @@ void co_pool_stats(co_pool_t *p, co_pool_stats_t *st)
     st->workers = p->nworkers;
     st->idle = p->nidle + avail(p);
     st->queued = p->nqueued;
-    st->completed = p->completed;
+    st->completed = __atomic_load_n(&p->completed, __ATOMIC_RELAXED);
     co__spin_unlock(&p->spin);
 }
 
