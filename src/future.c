@@ -612,7 +612,7 @@ co_future_t *co_as_completed_next(co_as_completed_t *ac, int64_t deadline)
     } else {
         int waker = CO__BY_THREADS, err = 0;
         for (size_t i = 0; i < ac->n; i++)
-            if (ac->ls[i].linked && ac->ls[i].f->task) waker = CO__BY_MESSAGE;
+            if (ac->ls[i].f->task) waker = CO__BY_MESSAGE; /* fixed at creation: read without a lock */
         l = collect(&ac->c, deadline, waker, &err);
         if (!l) return errno = err, NULL;
     }

@@ -552,9 +552,13 @@ static void test_stress(void)
 
 /* ------------------------------------------------------- exit and fork */
 
+static bool daemon_case;
+
 static void *late_mark(void *arg)
 {
-    struct timespec ts = {0, 100 * 1000000};
+    /* Long for the daemon pool: exit must not wait (the test would take
+     * seconds, and see the marks, if it did). */
+    struct timespec ts = {daemon_case ? 3 : 0, daemon_case ? 0 : 100 * 1000000};
     nanosleep(&ts, NULL);
     fputs(arg, stderr);
     return NULL;
@@ -562,8 +566,8 @@ static void *late_mark(void *arg)
 
 static void exit_child(void *arg)
 {
-    bool daemon = arg != NULL;
-    co_pool_t *p = co_pool_new(&(co_pool_opts_t){.max_workers = 1, .daemon = daemon});
+    daemon_case = arg != NULL;
+    co_pool_t *p = co_pool_new(&(co_pool_opts_t){.max_workers = 1, .daemon = daemon_case});
     /* One task runs, one is queued behind it: both finish before exit
      * returns, unless the pool is a daemon. */
     co_future_free(co_pool_submit(p, late_mark, "first\n", -1));
