@@ -94,8 +94,9 @@ static void describe_hub(FILE *f, const co__hub_t *h, const co_coro_t *caller)
     int64_t now = co_now();
     char name[16] = ""; /* the kernel's name of this thread (on it: a dump runs on each hub's own thread) */
     pthread_getname_np(pthread_self(), name, sizeof name);
-    fprintf(f, "thread %d \"%s\": %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, name, h->ncoros + 1,
-            h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s", h->poller.ops->name);
+    fprintf(f, "thread %d \"%s\": %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, name,
+            h->ncoros + 1, h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s",
+            h->poller.ops->name);
     describe_coro(f, &h->main, now, &h->main == caller);
     for (const co__lnode_t *n = h->all.head; n; n = n->next) {
         const co_coro_t *c = CO__CONTAINER(n, co_coro_t, all);

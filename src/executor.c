@@ -43,19 +43,19 @@
 #define NAME_MAX_LEN 200
 
 typedef struct slot {
-    co_thread_t *thread;   /* the worker (a reference), NULL if none */
-    co_future_t *running;  /* the task it runs (the fork path) */
+    co_thread_t *thread;  /* the worker (a reference), NULL if none */
+    co_future_t *running; /* the task it runs (the fork path) */
 } slot_t;
 
 struct co_pool {
     unsigned spin;
-    co__list_t queue;    /* co_future_t.qnode */
-    size_t nqueued;      /* atomic for readers */
-    co__list_t idle;     /* sleeping workers; w.key = their slot */
+    co__list_t queue; /* co_future_t.qnode */
+    size_t nqueued;   /* atomic for readers */
+    co__list_t idle;  /* sleeping workers; w.key = their slot */
     size_t nidle;
-    co__list_t putters;  /* submitters waiting for room; w.item = their task */
-    co__list_t joiners;  /* co_pool_join */
-    size_t nworkers;     /* started (or starting) and not yet ended */
+    co__list_t putters; /* submitters waiting for room; w.item = their task */
+    co__list_t joiners; /* co_pool_join */
+    size_t nworkers;    /* started (or starting) and not yet ended */
     /* Workers about to look at the queue again (polling for work, or
      * completing a task: they count themselves before they publish its
      * result, so that a caller that submits the next task as soon as it
@@ -63,10 +63,10 @@ struct co_pool {
      * another).  Atomic: changed outside the spin lock too. */
     size_t navail;
     size_t nclaimed; /* queued tasks those workers will take (spin lock) */
-    unsigned shut;       /* atomic for pollers */
-    unsigned broken;     /* atomic for pollers */
+    unsigned shut;   /* atomic for pollers */
+    unsigned broken; /* atomic for pollers */
     int broken_err;
-    uint64_t completed; /* atomic */
+    uint64_t completed;  /* atomic */
     unsigned next_index; /* for worker names */
     size_t max_workers, max_queue;
     int (*init)(void *arg);
@@ -223,8 +223,7 @@ static void maybe_release_joiners(co_pool_t *p, co__wlist_t *wl)
 
 static void broken_msg(const co_pool_t *p, char *buf, size_t n)
 {
-    snprintf(buf, n, "thread pool '%s' is broken: a worker's initializer failed: %s", p->name,
-             strerror(p->broken_err));
+    snprintf(buf, n, "thread pool '%s' is broken: a worker's initializer failed: %s", p->name, strerror(p->broken_err));
 }
 
 /* A worker's initializer failed: the pool is broken for good. */
@@ -321,7 +320,6 @@ static void *worker(void *arg)
         }
         if ((f = dequeue(p))) {
             if (counted) avail_add(p, -1);
-            counted = false;
             if (p->nclaimed) p->nclaimed--;
             admit_putter(p, &wl);
             p->slots[slot].running = f;
@@ -565,7 +563,7 @@ static int join(co_pool_t *p, int64_t deadline, bool cancellable)
     /* Every worker has left its loop; wait until each thread has ended
      * (its hub too), so that none is left behind. */
     size_t n = 0;
-    co_thread_t **ts = malloc(p->max_workers * sizeof *ts);
+    co_thread_t **ts = malloc(p->max_workers * sizeof(co_thread_t *));
     CO__CHECK(ts != NULL, "co_pool_join: out of memory");
     for (size_t i = 0; i < p->max_workers; i++) {
         if (p->slots[i].thread) {
@@ -651,8 +649,8 @@ static void abandon(co_future_t **ring, size_t window, size_t first, size_t last
     }
 }
 
-int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone,
-                int64_t deadline, const co_map_opts_t *opts)
+int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone, int64_t deadline,
+                const co_map_opts_t *opts)
 {
     CO__CHECK(p != NULL, "co_pool_map: NULL pool");
     CO__CHECK((items && results) || n == 0, "co_pool_map: NULL items or results");
@@ -661,8 +659,9 @@ int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **res
     size_t window = opts && opts->window ? opts->window : 2 * p->max_workers;
     size_t per = opts && opts->chunksize ? opts->chunksize : 1;
     size_t nchunks = n / per + (n % per != 0);
-    if (window > nchunks) window = nchunks ? nchunks : 1;
-    co_future_t **ring = malloc(window * sizeof *ring);
+    if (window > nchunks) window = nchunks;
+    if (window == 0) window = 1;
+    co_future_t **ring = calloc(window, sizeof(co_future_t *));
     if (!ring) return errno = ENOMEM, -1;
     size_t sent = 0, taken = 0, done = 0;
     int err = 0;
@@ -688,6 +687,7 @@ int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **res
         }
         if (err) break;
         co_future_t *f = ring[taken % window];
+        CO__CHECK(f != NULL, "co_pool_map: lost a task");
         if (co_future_wait(f, deadline) < 0) {
             err = errno;
             break;

@@ -40,8 +40,8 @@ typedef struct co__future_cb {
     co__msg_t msg; /* to the owner's hub */
     co_future_fn fn;
     void *arg;
-    co_future_t *f;   /* referenced until the callback has run */
-    co__hub_t *hub;   /* the owner's hub (referenced), or NULL: the completing thread runs it */
+    co_future_t *f;    /* referenced until the callback has run */
+    co__hub_t *hub;    /* the owner's hub (referenced), or NULL: the completing thread runs it */
     co__thread_t *thr; /* the owner's thread (the fork path keeps its own) */
 } cb_t;
 
@@ -169,7 +169,7 @@ static void deliver(cb_t *cb)
     }
     cb->msg.handle = cb_arrived;
     bool sent = co__hub_send(h, &cb->msg);
-    co__hub_unref(h); /* held from registration through the doorbell */
+    co__hub_unref(h);      /* held from registration through the doorbell */
     if (!sent) cb_run(cb); /* the owner's thread has exited: run it here */
 }
 

@@ -132,8 +132,7 @@ static void test_map_order_window(void)
     /* Chunks: items per task; the window counts tasks. */
     inflight = max_inflight = 0;
     memset(results, 0, sizeof results);
-    ASSERT_EQ(co_pool_map(p, tracked, items, N, results, NULL, -1, &(co_map_opts_t){.window = 2, .chunksize = 7}),
-              0);
+    ASSERT_EQ(co_pool_map(p, tracked, items, N, results, NULL, -1, &(co_map_opts_t){.window = 2, .chunksize = 7}), 0);
     for (intptr_t i = 0; i < N; i++) ASSERT_EQ((intptr_t)results[i], 2 * i);
     ASSERT(max_inflight <= 2);
     ASSERT_EQ(co_pool_map(p, tracked, items, 0, results, &nd, -1, NULL), 0);
@@ -156,8 +155,7 @@ static void test_map_failure(void)
     for (size_t chunk = 1; chunk <= 5; chunk += 4) {
         size_t nd = 99;
         memset(results, 0, sizeof results);
-        ASSERT_ERR(co_pool_map(p, fail_at_13, items, N, results, &nd, -1, &(co_map_opts_t){.chunksize = chunk}),
-                   EDOM);
+        ASSERT_ERR(co_pool_map(p, fail_at_13, items, N, results, &nd, -1, &(co_map_opts_t){.chunksize = chunk}), EDOM);
         ASSERT_EQ(nd, 13); /* the results before the failure, in order */
         for (intptr_t i = 0; i < 13; i++) ASSERT_EQ((intptr_t)results[i], i);
     }
@@ -494,9 +492,9 @@ static void test_pool_callbacks(void)
 
 /* --------------------------------------------------------------- stress */
 
-#define HUBS  3
-#define CORO  20
-#define EACH  200
+#define HUBS 3
+#define CORO 20
+#define EACH 200
 
 static co_pool_t *sp;
 static atomic_long total;

@@ -360,7 +360,6 @@ static void test_callback_cancel_and_free(void)
     for (int i = 0; i < 1000 && rec.runs < 1; i++) co_sleep_ms(1);
     ASSERT_EQ(rec.runs, 1);
     co_future_free(f);
-
 }
 
 /* A callback added on a hub whose thread has exited runs on the
