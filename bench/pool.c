@@ -62,7 +62,7 @@ static void rtt(long n, bool coro)
 
 static void throughput(long n)
 {
-    pool = co_pool_new(&(co_pool_opts_t){.max_workers = 2});
+    pool = co_pool_new(&(co_pool_opts_t){.max_workers = (size_t)(getenv("W") ? atoi(getenv("W")) : 2)});
     static co_future_t *fs[BATCH];
     double t0 = bench_ns();
     for (long done = 0; done < n; done += BATCH) {
