@@ -369,7 +369,6 @@ static void *worker(void *arg)
         }
         if ((f = dequeue(p))) {
             if (counted) avail_add(p, -1);
-            counted = false;
             admit_putter(p, &wl);
             me_slot->running = f;
             co__spin_unlock(&p->spin);
@@ -461,7 +460,8 @@ co_pool_t *co_pool_new(const co_pool_opts_t *opts)
     p->init_arg = o.init_arg;
     p->stack_size = o.stack_size;
     p->daemon = o.daemon;
-    p->slots = calloc(p->max_workers, sizeof *p->slots);
+    p->slots = aligned_alloc(64, p->max_workers * sizeof *p->slots); /* a multiple of 64: slot_t is aligned so */
+    if (p->slots) memset(p->slots, 0, p->max_workers * sizeof *p->slots);
     pthread_mutex_lock(&reg_lock);
     unsigned long n = next_pool++;
     pthread_mutex_unlock(&reg_lock);
