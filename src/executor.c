@@ -70,7 +70,7 @@ struct co_pool {
     co__list_t idle;    /* sleeping workers */
     co__list_t putters; /* submitters waiting for room; w.item = their task */
     co__list_t joiners; /* co_pool_join */
-    size_t nworkers;    /* started (or starting) and not yet ended */
+    size_t nworkers;    /* started (or starting) and not yet ended; written under the lock, read without by submit */
     int broken_err;
     unsigned next_index; /* for worker names */
     size_t max_workers, max_queue;
@@ -145,7 +145,7 @@ static inline void queued_add(co_pool_t *p, long d)
 static void drain_inbox(co_pool_t *p)
 {
     if (!__atomic_load_n(&p->inbox, __ATOMIC_RELAXED)) return;
-    co_future_t *f = __atomic_exchange_n(&p->inbox, NULL, __ATOMIC_ACQUIRE), *fifo = NULL;
+    co_future_t *f = __atomic_exchange_n(&p->inbox, NULL, __ATOMIC_SEQ_CST), *fifo = NULL;
     long n = 0;
     while (f) { /* newest first: reverse it */
         co_future_t *next = (co_future_t *)f->qnode.next;
@@ -189,6 +189,14 @@ static co_future_t *dequeue(co_pool_t *p)
     f->queued = false;
     queued_add(p, -1);
     return f;
+}
+
+static inline void workers_add(co_pool_t *p, long d)
+{
+    /* Sequentially consistent with the inbox's exchange and a submit's
+     * push and load: a submit that sees all workers busy has its task seen
+     * by the last one out (worker's exit path). */
+    __atomic_store_n(&p->nworkers, p->nworkers + (size_t)d, __ATOMIC_SEQ_CST);
 }
 
 /* Room was made: the oldest waiting submitter's task goes in.  Spin lock
@@ -417,7 +425,7 @@ static void *worker(void *arg)
     }
     if (counted) avail_add(p, -1);
     me_slot->running = NULL;
-    p->nworkers--;
+    workers_add(p, -1);
     /* The last worker out fails what was submitted while the pool
      * stopped (a submit that saw it still counted relies on it). */
     co__list_t left = {0};
@@ -509,7 +517,7 @@ static int start_for(co_pool_t *p, co_future_t *f)
     bool start = !stopped && p->nworkers < p->max_workers;
     unsigned index = 0;
     if (start) {
-        p->nworkers++;
+        workers_add(p, 1);
         index = p->next_index++;
     }
     int err = 0;
@@ -517,7 +525,7 @@ static int start_for(co_pool_t *p, co_future_t *f)
     co__spin_unlock(&p->spin);
     if (start && (err = start_worker(p, index)) != 0) {
         co__spin_lock(&p->spin);
-        p->nworkers--;
+        workers_add(p, -1);
         maybe_release_joiners(p, &wl);
         if (p->nworkers > 0) err = 0; /* not fatal: the others will get to f */
         co__spin_unlock(&p->spin);
@@ -567,7 +575,7 @@ static co_future_t *submit(co_pool_t *p, co_fn fn, void *arg, void (*arg_free)(v
                 err = co__wait_in(&w, &p->spin, &p->putters, deadline, "co_pool_submit", p, CO__BY_MESSAGE);
                 if (!err) err = w.result; /* moved in by a worker, or EPIPE / ENOTRECOVERABLE */
                 if (err) {
-                    free(f);
+                    co__future_discard(f);
                     return errno = err, NULL;
                 }
                 return f; /* a worker made the room and took it in: workers exist */
@@ -575,7 +583,7 @@ static co_future_t *submit(co_pool_t *p, co_fn fn, void *arg, void (*arg_free)(v
         }
         if (err) {
             co__spin_unlock(&p->spin);
-            free(f);
+            co__future_discard(f);
             return errno = err, NULL;
         }
         enqueue(p, f);
@@ -591,10 +599,14 @@ static co_future_t *submit(co_pool_t *p, co_fn fn, void *arg, void (*arg_free)(v
         wake_one(p);
         return f;
     }
+    /* All workers busy and no room for another (read without the lock:
+     * only shutdown lowers the count, and then the last worker out fails
+     * what is left): the task waits for one of them. */
+    if (__atomic_load_n(&p->nworkers, __ATOMIC_SEQ_CST) >= p->max_workers) return f;
     err = start_for(p, f);
     if (!err) return f;
     f->arg_free = NULL; /* the caller keeps its argument */
-    free(f);
+    co__future_discard(f);
     return errno = err, NULL;
 }
 
@@ -911,11 +923,12 @@ void co__executor_fork_child(void)
         while (!co__list_empty(&q)) co__list_push(&cancelled, co__list_pop(&q));
         co__waiters_fork_filter(&p->idle, 0, &wl);
         co__waiters_fork_filter(&p->putters, EAGAIN, &wl);
-        p->nworkers = p->nidle = p->navail = 0;
+        p->nidle = p->navail = 0;
+        workers_add(p, -(long)p->nworkers);
         for (size_t i = 0; i < p->max_workers; i++) {
             slot_t *s = &p->slots[i];
             if (s->thread == me) {
-                p->nworkers = 1;
+                workers_add(p, 1);
                 continue;
             }
             if (s->running) co__list_push(&lost, &s->running->qnode);

@@ -24,9 +24,10 @@
  *     9. name lookups      the /etc/hosts table's lock released
  *    10. signals           this hub's waiters kept, the dispatcher restarted
  *    11. debugging aids    the dumper and the monitor restarted if they ran
- *    12. threads           the forking thread is the main thread; every
+ *    12. future records    the pool's lock released
+ *    13. threads           the forking thread is the main thread; every
  *                          other thread's record says it is gone
- *    13. thread pools      no workers (they start again on demand); queued
+ *    14. thread pools      no workers (they start again on demand); queued
  *                          tasks cancelled, running ones failed
  *
  * What the child inherits and keeps: its own coroutines (copies, as in
@@ -42,6 +43,7 @@ static void prepare(void)
 {
     co__executor_fork_prepare();
     co__thread_fork_prepare();
+    co__future_fork_prepare();
     co__debug_fork_prepare();
     co__signal_fork_prepare();
     co__dns_fork_prepare();
@@ -64,6 +66,7 @@ static void parent(void)
     co__dns_fork_parent();
     co__signal_fork_parent();
     co__debug_fork_parent();
+    co__future_fork_parent();
     co__thread_fork_parent();
     co__executor_fork_parent();
 }
@@ -81,6 +84,7 @@ static void child(void)
     co__dns_fork_child();
     co__signal_fork_child();
     co__debug_fork_child();
+    co__future_fork_child();
     co__thread_fork_child();
     co__executor_fork_child();
 }

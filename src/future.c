@@ -26,6 +26,7 @@
  * coroutine of its own; one added by a thread without a hub runs on the
  * completing thread, as concurrent.futures does. */
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,26 +78,141 @@ void co__future_ref(co_future_t *f)
     __atomic_fetch_add(&f->refs, 1, __ATOMIC_RELAXED);
 }
 
+/* Future records are pooled, as coroutine records are: a thread keeps up
+ * to CACHE_MAX freed ones for its next futures, hands the surplus to a
+ * process-wide pool CACHE_MAX at a time (one lock for the lot), and new
+ * ones are made CHUNK at a time.  Records are never returned to malloc.
+ * Measured on the pool throughput figure: a batch of 10,000 futures
+ * freed and made again made glibc give the heap top back and fault it in
+ * again every batch (a fifth of the submitter's time with malloc and
+ * free themselves). */
+#define CHUNK     64
+#define CACHE_MAX 1024
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static co_future_t *pool; /* linked through qnode.next */
+static CO__TLS __thread co_future_t *cache;
+static CO__TLS __thread size_t ncache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static inline co_future_t *next_of(const co_future_t *f)
+{
+    return (co_future_t *)(void *)f->qnode.next;
+}
+
+/* A thread exits: its cache goes to the pool. */
+static void cache_exit(void *unused)
+{
+    (void)unused;
+    if (!cache) return;
+    co_future_t *last = cache;
+    while (next_of(last)) last = next_of(last);
+    pthread_mutex_lock(&pool_lock);
+    last->qnode.next = (co__lnode_t *)(void *)pool;
+    pool = cache;
+    pthread_mutex_unlock(&pool_lock);
+    cache = NULL;
+    ncache = 0;
+}
+
+static void make_cache_key(void)
+{
+    CO__CHECK(pthread_key_create(&cache_key, cache_exit) == 0, "pthread_key_create failed");
+}
+
+static co_future_t *record_alloc(void)
+{
+    co_future_t *f = cache;
+    if (CO__LIKELY(f != NULL)) {
+        cache = next_of(f);
+        ncache--;
+        return f;
+    }
+    pthread_once(&cache_once, make_cache_key);
+    pthread_setspecific(cache_key, (void *)1); /* flush the cache when this thread exits */
+    pthread_mutex_lock(&pool_lock);
+    while (ncache < CHUNK && pool) {
+        co_future_t *p = pool;
+        pool = next_of(p);
+        p->qnode.next = (co__lnode_t *)(void *)cache;
+        cache = p;
+        ncache++;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (!cache) {
+        co_future_t *chunk = malloc(CHUNK * sizeof *chunk);
+        if (!chunk) return NULL;
+        for (size_t i = 1; i < CHUNK; i++) {
+            chunk[i].qnode.next = (co__lnode_t *)(void *)cache;
+            cache = &chunk[i];
+            ncache++;
+        }
+        return &chunk[0];
+    }
+    f = cache;
+    cache = next_of(f);
+    ncache--;
+    return f;
+}
+
+static void record_free(co_future_t *f)
+{
+    f->qnode.next = (co__lnode_t *)(void *)cache;
+    cache = f;
+    if (++ncache <= CACHE_MAX) return;
+    /* The surplus (all but the newest) goes to the pool at once. */
+    co_future_t *rest = next_of(f), *last = rest;
+    while (next_of(last)) last = next_of(last);
+    f->qnode.next = NULL;
+    ncache = 1;
+    pthread_mutex_lock(&pool_lock);
+    last->qnode.next = (co__lnode_t *)(void *)pool;
+    pool = rest;
+    pthread_mutex_unlock(&pool_lock);
+}
+
+void co__future_fork_prepare(void)
+{
+    pthread_mutex_lock(&pool_lock);
+}
+
+void co__future_fork_parent(void)
+{
+    pthread_mutex_unlock(&pool_lock);
+}
+
+void co__future_fork_child(void)
+{
+    pthread_mutex_unlock(&pool_lock);
+}
+
 void co__future_unref(co_future_t *f)
 {
     if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (f->arg_free) f->arg_free(f->arg);
     free(f->msg);
     if (f->size) free(f->value);
-    free(f);
+    record_free(f);
+}
+
+void co__future_discard(co_future_t *f)
+{
+    record_free(f);
 }
 
 co_future_t *co_future_new(void)
 {
-    co_future_t *f = calloc(1, sizeof *f);
+    co_future_t *f = record_alloc();
     if (!f) return errno = ENOMEM, NULL;
+    memset(f, 0, sizeof *f);
     f->refs = 1;
     return f;
 }
 
 co_future_t *co__future_task(co_fn fn, void *arg)
 {
-    co_future_t *f = malloc(sizeof *f);
+    co_future_t *f = record_alloc();
     if (!f) return errno = ENOMEM, NULL;
     /* Every field, without a memset of the whole struct: this is on the
      * path of every submit. */

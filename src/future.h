@@ -49,6 +49,14 @@ int co__future_complete(co_future_t *f, void *value, int err, const char *msg);
 void co__future_unref(co_future_t *f);
 void co__future_ref(co_future_t *f);
 
+/* Frees a record co__future_task made that was never handed out. */
+void co__future_discard(co_future_t *f);
+
+/* The fork path: the record pool's lock is held across fork(). */
+void co__future_fork_prepare(void);
+void co__future_fork_parent(void);
+void co__future_fork_child(void);
+
 /* The fork path (executor.c, for the tasks its workers ran or had
  * queued): completes f in the child — cancelled, or done with err and
  * msg — waking only the
