@@ -49,23 +49,24 @@ typedef struct slot {
 } slot_t;
 
 struct co_pool {
-    /* The submitters' side, on a cache line of its own: a submit touches
+    /* The submitters' side, on a cache line of its own: a submit writes
      * only this line (and its future), never the spin lock, so that it
      * does not wait for workers taking tasks (measured: ~25% of a
      * submitter's time went to that lock's contention when submits went
-     * through it).  Polling workers read nqueued. */
+     * through it).  Polling workers read it, and nqueued. */
     _Alignas(64) co_future_t *inbox; /* tasks submitted, newest first (a Treiber stack) */
-    size_t nqueued;                  /* atomic: tasks queued (in the inbox too if the pool is bounded) */
-    /* Workers that will look at the queue again before they sleep:
-     * polling for work, or finishing a task (counted before its result is
-     * published, so that a caller who submits the next task as soon as it
-     * sees a result finds this worker and starts no other). */
-    size_t navail;   /* atomic */
-    size_t nidle;    /* atomic: sleeping workers (changed under the spin lock) */
-    unsigned shut;   /* atomic */
-    unsigned broken; /* atomic */
+    /* What a submit reads after its push, rarely written: it stays in
+     * every submitter's cache. */
+    _Alignas(64) size_t navail; /* atomic: workers that will look at the queue again before they sleep
+                                 * (polling, or finishing a task while nothing is queued: counted before
+                                 * its result is published, so that a caller who submits its next task as
+                                 * soon as it sees a result finds this worker, and starts no other) */
+    size_t nidle;               /* atomic: sleeping workers (changed under the spin lock) */
+    unsigned shut;              /* atomic */
+    unsigned broken;            /* atomic */
     /* The workers' side, under the spin lock. */
     _Alignas(64) unsigned spin;
+    size_t nqueued;     /* atomic for readers: tasks queued (in the inbox too if the pool is bounded) */
     co__list_t queue;   /* co_future_t.qnode, oldest first (the inbox drained into it) */
     co__list_t idle;    /* sleeping workers */
     co__list_t putters; /* submitters waiting for room; w.item = their task */
@@ -320,8 +321,10 @@ static bool run_task(co_pool_t *p, slot_t *me, co_future_t *f)
         task = (task_ctx_t){.active = true};
         void *v = f->fn(f->arg);
         task.active = false;
-        avail_add(p, 1);
-        counted = true;
+        if (!queued(p) && !__atomic_load_n(&p->inbox, __ATOMIC_RELAXED)) {
+            avail_add(p, 1); /* only when the queue is empty: a backlog needs no such promise */
+            counted = true;
+        }
         __atomic_fetch_add(&me->completed, 1, __ATOMIC_RELAXED); /* counted before anyone sees the result */
         co__future_complete(f, v, task.err, task.msg);
         free(task.msg);
