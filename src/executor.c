@@ -1,25 +1,30 @@
 /* Thread pools (concurrent.futures.ThreadPoolExecutor) and the default
  * pool behind co_pool_run.
  *
- * A pool is a spin-locked state (wait.c's protocol): a FIFO of queued
- * tasks, and three lists of waiters — idle workers, submitters waiting
- * for room in a bounded queue, joiners.  A task is its future
- * (future.h): queuing never allocates beyond the future itself.
+ * A task is its future (future.h): queuing never allocates beyond it.
+ * Submitters push tasks onto a lock-free stack (the inbox, one
+ * compare-and-swap on a cache line of its own); workers, under the pool's
+ * spin lock, drain it onto a FIFO, oldest first, and take the oldest task.
+ * Under the same lock live three lists of waiters (wait.c's protocol):
+ * sleeping workers, submitters waiting for room in a bounded queue (they
+ * queue under the lock), joiners.
  *
- * Hand-offs, all under the pool's spin lock, keep every task in exactly
- * one place — queued, handed to a worker, or dropped:
- *  - submit gives the task to a worker that is polling for work (it takes
- *    it from the queue within microseconds), else straight to a sleeping
- *    idle worker (granted, no queue), else queues it and starts a worker
- *    if none is idle and the pool is below max_workers (Python's rule:
- *    idle workers are reused before new ones start);
- *  - a worker takes the oldest queued task, moving the oldest waiting
- *    submitter's task into the room it made;
- *  - cancel takes a task off the queue (future.c calls co__pool_cancelled);
- *    a task a worker already took is dropped by the worker when it finds
- *    it cancelled (co_future_set_running fails).
- * Whoever takes a task off the queue (or out of a grant) owns the pool's
- * reference on its future and drops it once done with it.
+ * Who takes a task.  After its push a submit reads two counts: workers
+ * that will look at the queue again (polling for work, just woken, or
+ * finishing a task while nothing is queued) — then nothing more is
+ * needed; else sleeping workers — it wakes one; else, below max_workers,
+ * it starts one (Python's rule: idle workers are reused before new ones
+ * start).  A worker going to sleep counts itself idle, then stops
+ * counting itself available, then looks at the inbox, all sequentially
+ * consistent with the submit's push and reads: a task is never left with
+ * nobody to take it.
+ *
+ * Every task is in exactly one place — the inbox, the FIFO, a worker's
+ * hands, or dropped: cancel drains the inbox and takes the task off the
+ * FIFO (future.c calls co__pool_cancelled); a task a worker already took
+ * is dropped by the worker when it finds it cancelled
+ * (co_future_set_running fails).  Whoever takes a task off the queue
+ * owns the pool's reference on its future and drops it when done.
  *
  * Workers are program threads (co__thread_start: named, listed by
  * co_thread_enumerate, non-daemon unless the pool is), not cogent helpers:
@@ -48,7 +53,7 @@ typedef struct slot {
     uint64_t completed;               /* atomic: tasks it ran (its own line: no sharing) */
 } slot_t;
 
-struct co_pool {
+struct co_pool { // NOLINT(clang-analyzer-optin.performance.Padding): cache lines kept apart on purpose
     /* The submitters' side, on a cache line of its own: a submit writes
      * only this line (and its future), never the spin lock, so that it
      * does not wait for workers taking tasks (measured: ~25% of a
