@@ -34,6 +34,7 @@
  *   threads               threading.Thread: names, daemon, join, timers
  *   futures               one future for every executor and for promises
  *   executors             thread pools: submit, map, shutdown, run from a coroutine
+ *   hub pools             a hub per thread, coroutines spawned on any of them
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1175,6 +1176,40 @@ CO_API co_pool_t *co_pool_default(void);
  * errno: the task's error (co_task_fail), or submit's and the wait's.
  * Switches: yes. */
 CO_API int co_pool_run(co_pool_t *p, co_fn fn, void *arg, int64_t deadline, void **result);
+
+/* ------------------------------------------------------------- hub pools */
+/* N threads, each running a hub, and coroutines spawned on a chosen hub
+ * or the least loaded one: coroutines on every core (a coroutine never
+ * moves between threads).  docs/executor.md. */
+
+typedef struct co_hubpool co_hubpool_t;
+
+typedef struct co_hubpool_opts {
+    const char *name; /* copied (200 bytes at most); threads "<name>_<i>"; NULL: "HubPool-<n>" */
+    bool daemon;      /* the threads are daemon threads: not waited for at exit */
+} co_hubpool_opts_t;
+
+/* Starts n threads (0: one per CPU), each running a hub, with every
+ * signal blocked.  NULL with EINVAL (name too long), EAGAIN or ENOMEM.
+ * Switches: no (it waits for the threads to start). */
+CO_API co_hubpool_t *co_hubpool_new(size_t n, const co_hubpool_opts_t *opts);
+/* Switches: no. */
+CO_API size_t co_hubpool_size(const co_hubpool_t *hp);
+/* Spawns fn(arg) on hub `which` (0 .. size-1), or with -1 on the one with
+ * the fewest live coroutines, and returns its handle: an ordinary one, to
+ * join, wait on, kill or detach from any thread (exactly once, as every
+ * handle).  The spawn is done by that hub's thread; the caller waits for
+ * its answer (microseconds, unless that hub is busy running something):
+ * a coroutine parks, a thread blocks; not a cancellation point.  NULL with
+ * EINVAL (fn NULL, which out of range), EPIPE (the pool is being freed),
+ * ENOMEM.  Switches: yes. */
+CO_API co_coro_t *co_hubpool_spawn(co_hubpool_t *hp, int which, co_fn fn, void *arg);
+/* Stops the pool: on each thread, the coroutines still running are
+ * killed (their blocking calls fail with ECANCELED) and run to their end,
+ * as at any thread's exit; then the threads are joined and the pool
+ * freed.  Handles of its coroutines not yet joined stay valid for join.
+ * From one of its threads, aborts.  NULL is a no-op.  Switches: yes. */
+CO_API void co_hubpool_free(co_hubpool_t *hp);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

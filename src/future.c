@@ -551,11 +551,10 @@ static bool spin_for(const co_future_t *f)
     }
 }
 
-int co_future_wait(co_future_t *f, int64_t deadline)
+int co__future_wait(co_future_t *f, int64_t deadline, bool cancellable)
 {
-    CO__CHECK(f != NULL, "co_future_wait: NULL future");
     if (complete_state(state_of(f))) return 0;
-    if (deadline == 0) return errno = ETIMEDOUT, -1;
+    if (deadline == 0) return ETIMEDOUT;
     if (spin_for(f)) return 0;
     co__spin_lock(&f->spin);
     if (complete_state(f->state)) {
@@ -564,7 +563,16 @@ int co_future_wait(co_future_t *f, int64_t deadline)
     }
     co__waiter_t w;
     co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &f->spin, &f->waiters, deadline, "co_future_wait", f, waker_of(f));
+    co__waiters_push(&f->waiters, &w);
+    int r = co__wait_block(&w, &f->spin, &f->waiters, deadline, "co_future_wait", f, waker_of(f), cancellable);
+    if (r) co__spin_unlock(&f->spin);
+    return r;
+}
+
+int co_future_wait(co_future_t *f, int64_t deadline)
+{
+    CO__CHECK(f != NULL, "co_future_wait: NULL future");
+    int r = co__future_wait(f, deadline, true);
     return r ? (errno = r, -1) : 0;
 }
 

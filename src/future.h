@@ -49,6 +49,10 @@ int co__future_complete(co_future_t *f, void *value, int err, const char *msg);
 void co__future_unref(co_future_t *f);
 void co__future_ref(co_future_t *f);
 
+/* co_future_wait, cancellably or not (a wait that must not lose what it
+ * waits for).  0 or an errno value.  Switches: yes, unless complete. */
+int co__future_wait(co_future_t *f, int64_t deadline, bool cancellable);
+
 /* Frees a record co__future_task made that was never handed out. */
 void co__future_discard(co_future_t *f);
 
