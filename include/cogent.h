@@ -1211,6 +1211,30 @@ CO_API co_coro_t *co_hubpool_spawn(co_hubpool_t *hp, int which, co_fn fn, void *
  * From one of its threads, aborts.  NULL is a no-op.  Switches: yes. */
 CO_API void co_hubpool_free(co_hubpool_t *hp);
 
+/* A stream server on every hub of a pool (SO_REUSEPORT): one listener
+ * per hub on one port; the kernel spreads connections over them and each
+ * connection's handler runs on the hub that accepted it. */
+typedef struct co_hubserver co_hubserver_t;
+
+/* Starts a co_server with opts (as co_server_new takes them; reuseport is
+ * forced on, unix_socket is refused) on every hub of hp, all on one port:
+ * opts->port, or with 0 the free port the first one got.  NULL with
+ * errno (co_server_new's: EADDRINUSE...; EINVAL: handler NULL or a Unix
+ * socket).  Switches: yes. */
+CO_API co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *arg,
+                                        const co_server_opts_t *opts);
+/* The port all the listeners share.  Switches: no. */
+CO_API int co_hubserver_port(const co_hubserver_t *hs);
+/* The servers' counters, summed.  Switches: no. */
+CO_API void co_hubserver_stats(const co_hubserver_t *hs, co_server_stats_t *st);
+/* co_server_stop on every hub (listeners closed at once, handlers given
+ * until the deadline, then killed); returns how many were killed in all.
+ * Not from one of its handlers.  Switches: yes. */
+CO_API int co_hubserver_stop(co_hubserver_t *hs, int64_t deadline);
+/* Stops (handlers killed at once) and frees every server.  Free it before
+ * the pool.  NULL is a no-op.  Switches: yes. */
+CO_API void co_hubserver_free(co_hubserver_t *hs);
+
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a
  * thread waits for a signal as for any event, and runs ordinary code when

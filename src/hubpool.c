@@ -213,3 +213,162 @@ void co_hubpool_free(co_hubpool_t *hp)
     free(hp->name);
     free(hp);
 }
+
+/* ------------------------------------------------------ multi-hub server */
+
+/* One stream server per hub of a pool, all listening on one port with
+ * SO_REUSEPORT: the kernel spreads incoming connections over the
+ * listeners, and each connection's handler runs on the hub whose
+ * listener accepted it.  Each server is made, started, stopped and freed
+ * by a coroutine of its own hub (servers belong to their hub). */
+struct co_hubserver {
+    co_hubpool_t *hp;
+    size_t n;
+    int port;
+    int64_t stop_deadline; /* for the stoppers */
+    co_server_t **servers;
+};
+
+typedef struct serve_req {
+    co_handler_fn handler;
+    void *arg;
+    co_server_opts_t opts;
+} serve_req_t;
+
+static void *serve_on_hub(void *arg)
+{
+    serve_req_t *r = arg;
+    co_server_t *s = co_server_new(r->handler, r->arg, &r->opts);
+    if (!s) return (void *)(intptr_t)-errno;
+    if (co_server_start(s) < 0) {
+        int e = errno;
+        co_server_free(s);
+        return (void *)(intptr_t)-e;
+    }
+    return s;
+}
+
+static bool is_error(void *r)
+{
+    return (intptr_t)r < 0 && (intptr_t)r > -4096;
+}
+
+typedef struct stop_req {
+    co_server_t *s;
+    int64_t deadline;
+    bool free_it;
+} stop_req_t;
+
+static void *stop_on_hub(void *arg)
+{
+    stop_req_t *r = arg;
+    int killed = co_server_stop(r->s, r->deadline);
+    if (r->free_it) co_server_free(r->s);
+    return (void *)(intptr_t)killed;
+}
+
+/* Runs fn(arg) on hub i and waits for it, not cancellably: a server must
+ * not be left half made or half stopped. */
+static void *run_on(co_hubpool_t *hp, size_t i, co_fn fn, void *arg)
+{
+    co_coro_t *c = co_hubpool_spawn(hp, (int)i, fn, arg);
+    CO__CHECK(c != NULL, "co_hubserver: cannot reach hub %zu (%d)", i, errno);
+    void *r = NULL;
+    while (co_join(c, -1, &r) < 0) CO__CHECK(errno == ECANCELED, "co_hubserver: join failed (%d)", errno);
+    return r;
+}
+
+co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *arg, const co_server_opts_t *opts)
+{
+    CO__CHECK(hp != NULL, "co_hubpool_serve: NULL pool");
+    co_server_opts_t o = opts ? *opts : (co_server_opts_t){0};
+    if (!handler || o.unix_socket) return errno = EINVAL, NULL;
+    o.reuseport = true;
+    co_hubserver_t *hs = calloc(1, sizeof *hs);
+    if (!hs || !(hs->servers = calloc(hp->n, sizeof(co_server_t *)))) {
+        free(hs);
+        return errno = ENOMEM, NULL;
+    }
+    hs->hp = hp;
+    hs->n = hp->n;
+    int err = 0;
+    /* The first listener picks the port (port 0: any free one); the
+     * others join it there. */
+    for (size_t i = 0; i < hp->n && !err; i++) {
+        serve_req_t req = {handler, arg, o};
+        void *r = run_on(hp, i, serve_on_hub, &req);
+        if (is_error(r)) {
+            err = -(int)(intptr_t)r;
+            break;
+        }
+        hs->servers[i] = r;
+        if (i == 0) o.port = hs->port = co_server_port(r);
+    }
+    if (err) {
+        co_hubserver_free(hs);
+        return errno = err, NULL;
+    }
+    return hs;
+}
+
+int co_hubserver_port(const co_hubserver_t *hs)
+{
+    CO__CHECK(hs != NULL, "co_hubserver_port: NULL server");
+    return hs->port;
+}
+
+void co_hubserver_stats(const co_hubserver_t *hs, co_server_stats_t *st)
+{
+    CO__CHECK(hs != NULL && st != NULL, "co_hubserver_stats: NULL argument");
+    memset(st, 0, sizeof *st);
+    for (size_t i = 0; i < hs->n; i++) {
+        if (!hs->servers[i]) continue;
+        co_server_stats_t one;
+        co_server_stats(hs->servers[i], &one);
+        st->accepted += one.accepted;
+        st->active += one.active;
+        st->closed += one.closed;
+        st->errors += one.errors;
+    }
+}
+
+/* Stops (and with free_it, frees) every hub's server: all at once, so
+ * that the deadline holds for each.  Returns how many handlers were
+ * killed in all. */
+static int stop_all(co_hubserver_t *hs, int64_t deadline, bool free_it)
+{
+    stop_req_t *reqs = calloc(hs->n, sizeof *reqs);
+    co_coro_t **cs = calloc(hs->n, sizeof(co_coro_t *));
+    CO__CHECK(reqs && cs, "co_hubserver: out of memory");
+    for (size_t i = 0; i < hs->n; i++) {
+        if (!hs->servers[i]) continue;
+        reqs[i] = (stop_req_t){hs->servers[i], deadline, free_it};
+        cs[i] = co_hubpool_spawn(hs->hp, (int)i, stop_on_hub, &reqs[i]);
+        CO__CHECK(cs[i] != NULL, "co_hubserver: cannot reach hub %zu (%d)", i, errno);
+    }
+    int killed = 0;
+    for (size_t i = 0; i < hs->n; i++) {
+        if (!cs[i]) continue;
+        void *r = NULL;
+        while (co_join(cs[i], -1, &r) < 0) CO__CHECK(errno == ECANCELED, "co_hubserver: join failed (%d)", errno);
+        if ((intptr_t)r > 0) killed += (int)(intptr_t)r;
+        if (free_it) hs->servers[i] = NULL;
+    }
+    free(reqs);
+    free(cs);
+    return killed;
+}
+
+int co_hubserver_stop(co_hubserver_t *hs, int64_t deadline)
+{
+    CO__CHECK(hs != NULL, "co_hubserver_stop: NULL server");
+    return stop_all(hs, deadline, false);
+}
+
+void co_hubserver_free(co_hubserver_t *hs)
+{
+    if (!hs) return;
+    stop_all(hs, 0, true);
+    free(hs->servers);
+    free(hs);
+}

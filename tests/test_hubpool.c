@@ -183,6 +183,55 @@ static void test_stress(void)
     co_hubpool_free(shp);
 }
 
+/* A server on every hub: connections spread over the hubs (SO_REUSEPORT),
+ * each handled on the hub that accepted it. */
+static int tid_echo(int fd, void *arg)
+{
+    (void)arg;
+    char c;
+    if (co_read(fd, &c, 1, co_now() + 5000) != 1) return EIO;
+    int32_t tid = (int32_t)co_thread_id(co_thread_current());
+    return co_write_all(fd, &tid, sizeof tid, NULL, co_now() + 5000) < 0 ? errno : 0;
+}
+
+static void test_server_on_every_hub(void)
+{
+    co_hubpool_t *hp = co_hubpool_new(2, NULL);
+    ASSERT_ERR(co_hubpool_serve(hp, tid_echo, NULL, &(co_server_opts_t){.host = "/tmp/x", .unix_socket = true}),
+               EINVAL);
+    co_hubserver_t *hs = co_hubpool_serve(hp, tid_echo, NULL, &(co_server_opts_t){.host = "127.0.0.1"});
+    ASSERT(hs != NULL);
+    int port = co_hubserver_port(hs);
+    ASSERT(port > 0);
+    enum { N = 40 };
+    int32_t tids[N];
+    for (int i = 0; i < N; i++) {
+        int fd = co_tcp_connect("127.0.0.1", port, co_now() + 5000);
+        ASSERT(fd >= 0);
+        ASSERT_EQ(co_write(fd, "x", 1, co_now() + 5000), 1);
+        ASSERT_EQ(co_read(fd, &tids[i], sizeof tids[i], co_now() + 5000), (ssize_t)sizeof tids[i]);
+        co_close(fd);
+    }
+    int other = 0;
+    for (int i = 0; i < N; i++) {
+        ASSERT(tids[i] > 0 && tids[i] != getpid());
+        other += tids[i] != tids[0];
+    }
+    ASSERT(other > 0 && other < N); /* both hubs served (40 connections hashed over 2 listeners) */
+    co_server_stats_t st;
+    for (int i = 0; i < 1000; i++) {
+        co_hubserver_stats(hs, &st);
+        if (st.closed == N) break;
+        co_sleep_ms(1);
+    }
+    ASSERT_EQ(st.accepted, N);
+    ASSERT_EQ(st.closed, N);
+    ASSERT_EQ(st.errors, 0);
+    ASSERT_EQ(co_hubserver_stop(hs, co_now() + 1000), 0);
+    co_hubserver_free(hs);
+    co_hubpool_free(hp);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -192,5 +241,6 @@ int main(int argc, char **argv)
     RUN(test_free_ends_coroutines);
     RUN(test_queue_across_hubs);
     RUN(test_stress);
+    RUN(test_server_on_every_hub);
     return TEST_MAIN_END();
 }
