@@ -267,15 +267,49 @@ static void *stop_on_hub(void *arg)
     return (void *)(intptr_t)killed;
 }
 
-/* Runs fn(arg) on hub i and waits for it, not cancellably: a server must
- * not be left half made or half stopped. */
+/* Work for one hub, answered through a promise: the caller waits on it
+ * without being a cancellation point (a server must not be left half
+ * made or half stopped), which a join would be. */
+typedef struct remote {
+    co_fn fn;
+    void *arg;
+    co_future_t *done; /* referenced by the coroutine */
+} remote_t;
+
+static void *remote_main(void *arg)
+{
+    remote_t r = *(remote_t *)arg; /* the caller's copy is gone once it has its answer */
+    co_future_set_result(r.done, r.fn(r.arg));
+    co_future_free(r.done);
+    return NULL;
+}
+
+/* Starts fn(arg) on hub i; r (the caller's) gets the promise to wait on. */
+static void remote_start(co_hubpool_t *hp, size_t i, remote_t *r)
+{
+    r->done = co_future_new();
+    CO__CHECK(r->done != NULL, "co_hubserver: out of memory");
+    co__future_ref(r->done); /* the coroutine's */
+    co_coro_t *c = co_hubpool_spawn(hp, (int)i, remote_main, r);
+    CO__CHECK(c != NULL, "co_hubserver: cannot reach hub %zu (%d)", i, errno);
+    co_detach(c);
+}
+
+static void *remote_wait(remote_t *r)
+{
+    int e = co__future_wait(r->done, -1, false);
+    CO__CHECK(e == 0, "co_hubserver: waiting for a hub failed (%d)", e);
+    void *v = NULL;
+    co_future_result(r->done, 0, &v);
+    co_future_free(r->done);
+    return v;
+}
+
 static void *run_on(co_hubpool_t *hp, size_t i, co_fn fn, void *arg)
 {
-    co_coro_t *c = co_hubpool_spawn(hp, (int)i, fn, arg);
-    CO__CHECK(c != NULL, "co_hubserver: cannot reach hub %zu (%d)", i, errno);
-    void *r = NULL;
-    while (co_join(c, -1, &r) < 0) CO__CHECK(errno == ECANCELED, "co_hubserver: join failed (%d)", errno);
-    return r;
+    remote_t r = {.fn = fn, .arg = arg};
+    remote_start(hp, i, &r);
+    return remote_wait(&r);
 }
 
 co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *arg, const co_server_opts_t *opts)
@@ -338,24 +372,23 @@ void co_hubserver_stats(const co_hubserver_t *hs, co_server_stats_t *st)
 static int stop_all(co_hubserver_t *hs, int64_t deadline, bool free_it)
 {
     stop_req_t *reqs = calloc(hs->n, sizeof *reqs);
-    co_coro_t **cs = calloc(hs->n, sizeof(co_coro_t *));
-    CO__CHECK(reqs && cs, "co_hubserver: out of memory");
+    remote_t *rs = calloc(hs->n, sizeof *rs);
+    CO__CHECK(reqs && rs, "co_hubserver: out of memory");
     for (size_t i = 0; i < hs->n; i++) {
         if (!hs->servers[i]) continue;
         reqs[i] = (stop_req_t){hs->servers[i], deadline, free_it};
-        cs[i] = co_hubpool_spawn(hs->hp, (int)i, stop_on_hub, &reqs[i]);
-        CO__CHECK(cs[i] != NULL, "co_hubserver: cannot reach hub %zu (%d)", i, errno);
+        rs[i] = (remote_t){.fn = stop_on_hub, .arg = &reqs[i]};
+        remote_start(hs->hp, i, &rs[i]);
     }
     int killed = 0;
     for (size_t i = 0; i < hs->n; i++) {
-        if (!cs[i]) continue;
-        void *r = NULL;
-        while (co_join(cs[i], -1, &r) < 0) CO__CHECK(errno == ECANCELED, "co_hubserver: join failed (%d)", errno);
-        if ((intptr_t)r > 0) killed += (int)(intptr_t)r;
+        if (!hs->servers[i]) continue;
+        intptr_t r = (intptr_t)remote_wait(&rs[i]);
+        if (r > 0) killed += (int)r;
         if (free_it) hs->servers[i] = NULL;
     }
     free(reqs);
-    free(cs);
+    free(rs);
     return killed;
 }
 
