@@ -54,13 +54,14 @@ static void test_spawn_on_chosen_hub(void)
     co_hubpool_free(NULL);
 }
 
-/* -1: the hub with the fewest live coroutines; sleepers pile up evenly. */
+/* -1: the hub with the fewest live coroutines; sleepers pile up evenly
+ * (they sleep long enough that none ends while the others are spawned). */
 static void test_least_loaded(void)
 {
     co_hubpool_t *hp = co_hubpool_new(2, NULL);
     enum { N = 10 };
     co_coro_t *cs[N];
-    for (int i = 0; i < N; i++) cs[i] = co_hubpool_spawn(hp, -1, nap_tid, (void *)(intptr_t)50);
+    for (int i = 0; i < N; i++) cs[i] = co_hubpool_spawn(hp, -1, nap_tid, (void *)(intptr_t)500);
     pid_t first = 0;
     int on_first = 0;
     for (int i = 0; i < N; i++) {
