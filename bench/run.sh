@@ -19,6 +19,8 @@ g++ -O2 -o "$bin/switch_boost" "$here/peers/switch_boost.cc" -lboost_context
 gcc -O2 -o "$bin/switch_ucontext" "$here/peers/switch_ucontext.c"
 gcc -O2 -o "$bin/pthread_sync" "$here/peers/pthread_sync.c" -lpthread
 (cd "$here/peers" && GOCACHE="$out/gocache" GO111MODULE=off go build -o "$bin/go_bench" go_bench.go)
+gcc -O2 -o "$bin/pool_libuv" "$here/peers/pool_libuv.c" -luv
+g++ -O2 -o "$bin/pool_asio" "$here/peers/pool_asio.cc" -lpthread
 py=/usr/bin/python3
 have_uvloop=0
 $py -c "import uvloop" 2>/dev/null && have_uvloop=1
@@ -73,6 +75,20 @@ run2 "$b/bench_sync" queue_hubs
 run2 "$b/bench_sync" queue_hubs_fp
 run2 env GOMAXPROCS=2 "$bin/go_bench" chan_threads
 run2 "$bin/pthread_sync" queue
+# Thread pools: two workers everywhere, the submitter a third thread, on
+# both cores (pinning them to one would measure the scheduler instead).
+run2 "$b/bench_pool" rtt_thread
+run2 "$b/bench_pool" rtt_coro
+run2 "$b/bench_pool" throughput
+run2 env GOMAXPROCS=2 "$bin/go_bench" pool_rtt
+run2 env GOMAXPROCS=2 "$bin/go_bench" pool_throughput
+run2 env UV_THREADPOOL_SIZE=2 "$bin/pool_libuv" pool_rtt
+run2 env UV_THREADPOOL_SIZE=2 "$bin/pool_libuv" pool_throughput
+run2 "$bin/pool_asio" pool_rtt
+run2 "$bin/pool_asio" pool_throughput
+run2 $py "$here/peers/py_bench.py" pool_rtt
+run2 $py "$here/peers/py_bench.py" pool_throughput
+run2 "$b/bench_scaling"
 # The million: fewer repeats, it takes a while.
 repeat=$(( repeat < 3 ? repeat : 3 ))
 run "$b/bench_spawn_all"
@@ -183,6 +199,21 @@ figures = [
      "ahead of both (higher is better)"),
     ("queue_hubs_fp", "cross-thread queue on two hubs, with FP work", "queue_hubs_fp",
      [("same, without FP work", "queue_hubs")], "= queue_hubs"),
+    ("pool_rtt_thread", "thread pool: submit -> result, one at a time, from a thread", "pool_rtt_thread",
+     [("Go goroutine + channel (GOMAXPROCS=2)", "go_pool_rtt"), ("libuv uv_queue_work (2 threads)", "uv_pool_rtt"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_rtt"), ("Python ThreadPoolExecutor(2)", "py_pool_rtt")],
+     "lowest of all"),
+    ("pool_rtt_coro", "thread pool: submit -> result, one at a time, from a coroutine", "pool_rtt_coro",
+     [("Go goroutine + channel (GOMAXPROCS=2)", "go_pool_rtt"), ("libuv uv_queue_work (2 threads)", "uv_pool_rtt"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_rtt"), ("Python ThreadPoolExecutor(2)", "py_pool_rtt")],
+     "lowest of all"),
+    ("pool_throughput", "thread pool: 1M trivial tasks, 2 workers, one submitter", "pool_throughput",
+     [("Go, 2 worker goroutines + channels", "go_pool_throughput"),
+      ("libuv uv_queue_work (2 threads)", "uv_pool_throughput"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_throughput"),
+      ("Python ThreadPoolExecutor(2)", "py_pool_throughput")], ">= Go, >= 2x libuv (higher is better)"),
+    ("cpu_speedup_threads", "CPU-bound job on 2 threads vs 1 (examples/gil_lesson.c)", "cpu_speedup_threads",
+     [("the same job split over coroutines of one hub", "cpu_speedup_coroutines")], ">= 1.9x"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
     ("alive_compact_rss", "1M alive, compact: RSS per coroutine", "alive_compact_rss",
@@ -210,7 +241,7 @@ for key, label, ours, peers, goal in figures:
             continue
         # "lead": how many times better cogent is (> 1: ahead), whether
         # the unit is a time (lower is better) or a rate (higher is).
-        if units[ours].endswith("/s"):
+        if units[ours].endswith("/s") or units[ours] == "x":
             ratio = med[ours] / med[pname] if med[pname] else float("nan")
         else:
             ratio = med[pname] / med[ours] if med[ours] else float("nan")

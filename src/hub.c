@@ -431,6 +431,16 @@ static void hub_thread_exit(void *arg)
     }
 }
 
+/* Ends the calling thread's hub now, as its exit would (thread.c: a
+ * thread started by cogent is joined only once its coroutines ended). */
+void co__hub_thread_end(void)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) return;
+    pthread_setspecific(exit_key, NULL);
+    hub_thread_exit(h);
+}
+
 /* --------------------------------------------------------------- fork */
 
 void co__hub_fork_prepare(void)

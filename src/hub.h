@@ -155,6 +155,12 @@ extern bool (*co__hub_signal_hook)(co__hub_t *h);
  * that needs it exits.  Runs on the exiting hub's thread. */
 extern void (*co__hub_exit_hook)(co__hub_t *h);
 
+/* Ends the calling thread's hub now, exactly as its exit would (its
+ * coroutines are killed and run to their end), from its main coroutine;
+ * the thread may get a new hub later.  No-op without a hub.  Switches:
+ * yes.  (thread.c: a thread cogent started is joined only after this.) */
+void co__hub_thread_end(void);
+
 /* Calls fn(h, arg) for every hub of the process, with the registry
  * locked: fn must not create or end a hub, nor block. */
 void co__hub_each(void (*fn)(co__hub_t *h, void *arg), void *arg);

@@ -93,6 +93,14 @@ static inline void co__waiter_prepare(co__waiter_t *w)
  * stack moves while it waits: then the node in its record (compact.c).
  * Spin lock held. */
 co__waiter_t *co__compact_waiter(co_coro_t *c);
+/* Is the caller a compact coroutine?  Its stack moves while it waits:
+ * anything others reach while it waits belongs on the heap. */
+static inline bool co__compact_running(void)
+{
+    co__hub_t *h = co__tls.hub;
+    return h && CO__UNLIKELY(h->shared != NULL) && h->current->compact;
+}
+
 static inline co__waiter_t *co__waiter_get(co__waiter_t *local)
 {
     co__hub_t *h = co__tls.hub;
