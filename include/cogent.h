@@ -1113,9 +1113,11 @@ CO_API void co_as_completed_free(co_as_completed_t *ac);
  * future with co_task_fail.  docs/executor.md. */
 
 typedef struct co_pool co_pool_t;
+#define CO_POOL_MAX_WORKERS 32768 /* Linux's default limit of threads per user is near */
 
 typedef struct co_pool_opts {
-    size_t max_workers; /* 0: CPUs + 4, at most 32 (Python's default) */
+    size_t max_workers; /* 0: CPUs + 4, at most 32 (Python's default); larger than
+                         * CO_POOL_MAX_WORKERS (SIZE_MAX for "no limit"): that many */
     const char *name;   /* copied; workers are "<name>_<i>"; NULL: "ThreadPool-<n>" */
     size_t max_queue;   /* tasks queued, not yet running; 0: no limit */
     /* Run by each worker before its first task; a non-zero return (an

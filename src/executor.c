@@ -476,6 +476,8 @@ co_pool_t *co_pool_new(const co_pool_opts_t *opts)
     if (!p) return errno = ENOMEM, NULL;
     memset(p, 0, sizeof *p);
     p->max_workers = o.max_workers ? o.max_workers : default_workers();
+    if (p->max_workers > CO_POOL_MAX_WORKERS)
+        p->max_workers = CO_POOL_MAX_WORKERS; /* and slots below cannot overflow */
     p->max_queue = o.max_queue;
     p->init = o.init;
     p->init_arg = o.init_arg;

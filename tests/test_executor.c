@@ -91,6 +91,15 @@ static void test_defaults(void)
     /* Workers are the program's threads: enumerate lists them. */
     ASSERT(co_thread_count() >= (size_t)want + 1);
     co_pool_free(p);
+    /* "No limit": the slot array's size once overflowed (64 bytes for
+     * SIZE_MAX / 64 + 2 workers) and workers wrote past it. */
+    co_pool_t *big = co_pool_new(&(co_pool_opts_t){.max_workers = SIZE_MAX / 64 + 2});
+    ASSERT(big != NULL);
+    co_future_t *g[8];
+    for (int i = 0; i < 8; i++) ASSERT((g[i] = co_pool_submit(big, my_name, NULL, -1)) != NULL);
+    ASSERT_EQ(co_futures_wait(g, 8, CO_ALL_COMPLETED, -1), 8);
+    for (int i = 0; i < 8; i++) co_future_free(g[i]);
+    co_pool_free(big);
     ASSERT_ERR(co_pool_new(&(co_pool_opts_t){.stack_size = 100}), EINVAL);
     char longname[300];
     memset(longname, 'x', sizeof longname - 1);
