@@ -1068,8 +1068,8 @@ CO_API int co_future_error(const co_future_t *f, const char **msg);
  * cancelled), in callback order:
  *  - added by a coroutine: on that coroutine's hub, in a coroutine of its
  *    own, so never at the same time as the hub's other coroutines (it may
- *    block); if that hub's thread has exited by then, on the completing
- *    thread instead;
+ *    block); if that hub's thread is exiting then, on a worker of the
+ *    default thread pool; if it has exited, on the completing thread;
  *  - added by a thread without a hub: on the thread that completes f (a
  *    pool worker, or the caller of set_result), right after it does, as
  *    concurrent.futures does;
