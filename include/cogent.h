@@ -1216,7 +1216,8 @@ typedef struct co_hubpool co_hubpool_t;
 
 typedef struct co_hubpool_opts {
     const char *name; /* copied (200 bytes at most); threads "<name>_<i>"; NULL: "HubPool-<n>" */
-    bool daemon;      /* the threads are daemon threads: not waited for at exit */
+    bool daemon;      /* the threads are daemon threads: not waited for at exit
+                       * (else exit waits until their coroutines have finished) */
 } co_hubpool_opts_t;
 
 /* Starts n threads (0: one per CPU), each running a hub, with every
