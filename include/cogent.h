@@ -945,8 +945,9 @@ CO_API void co_thread_free(co_thread_t *t);
  * as you like.  Errors:
  *   ETIMEDOUT  the deadline passed first (deadline 0: t still runs);
  *   ECANCELED  the caller was killed;
- *   EDEADLK    t is the calling thread;
- *   EINVAL     t is the main thread (it ends with the process);
+ *   EDEADLK    t is the calling thread (the main thread joining itself too);
+ *   EINVAL     t is the main thread, joined from another thread (it ends
+ *              with the process);
  *   ESRCH      t does not exist in this process (a fork child).
  * Switches: yes, unless t has finished. */
 CO_API int co_thread_join(co_thread_t *t, int64_t deadline, void **result);
@@ -1022,7 +1023,8 @@ CO_API void co_future_free(co_future_t *f);
  * co_future_size says len), or with an error: err > 0, an errno value,
  * and msg (copied; may be NULL).  Waiters wake, callbacks run.
  * -1 with EALREADY if f was already done or cancelled (nothing changes),
- * EINVAL for err <= 0, ENOMEM (set_bytes).  Switches: no. */
+ * EINVAL for err <= 0, ENOMEM (set_bytes).  data NULL with len > 0
+ * aborts (a programming error, like any NULL object).  Switches: no. */
 CO_API int co_future_set_result(co_future_t *f, void *value);
 CO_API int co_future_set_bytes(co_future_t *f, const void *data, size_t len);
 CO_API int co_future_set_error(co_future_t *f, int err, const char *msg);
@@ -1157,6 +1159,7 @@ CO_API void co_pool_free(co_pool_t *p);
  *   ECANCELED        the caller was killed while waiting for room;
  *   ENOMEM.
  * Switches: only when it waits for room. */
+/* (p NULL: the default pool, co_pool_default.) */
 CO_API co_future_t *co_pool_submit(co_pool_t *p, co_fn fn, void *arg, int64_t deadline);
 
 /* Inside a task: makes its future fail with err (> 0) and msg (copied,
@@ -1176,7 +1179,8 @@ typedef struct co_map_opts {
  * cancelled), or submit's errors, or ETIMEDOUT / ECANCELED (tasks not
  * started are cancelled; running ones finish on their own, their results
  * dropped).  *ndone (may be NULL) gets how many leading results are in
- * results[], n on success.  opts may be NULL.  Switches: yes. */
+ * results[], n on success.  opts may be NULL; p NULL: the default pool.
+ * Switches: yes. */
 CO_API int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone,
                        int64_t deadline, const co_map_opts_t *opts);
 

@@ -421,6 +421,17 @@ static void test_run_from_coroutine(void)
     ASSERT_PTR_EQ(co_pool_default(), co_pool_default());
     /* A task's error comes back as errno. */
     ASSERT_ERR(co_pool_run(NULL, fail_at_13, (void *)13, -1, NULL), EDOM);
+    /* Submit and map take NULL for the default pool too. */
+    co_future_t *f = co_pool_submit(NULL, my_name, NULL, -1);
+    ASSERT(f != NULL);
+    ASSERT_EQ(co_future_result(f, -1, &name), 0);
+    ASSERT(!strncmp(name, "cogent-pool_", 12));
+    co_future_free(f);
+    void *items[3] = {(void *)1, (void *)2, (void *)3}, *out[3];
+    size_t nd;
+    ASSERT_EQ(co_pool_map(NULL, my_name, items, 3, out, &nd, -1, NULL), 0);
+    ASSERT_EQ(nd, 3);
+    for (int i = 0; i < 3; i++) ASSERT(!strncmp(out[i], "cogent-pool_", 12));
 }
 
 /* A task blocks on a cogent queue that a coroutine of another thread's
