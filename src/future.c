@@ -248,6 +248,10 @@ __attribute__((no_sanitize("thread"))) static bool waited_on(const co_future_t *
 void co_future_free(co_future_t *f)
 {
     if (!f) return;
+    /* A second free of the same handle finds no reference left (unless the
+     * record was reused meanwhile: a stale handle, as documented). */
+    CO__CHECK(__atomic_load_n(&f->refs, __ATOMIC_RELAXED) > 0, "co_future_free: future %p was already freed",
+              (void *)f);
     CO__CHECK(!waited_on(f), "co_future_free: future %p is being waited on", (void *)f);
     co__future_unref(f);
 }

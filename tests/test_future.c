@@ -245,12 +245,23 @@ static void free_waited_child(void *arg)
     (void)a;
 }
 
+static void double_free_child(void *arg)
+{
+    (void)arg;
+    co_future_t *f = co_future_new();
+    co_future_free(f);
+    co_future_free(f);
+}
+
 static void test_free_waited_aborts(void)
 {
     char buf[512];
     int st = run_child(free_waited_child, NULL, buf, sizeof buf);
     ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     ASSERT(strstr(buf, "cogent: co_future_free"));
+    st = run_child(double_free_child, NULL, buf, sizeof buf); /* once went unnoticed */
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    ASSERT(strstr(buf, "was already freed"));
 }
 
 /* ------------------------------------------------------------ callbacks */
