@@ -307,7 +307,9 @@ CO_API int co_yield_now(void);
  *   ENOMEM     the deadline could not be armed.
  * Switches: yes. */
 CO_API int co_sleep_until(int64_t deadline);
-/* Sleeps for ms milliseconds (ms <= 0 yields).  As co_sleep_until. */
+/* Sleeps for at least ms milliseconds of real time (ms <= 0 yields): the
+ * deadline is co_now() + ms + 1, as co_now() counts whole milliseconds.
+ * As co_sleep_until. */
 CO_API int co_sleep_ms(int64_t ms);
 
 /* The running coroutine (the thread's main coroutine outside any spawned

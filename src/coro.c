@@ -593,7 +593,9 @@ int co_sleep_until(int64_t deadline)
 
 int co_sleep_ms(int64_t ms)
 {
-    return ms <= 0 ? co_yield_now() : co_sleep_until(co__deadline_after(ms));
+    /* At least ms of real time: co_now() counts whole milliseconds, so
+     * now + ms could end up to 1 ms early; one tick more. */
+    return ms <= 0 ? co_yield_now() : co_sleep_until(co__deadline_after(ms == INT64_MAX ? ms : ms + 1));
 }
 
 co_coro_t *co_current(void)
