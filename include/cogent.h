@@ -1001,8 +1001,10 @@ typedef struct co_http_stats {
     uint64_t failed;    /* ended with an error (timeouts and kills included) */
     uint64_t pauses;    /* transfers paused because on_data was behind */
     uint64_t timer_sets;    /* libcurl timer changes (deletions included) */
-    uint64_t stale_removes; /* sockets libcurl dropped after they were closed */
-    uint64_t sockets_seen;  /* sockets libcurl asked the hub to watch */
+    uint64_t stale_sockets; /* libcurl named a socket already closed: a REMOVE after the
+                             * close, or a new socket under the old one's number */
+    uint64_t sockets_seen;  /* times libcurl asked to watch a socket it had not named (or had dropped) */
+    uint64_t connects;      /* connections opened (the rest were reused from the pool) */
     size_t in_flight;       /* requests running now (easy handles in the multi) */
     size_t sockets;         /* sockets watched now */
     bool driving;           /* the hub's driver coroutines are running */

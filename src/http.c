@@ -76,6 +76,8 @@ typedef struct req {
     co_http_resp_t *resp;
     const co_http_opts_t *o;
     co_buf_t pending; /* body not yet given to on_data */
+    co_buf_t spare;   /* the buffer on_data is reading, then the next one */
+    size_t received;  /* body bytes so far (max_body) */
     struct curl_slist *hdrs;
     char errbuf[CURL_ERROR_SIZE];
 } req_t;
@@ -171,7 +173,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
          * set by itself; EBADF / ENOENT say so, and a new descriptor of
          * that number is not in the set (we add only what libcurl names),
          * so this DEL cannot take anything else away. */
-        if (epoll_ctl(p->epfd, EPOLL_CTL_DEL, s, NULL) < 0) p->st.stale_removes++;
+        if (epoll_ctl(p->epfd, EPOLL_CTL_DEL, s, NULL) < 0) p->st.stale_sockets++;
         p->st.sockets--;
         if (!p->closing) curl_multi_assign(p->multi, s, NULL);
         return 0;
@@ -192,8 +194,9 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
     }
     /* ENOENT: libcurl closed the old socket of this number without a
      * REMOVE and made a new one: add the new one. */
-    if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) < 0 && (errno != ENOENT || epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0))
-        return -1;
+    if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) == 0) return 0;
+    if (errno != ENOENT || epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
+    p->st.stale_sockets++;
     return 0;
 }
 
@@ -241,7 +244,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *ud)
     if (r->err) return 0; /* fails the transfer with CURLE_WRITE_ERROR */
     const co_http_opts_t *o = r->o;
     co_buf_t *b = o && o->on_data ? &r->pending : &r->resp->body;
-    if (o && o->max_body && r->resp->body.len + r->pending.len + len > o->max_body) {
+    if (o && o->max_body && r->received + len > o->max_body) {
         r->err = EFBIG;
         return 0;
     }
@@ -260,6 +263,7 @@ static size_t on_write(char *data, size_t size, size_t n, void *ud)
         r->err = ENOMEM;
         return 0;
     }
+    r->received += len;
     return len;
 }
 
@@ -479,14 +483,22 @@ static int easy_setup(req_t *r, const char *url)
         else if (strcmp(o->method, o->body ? "POST" : "GET") != 0)
             curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, o->method);
     }
-    if (o && o->headers) {
-        for (const char *const *h = o->headers; *h; h++) {
-            struct curl_slist *l = curl_slist_append(r->hdrs, *h);
-            if (!l) return ENOMEM;
-            r->hdrs = l;
-        }
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+    /* No "Expect: 100-continue" (libcurl sends it with bodies over 1 MiB
+     * and then waits up to a second for servers that never answer it),
+     * unless the caller asks for it: aiohttp and Go do not send it. */
+    bool expect = false;
+    for (const char *const *h = o && o->headers ? o->headers : NULL; h && *h; h++) {
+        struct curl_slist *l = curl_slist_append(r->hdrs, *h);
+        if (!l) return ENOMEM;
+        r->hdrs = l;
+        if (!strncasecmp(*h, "Expect:", 7)) expect = true;
     }
+    if (o && o->body && !expect) {
+        struct curl_slist *l = curl_slist_append(r->hdrs, "Expect:");
+        if (!l) return ENOMEM;
+        r->hdrs = l;
+    }
+    if (r->hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
     if (o && o->setup) return o->setup(e, o->setup_arg);
     return 0;
 }
@@ -504,12 +516,17 @@ static void resp_reset(co_http_resp_t *resp)
     resp->url = NULL;
 }
 
-/* Hands the pending body to on_data, in the requester.  0 or an errno. */
+/* Hands the pending body to on_data, in the requester.  on_data may
+ * block, and libcurl meanwhile stores more: it goes to the other buffer.
+ * 0 or an errno. */
 static int deliver(req_t *r)
 {
     if (!r->pending.len) return 0;
-    int e = r->o->on_data(r->pending.data, r->pending.len, r->o->on_data_arg);
-    r->pending.len = 0;
+    co_buf_t take = r->pending;
+    r->pending = r->spare;
+    int e = r->o->on_data(take.data, take.len, r->o->on_data_arg);
+    take.len = 0;
+    r->spare = take;
     return e;
 }
 
@@ -568,7 +585,8 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
                 continue;
             }
         }
-        if (r.done || err) break;
+        if (err || (r.done && !r.pending.len)) break;
+        if (r.pending.len) continue; /* more came while on_data ran */
         waited = co_event_wait(&r.ev, deadline) < 0 ? errno : 0;
         co_event_clear(&r.ev);
         if (waited && !r.done) {
@@ -597,6 +615,9 @@ out:;
         curl_easy_getinfo(r.easy, CURLINFO_EFFECTIVE_URL, &eff);
         if (eff) resp->url = strdup(eff);
         curl_easy_getinfo(r.easy, CURLINFO_OS_ERRNO, &os_errno);
+        long conns = 0;
+        curl_easy_getinfo(r.easy, CURLINFO_NUM_CONNECTS, &conns);
+        p->st.connects += (uint64_t)conns;
     }
     if (!err && !r.done) err = ENOMEM;
     if (!err && r.result != CURLE_OK) err = r.err ? r.err : errno_of(r.result, os_errno);
@@ -606,8 +627,8 @@ out:;
         p->st.failed++;
         const char *m = method_name(opts);
         if (r.done && r.result != CURLE_OK && !r.err)
-            set_error("%s %s: %s%s%s (curl %d)", m, url, r.errbuf[0] ? r.errbuf : "", r.errbuf[0] ? ": " : "",
-                      curl_easy_strerror(r.result), (int)r.result);
+            set_error("%s %s: %s (curl %d)", m, url, r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.result),
+                      (int)r.result);
         else if (err == ETIMEDOUT)
             set_error("%s %s: deadline passed", m, url);
         else if (err == ECANCELED)
@@ -618,6 +639,7 @@ out:;
     curl_easy_cleanup(r.easy);
     curl_slist_free_all(r.hdrs);
     co__buf_free(&r.pending);
+    co__buf_free(&r.spare);
     co_event_destroy(&r.ev);
     if (err) return errno = err, -1;
     return 0;

@@ -25,6 +25,8 @@
  */
 #include <cogent.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,8 @@ static unsigned char *site_seen; /* 503 pages answered once already */
 typedef struct conn {
     int fd;
     co_tls_t *tls;
-    char buf[65536];
+    bool head; /* the request is a HEAD: no body in the answer */
+    char buf[262144];
     size_t len;
 } conn_t;
 
@@ -58,14 +61,23 @@ static int conn_write(conn_t *c, const void *p, size_t n)
     return co_write_all(c->fd, p, n, NULL, -1);
 }
 
+/* One write for head and body: two small writes would meet Nagle's
+ * algorithm and the client's delayed ACK (40 ms each). */
 static int respond(conn_t *c, int status, const char *extra, const void *body, size_t len, bool close)
 {
     char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nContent-Type: text/html\r\n%s%s\r\n", status, len,
                      extra ? extra : "", close ? "Connection: close\r\n" : "");
+    if (c->head) len = 0;
+    if (len <= 16384) {
+        char out[1024 + 16384];
+        memcpy(out, head, (size_t)n);
+        if (len) memcpy(out + n, body, len);
+        return conn_write(c, out, (size_t)n + len);
+    }
     if (conn_write(c, head, (size_t)n) < 0) return -1;
-    return len ? conn_write(c, body, len) : 0;
+    return conn_write(c, body, len);
 }
 
 static int site_page(conn_t *c, long i)
@@ -172,6 +184,7 @@ static int handle_conn(conn_t *c)
         size_t hlen = (size_t)(end - c->buf) + 4;
         char method[16], path[512];
         if (sscanf(c->buf, "%15s %511s", method, path) != 2) return 0;
+        c->head = !strcmp(method, "HEAD");
         size_t clen = 0;
         char xtest[256] = "";
         bool has_x = false, close_after = false;
@@ -195,9 +208,16 @@ static int handle_conn(conn_t *c)
     }
 }
 
+static void nodelay(int fd)
+{
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+}
+
 static int plain_handler(int fd, void *arg)
 {
     (void)arg;
+    nodelay(fd);
     conn_t *c = malloc(sizeof *c);
     c->fd = fd;
     c->tls = NULL;
@@ -210,6 +230,7 @@ static int plain_handler(int fd, void *arg)
 static int tls_handler(co_tls_t *s, void *arg)
 {
     (void)arg;
+    nodelay(co_tls_fd(s));
     conn_t *c = malloc(sizeof *c);
     c->fd = co_tls_fd(s);
     c->tls = s;
