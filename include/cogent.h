@@ -987,8 +987,11 @@ typedef struct co_http_config {
     bool no_multiplex;     /* never send requests side by side on one HTTP/2 connection */
 } co_http_config_t;
 
-/* Sets the limits of the calling thread's pool (NULL: the defaults), for
- * requests started from now on.  0, or -1 with ENOMEM.  Switches: no. */
+/* Sets the limits of the calling thread's pool (NULL: the defaults).  At
+ * most max_conns requests are handed to libcurl at once; the others wait
+ * their turn, oldest first (their deadline holds meanwhile).  0, or -1
+ * with EBUSY (requests are in progress on this thread) or ENOMEM.
+ * Switches: no. */
 CO_API int co_http_configure(const co_http_config_t *cfg);
 /* Closes the calling thread's pool: its idle connections, its multi
  * handle and the coroutines driving it (made again by the next request).
@@ -1005,7 +1008,7 @@ typedef struct co_http_stats {
                              * close, or a new socket under the old one's number */
     uint64_t sockets_seen;  /* times libcurl asked to watch a socket it had not named (or had dropped) */
     uint64_t connects;      /* connections opened (the rest were reused from the pool) */
-    size_t in_flight;       /* requests running now (easy handles in the multi) */
+    size_t in_flight;       /* requests in progress: in libcurl, or queued for a slot (max_conns) */
     size_t sockets;         /* sockets watched now */
     bool driving;           /* the hub's driver coroutines are running */
 } co_http_stats_t;

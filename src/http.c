@@ -30,6 +30,7 @@
  * (CURL_WRITEFUNC_PAUSE) until it catches up. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,6 +62,13 @@ typedef struct pool {
     bool closing;     /* co_http_close / thread exit: callbacks only undo */
     co_event_t ended; /* set when the driver has stopped */
     co_coro_t *watcher;
+    /* Transfers admitted into libcurl at once (max_conns; none if
+     * unlimited).  libcurl queues a transfer that finds no connection on
+     * a list it walks at every curl_multi_remove_handle (7.88): 10k
+     * requests queued there cost 10k x 10k steps.  Queued here instead,
+     * FIFO, as aiohttp's connector queues them. */
+    co_sem_t slots;
+    bool limited;
     co_http_config_t cfg;
     co_http_stats_t st;
 } pool_t;
@@ -337,7 +345,10 @@ static void *driver_main(void *arg)
 static void pool_apply(pool_t *p)
 {
     size_t total = p->cfg.max_conns ? p->cfg.max_conns : 100;
-    long cap = total == SIZE_MAX ? 0 : (long)total;
+    long cap = total >= (size_t)LONG_MAX ? 0 : (long)total;
+    if (p->limited) co_sem_destroy(&p->slots);
+    p->limited = cap > 0;
+    if (p->limited) co_sem_init(&p->slots, cap, true);
     curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, cap);
     curl_multi_setopt(p->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)p->cfg.max_host_conns);
     /* Keep as many idle connections as may be open at once. */
@@ -353,6 +364,7 @@ static void pool_free(pool_t *p)
     co_close(p->epfd);
     co_event_destroy(&p->kick);
     co_event_destroy(&p->ended);
+    if (p->limited) co_sem_destroy(&p->slots);
     free(p);
 }
 
@@ -412,6 +424,7 @@ int co_http_configure(const co_http_config_t *cfg)
 {
     pool_t *p = pool_get();
     if (!p) return -1;
+    if (p->st.in_flight) return errno = EBUSY, -1;
     co_http_config_t zero = {0};
     p->cfg = cfg ? *cfg : zero;
     pool_apply(p);
@@ -557,12 +570,17 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
         goto out;
     }
     if ((err = easy_setup(&r, url))) goto out;
-    if (curl_multi_add_handle(p->multi, r.easy) != CURLM_OK) {
-        err = ENOMEM;
+    p->st.requests++;
+    p->st.in_flight++; /* from here on, co_http_configure and co_http_close wait */
+    if (p->limited && co_sem_acquire(&p->slots, deadline) < 0) {
+        err = errno == EAGAIN ? ETIMEDOUT : errno;
+        p->st.in_flight--;
         goto out;
     }
-    p->st.requests++;
-    p->st.in_flight++;
+    if (curl_multi_add_handle(p->multi, r.easy) != CURLM_OK) {
+        err = ENOMEM;
+        goto unslot;
+    }
     if (!p->driving) {
         co_event_clear(&p->ended);
         co_coro_t *d = co_spawn_with(driver_main, p, &(co_spawn_opts_t){.stack_size = DRIVER_STACK, .name = "http"});
@@ -596,6 +614,8 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     }
 remove:
     curl_multi_remove_handle(p->multi, r.easy);
+unslot:
+    if (p->limited) co_sem_release(&p->slots);
     p->st.in_flight--;
     if (!p->st.in_flight && p->driving) co_event_set(&p->kick); /* the driver stops */
 out:;
