@@ -201,7 +201,10 @@ co_tls_ctx_t *co_tls_ctx_new(const co_tls_ctx_opts_t *opts)
         goto fail;
     }
     if (o->key_file && SSL_CTX_use_PrivateKey_file(c->ssl, o->key_file, SSL_FILETYPE_PEM) != 1) {
-        set_ssl_error(o->key_file);
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            set_ssl_error("the key does not match the certificate");
+        else
+            set_ssl_error(o->key_file);
         goto fail;
     }
     if (o->cert_file && o->key_file && SSL_CTX_check_private_key(c->ssl) != 1) {
