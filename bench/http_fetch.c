@@ -15,6 +15,8 @@
 #include <time.h>
 
 static const char *base;
+static char pre[512], post[512]; /* base around its "%d" */
+static bool numbered;
 static long total, next_page, done, failed;
 static const char *cafile;
 static bool insecure;
@@ -32,11 +34,14 @@ static void *worker(void *arg)
 {
     (void)arg;
     co_http_resp_t r = {0};
-    char url[512];
+    char url[1100];
     co_http_opts_t o = {.setup = tls_setup};
     while (next_page < total) {
         long i = next_page++;
-        snprintf(url, sizeof url, base, (int)i);
+        if (numbered)
+            snprintf(url, sizeof url, "%s%ld%s", pre, i, post);
+        else
+            snprintf(url, sizeof url, "%s", base);
         if (co_http_request(url, &o, &r, -1) == 0 && r.status == 200)
             done++;
         else {
@@ -62,6 +67,12 @@ int main(int argc, char **argv)
         return 2;
     }
     base = argv[1];
+    const char *d = strstr(base, "%d");
+    if (d && (size_t)(d - base) < sizeof pre) {
+        numbered = true;
+        memcpy(pre, base, (size_t)(d - base));
+        snprintf(post, sizeof post, "%s", d + 2);
+    }
     total = atol(argv[2]);
     long c = atol(argv[3]);
     for (int i = 4; i < argc; i++) {
