@@ -50,6 +50,7 @@
  * transfer. */
 #define PAUSE_AT ((size_t)256 * 1024)
 #define EVENTS   64
+#define EASY_CACHE 64
 
 typedef struct pool {
     CURLM *multi;
@@ -69,6 +70,10 @@ typedef struct pool {
      * FIFO, as aiohttp's connector queues them. */
     co_sem_t slots;
     bool limited;
+    /* Easy handles of finished requests, reset for the next: making one
+     * costs a dozen allocations (kilobytes of buffers). */
+    CURL *spare[EASY_CACHE];
+    unsigned nspare;
     co_http_config_t cfg;
     co_http_stats_t st;
 } pool_t;
@@ -356,9 +361,27 @@ static void pool_apply(pool_t *p)
     curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, p->cfg.no_multiplex ? CURLPIPE_NOTHING : CURLPIPE_MULTIPLEX);
 }
 
+static CURL *easy_get(pool_t *p)
+{
+    if (p->nspare) return p->spare[--p->nspare];
+    return curl_easy_init();
+}
+
+static void easy_put(pool_t *p, CURL *e)
+{
+    if (!e) return;
+    if (p->nspare < EASY_CACHE) {
+        curl_easy_reset(e);
+        p->spare[p->nspare++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
+
 static void pool_free(pool_t *p)
 {
     p->closing = true;
+    while (p->nspare) curl_easy_cleanup(p->spare[--p->nspare]);
     curl_multi_cleanup(p->multi); /* closes the idle connections */
     curl_share_cleanup(p->share);
     co_close(p->epfd);
@@ -564,7 +587,7 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     req_t r = {.p = p, .resp = resp, .o = opts};
     co_event_init(&r.ev);
     int err = 0;
-    r.easy = curl_easy_init();
+    r.easy = easy_get(p);
     if (!r.easy) {
         err = ENOMEM;
         goto out;
@@ -656,7 +679,7 @@ out:;
         else
             set_error("%s %s: %s", m, url, strerror(err));
     }
-    curl_easy_cleanup(r.easy);
+    easy_put(p, r.easy);
     curl_slist_free_all(r.hdrs);
     co__buf_free(&r.pending);
     co__buf_free(&r.spare);
