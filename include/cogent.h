@@ -32,6 +32,7 @@
  *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
  *   stream server         a handler coroutine per connection
  *   HTTP, TLS             libcurl on the hub; OpenSSL streams (libcogent-http)
+ *   timeout scopes        a deadline around any code
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1096,6 +1097,43 @@ typedef struct co_tls_service {
     int64_t handshake_timeout_ms;
 } co_tls_service_t;
 CO_API int co_tls_serve(int fd, void *service);
+
+/* -------------------------------------------------------- timeout scopes */
+/* A deadline around any code (gevent.Timeout, Trio's move_on_after): while
+ * a scope lasts, every blocking cogent call of the calling coroutine —
+ * joins, locks, queues, sleeps, I/O, HTTP requests, TLS, and the libc
+ * calls libcogent-patch.so serves inside unmodified libraries — fails
+ * with ETIMEDOUT once the scope's deadline has passed, and a wait already
+ * in progress ends then.  Each call's effective deadline is the earliest
+ * of its own and of every scope around it; scopes nest, the earliest
+ * wins, and leaving one restores the one outside.  A scope belongs to the
+ * coroutine that entered it (a thread's own stack, with or without a hub,
+ * has its own); the calls that clean up after a kill are not cut short.
+ * docs/coroutine.md.
+ *
+ *   co_scope_t sc;
+ *   co_scope_enter(&sc, co_now() + 100);
+ *   PGresult *res = PQexec(conn, "SELECT ...");   // fails after 100 ms
+ *   bool expired = co_scope_leave(&sc);
+ */
+typedef struct co_scope {
+    int64_t deadline; /* this scope's own, as given */
+    int64_t _outer, _effective;
+    uint64_t _owner;
+} co_scope_t;
+
+/* Enters a scope with `deadline` (an absolute time of co_now(); -1: none,
+ * which still nests correctly).  s lives on the caller's stack until
+ * co_scope_leave.  Switches: no. */
+CO_API void co_scope_enter(co_scope_t *s, int64_t deadline);
+/* Leaves the innermost scope, restoring the one outside, and returns
+ * true if its deadline has passed (calls inside may have failed because
+ * of it).  Leaving any other scope, or one of another coroutine, aborts
+ * with a message.  Switches: no. */
+CO_API bool co_scope_leave(co_scope_t *s);
+/* The effective scope deadline of the caller now (-1: none).
+ * Switches: no. */
+CO_API int64_t co_scope_deadline(void);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a
