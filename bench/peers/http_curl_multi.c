@@ -65,6 +65,7 @@ int main(int argc, char **argv)
         curl_easy_setopt(easy[i], CURLOPT_PRIVATE, (char *)&bufs[i]);
         curl_easy_setopt(easy[i], CURLOPT_ACCEPT_ENCODING, "");
         curl_easy_setopt(easy[i], CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(easy[i], CURLOPT_NOSIGNAL, 1L); /* as cogent sets it: no SIGPIPE dance per call */
         if (insecure) curl_easy_setopt(easy[i], CURLOPT_SSL_VERIFYPEER, 0L);
         if (insecure) curl_easy_setopt(easy[i], CURLOPT_SSL_VERIFYHOST, 0L);
         if (cafile) curl_easy_setopt(easy[i], CURLOPT_CAINFO, cafile);
