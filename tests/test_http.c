@@ -560,6 +560,25 @@ static void test_config(void)
     pool_done();
 }
 
+/* A timeout scope around requests (gevent.Timeout around a fetch). */
+static void test_scope(void)
+{
+    co_http_resp_t r = {0};
+    co_scope_t sc;
+    int64_t t0 = co_now();
+    co_scope_enter(&sc, t0 + 150);
+    ASSERT_EQ(co_http_get(URL("/status/200"), &r, -1), 0); /* quick: done in time */
+    ASSERT_ERR(co_http_get(URL("/stall"), &r, -1), ETIMEDOUT);
+    ASSERT(co_scope_leave(&sc));
+    ASSERT_TIME(co_now() - t0, 140, 3000);
+    co_http_stats_t st;
+    co_http_stats(&st);
+    ASSERT_EQ(st.in_flight, 0);
+    ASSERT_EQ(co_http_get(URL("/slow/200"), &r, -1), 0); /* after the scope: not cut */
+    co_http_resp_destroy(&r);
+    pool_done();
+}
+
 static void test_close_busy(void)
 {
     char url[128];
@@ -599,6 +618,7 @@ int main(int argc, char **argv)
     RUN(test_socket_closed_before_remove);
     RUN(test_threaded_resolver);
     RUN(test_config);
+    RUN(test_scope);
     RUN(test_close_busy);
     testd_stop(&srv);
     return TEST_MAIN_END();
