@@ -88,8 +88,8 @@ static char *resolve(CURLU *u, const char *base, const char *href)
     if (curl_url_set(u, CURLUPART_URL, href, CURLU_NON_SUPPORT_SCHEME) != CURLUE_OK) return NULL;
     curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-        (!strcmp(scheme, "http") || !strcmp(scheme, "https")) && curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        !strcasecmp(host, cfg.host))
+        (!strcmp(scheme, "http") || !strcmp(scheme, "https")) &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && !strcasecmp(host, cfg.host))
         curl_url_get(u, CURLUPART_URL, &out, 0);
     curl_free(scheme);
     curl_free(host);
@@ -196,7 +196,8 @@ static void *fetch(void *arg)
             st.failed++;
         result("%ld %d %ld %s\n", r.status, p->depth, ms, p->url);
         const char *ct = co_http_header(&r, "Content-Type");
-        if (r.status == 200 && r.body.data && (!ct || strstr(ct, "html"))) find_links(r.url ? r.url : p->url, r.body.data, p->depth);
+        if (r.status == 200 && r.body.data && (!ct || strstr(ct, "html")))
+            find_links(r.url ? r.url : p->url, r.body.data, p->depth);
     }
     co_http_resp_destroy(&r);
     free(p->url);
@@ -219,14 +220,29 @@ int main(int argc, char **argv)
     int opt;
     while ((opt = getopt(argc, argv, "c:H:d:r:t:n:q")) != -1) {
         switch (opt) {
-        case 'c': cfg.concurrency = atol(optarg); break;
-        case 'H': cfg.per_host = atol(optarg); break;
-        case 'd': cfg.max_depth = atol(optarg); break;
-        case 'r': cfg.retries = atol(optarg); break;
-        case 't': cfg.timeout_ms = atol(optarg); break;
-        case 'n': cfg.max_pages = atol(optarg); break;
-        case 'q': cfg.quiet = true; break;
-        default: usage();
+        case 'c':
+            cfg.concurrency = atol(optarg);
+            break;
+        case 'H':
+            cfg.per_host = atol(optarg);
+            break;
+        case 'd':
+            cfg.max_depth = atol(optarg);
+            break;
+        case 'r':
+            cfg.retries = atol(optarg);
+            break;
+        case 't':
+            cfg.timeout_ms = atol(optarg);
+            break;
+        case 'n':
+            cfg.max_pages = atol(optarg);
+            break;
+        case 'q':
+            cfg.quiet = true;
+            break;
+        default:
+            usage();
         }
     }
     if (optind != argc - 1 || cfg.concurrency < 1) usage();
@@ -238,7 +254,8 @@ int main(int argc, char **argv)
     }
     curl_url_cleanup(u);
     cfg.tty = isatty(2);
-    co_http_configure(&(co_http_config_t){.max_conns = (size_t)cfg.concurrency, .max_host_conns = (size_t)cfg.per_host});
+    co_http_configure(
+        &(co_http_config_t){.max_conns = (size_t)cfg.concurrency, .max_host_conns = (size_t)cfg.per_host});
 
     frontier = co_queue_new(NULL);
     co_group_t *workers = co_group_new((size_t)cfg.concurrency);

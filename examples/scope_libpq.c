@@ -21,7 +21,8 @@ static void *stalled_server(void *arg)
         int fd = co_accept(lfd, NULL, NULL, -1);
         if (fd < 0) return NULL; /* killed */
         char buf[512];
-        while (co_read(fd, buf, sizeof buf, -1) > 0) {}
+        while (co_read(fd, buf, sizeof buf, -1) > 0) {
+        }
         co_close(fd);
     }
 }

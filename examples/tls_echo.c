@@ -169,6 +169,7 @@ int main(int argc, char **argv)
         server_close(&s);
         return rc;
     }
-    fprintf(stderr, "usage: tls_echo server PORT CERT KEY | tls_echo client PORT CA [N [ROUNDS]] | tls_echo CERT KEY CA\n");
+    fprintf(stderr,
+            "usage: tls_echo server PORT CERT KEY | tls_echo client PORT CA [N [ROUNDS]] | tls_echo CERT KEY CA\n");
     return 2;
 }

@@ -913,9 +913,9 @@ typedef struct co_http_opts {
     const char *const *headers; /* "Name: value" lines, NULL-terminated; NULL: none */
     const void *body;           /* the request body, read during the call */
     size_t body_len;
-    int max_redirects;     /* 0: follow up to 10 (aiohttp's default); < 0: do not follow */
-    bool no_compression;   /* do not ask for gzip/deflate/br/zstd */
-    size_t max_body;       /* 0: no limit; a longer body fails with EFBIG */
+    int max_redirects;       /* 0: follow up to 10 (aiohttp's default); < 0: do not follow */
+    bool no_compression;     /* do not ask for gzip/deflate/br/zstd */
+    size_t max_body;         /* 0: no limit; a longer body fails with EFBIG */
     co_http_data_fn on_data; /* NULL: the body goes to resp->body */
     void *on_data_arg;
     /* The escape hatch: called with the easy handle (a CURL *) after
@@ -936,8 +936,8 @@ typedef struct co_http_resp {
     /* The final response's header lines, "Name: value", each ending in a
      * '\0' (len counts them all); co_http_header finds one. */
     co_buf_t headers;
-    char *url;      /* the URL of the final response, after redirects */
-    int curl_code;  /* libcurl's CURLcode: 0 on success */
+    char *url;     /* the URL of the final response, after redirects */
+    int curl_code; /* libcurl's CURLcode: 0 on success */
 } co_http_resp_t;
 
 /* Performs a request and waits for the whole response (status, headers,
@@ -1001,9 +1001,9 @@ CO_API int co_http_configure(const co_http_config_t *cfg);
 CO_API int co_http_close(void);
 
 typedef struct co_http_stats {
-    uint64_t requests;  /* started */
-    uint64_t failed;    /* ended with an error (timeouts and kills included) */
-    uint64_t pauses;    /* transfers paused because on_data was behind */
+    uint64_t requests;      /* started */
+    uint64_t failed;        /* ended with an error (timeouts and kills included) */
+    uint64_t pauses;        /* transfers paused because on_data was behind */
     uint64_t timer_sets;    /* libcurl timer changes (deletions included) */
     uint64_t stale_sockets; /* libcurl named a socket already closed: a REMOVE after the
                              * close, or a new socket under the old one's number */
@@ -1029,12 +1029,12 @@ typedef struct co_tls_ctx co_tls_ctx_t;
 typedef struct co_tls co_tls_t;
 
 typedef struct co_tls_ctx_opts {
-    bool server;             /* accept side: cert_file and key_file are needed */
-    const char *cert_file;   /* PEM certificate (chain) */
-    const char *key_file;    /* PEM private key */
-    const char *ca_file;     /* PEM CAs to trust instead of the system's store */
-    bool insecure;           /* client: do not verify the peer (tests only) */
-    const char *alpn;        /* comma-separated protocols to offer/accept ("h2,http/1.1"); NULL none */
+    bool server;           /* accept side: cert_file and key_file are needed */
+    const char *cert_file; /* PEM certificate (chain) */
+    const char *key_file;  /* PEM private key */
+    const char *ca_file;   /* PEM CAs to trust instead of the system's store */
+    bool insecure;         /* client: do not verify the peer (tests only) */
+    const char *alpn;      /* comma-separated protocols to offer/accept ("h2,http/1.1"); NULL none */
 } co_tls_ctx_opts_t;
 
 /* A context (Python's SSLContext): settings shared by many streams; TLS

@@ -48,8 +48,8 @@
 #define DRIVER_STACK ((size_t)256 * 1024)
 /* A streaming requester that has this much undelivered body pauses its
  * transfer. */
-#define PAUSE_AT ((size_t)256 * 1024)
-#define EVENTS   64
+#define PAUSE_AT   ((size_t)256 * 1024)
+#define EVENTS     64
 #define EASY_CACHE 64
 
 typedef struct pool {
@@ -107,7 +107,7 @@ static void set_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(last_error, sizeof last_error, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized): va_start is above
     va_end(ap);
 }
 
@@ -121,19 +121,26 @@ const char *co_http_error(void)
 static int errno_of(CURLcode c, long os_errno)
 {
     switch (c) {
-    case CURLE_OK: return 0;
+    case CURLE_OK:
+        return 0;
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
-    case CURLE_BAD_FUNCTION_ARGUMENT: return EINVAL;
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+        return EINVAL;
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY: return ENOENT;
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return ENOENT;
     case CURLE_COULDNT_CONNECT:
         return (os_errno == EHOSTUNREACH || os_errno == ENETUNREACH || os_errno == EADDRNOTAVAIL) ? (int)os_errno
-                                                                                                 : ECONNREFUSED;
-    case CURLE_OPERATION_TIMEDOUT: return ETIMEDOUT;
-    case CURLE_OUT_OF_MEMORY: return ENOMEM;
-    case CURLE_TOO_MANY_REDIRECTS: return ELOOP;
-    case CURLE_FILESIZE_EXCEEDED: return EFBIG;
+                                                                                                  : ECONNREFUSED;
+    case CURLE_OPERATION_TIMEDOUT:
+        return ETIMEDOUT;
+    case CURLE_OUT_OF_MEMORY:
+        return ENOMEM;
+    case CURLE_TOO_MANY_REDIRECTS:
+        return ELOOP;
+    case CURLE_FILESIZE_EXCEEDED:
+        return EFBIG;
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -141,14 +148,17 @@ static int errno_of(CURLcode c, long os_errno)
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_ISSUER_ERROR: return EPROTO;
+    case CURLE_SSL_ISSUER_ERROR:
+        return EPROTO;
     case CURLE_GOT_NOTHING:
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
     case CURLE_PARTIAL_FILE:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM: return ECONNRESET;
-    default: return EIO;
+    case CURLE_HTTP2_STREAM:
+        return ECONNRESET;
+    default:
+        return EIO;
     }
 }
 
@@ -496,7 +506,9 @@ static int easy_setup(req_t *r, const char *url)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "cogent/" "0.1 libcurl/" LIBCURL_VERSION);
+    curl_easy_setopt(e, CURLOPT_USERAGENT,
+                     "cogent/"
+                     "0.1 libcurl/" LIBCURL_VERSION);
     int64_t ttl = p->cfg.dns_ttl_ms;
     curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, ttl == 0 ? 10L : ttl < 0 ? 0L : (long)((ttl + 999) / 1000));
     int redirs = o ? o->max_redirects : 0;

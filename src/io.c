@@ -623,7 +623,8 @@ int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
     for (;;) {
         int r = co__sys_poll(fds, nfds, 0);
         if (r != 0) return r;
-        if (co__expired(deadline)) return deadline != own ? (errno = ETIMEDOUT, -1) : 0; /* 0: try form, past deadlines */
+        if (co__expired(deadline))
+            return deadline != own ? (errno = ETIMEDOUT, -1) : 0; /* 0: try form, past deadlines */
         if (wait_many(h, fds, nfds, deadline) < 0) return -1;
     }
 }

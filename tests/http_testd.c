@@ -66,9 +66,8 @@ static int conn_write(conn_t *c, const void *p, size_t n)
 static int respond(conn_t *c, int status, const char *extra, const void *body, size_t len, bool close)
 {
     char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nContent-Type: text/html\r\n%s%s\r\n", status, len,
-                     extra ? extra : "", close ? "Connection: close\r\n" : "");
+    int n = snprintf(head, sizeof head, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nContent-Type: text/html\r\n%s%s\r\n",
+                     status, len, extra ? extra : "", close ? "Connection: close\r\n" : "");
     if (c->head) len = 0;
     if (len <= 16384) {
         char out[1024 + 16384];
@@ -144,7 +143,8 @@ static int serve(conn_t *c, const char *method, const char *path, const char *bo
     }
     if (!strcmp(path, "/stall")) {
         char b[256];
-        while (conn_read(c, b, sizeof b) > 0) {} /* until the client gives up */
+        while (conn_read(c, b, sizeof b) > 0) {
+        } /* until the client gives up */
         return 0;
     }
     if (!strcmp(path, "/stallbody")) {
@@ -153,7 +153,8 @@ static int serve(conn_t *c, const char *method, const char *path, const char *bo
         memset(half, 'x', sizeof half);
         if (conn_write(c, h, strlen(h)) < 0 || conn_write(c, half, sizeof half) < 0) return -1;
         char b[256];
-        while (conn_read(c, b, sizeof b) > 0) {}
+        while (conn_read(c, b, sizeof b) > 0) {
+        }
         return 0;
     }
     if (!strcmp(path, "/echo")) {
@@ -245,7 +246,8 @@ static int tls_handler(co_tls_t *s, void *arg)
 static void *watch_parent(void *arg)
 {
     char b[64];
-    while (co_read(0, b, sizeof b, -1) > 0) {}
+    while (co_read(0, b, sizeof b, -1) > 0) {
+    }
     co_server_stop(arg, co_now() + 500);
     return NULL;
 }

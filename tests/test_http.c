@@ -124,8 +124,9 @@ static void test_methods_and_bodies(void)
     ASSERT_EQ(co_http_post(URL("/echo"), "hello", 5, "text/plain", &r, -1), 0);
     ASSERT_STR_EQ(r.body.data, "POST\nhello");
     const char *hdrs[] = {"X-Test: forty two", NULL};
-    ASSERT_EQ(co_http_request(URL("/echo"), &(co_http_opts_t){.method = "PUT", .body = "x=1", .body_len = 3, .headers = hdrs},
-                              &r, -1),
+    ASSERT_EQ(co_http_request(URL("/echo"),
+                              &(co_http_opts_t){.method = "PUT", .body = "x=1", .body_len = 3, .headers = hdrs}, &r,
+                              -1),
               0);
     ASSERT_STR_EQ(r.body.data, "PUT\nx=1");
     ASSERT_STR_EQ(co_http_header(&r, "X-Echo"), "forty two");
@@ -145,8 +146,7 @@ static void test_methods_and_bodies(void)
     ASSERT_EQ(co_http_post(URL("/echo"), NULL, 0, NULL, &r, -1), 0);
     ASSERT_STR_EQ(r.body.data, "POST\n");
     /* The escape hatch. */
-    ASSERT_EQ(co_http_request(URL("/echo"), &(co_http_opts_t){.setup = patch_method, .setup_arg = "PATCH"}, &r, -1),
-              0);
+    ASSERT_EQ(co_http_request(URL("/echo"), &(co_http_opts_t){.setup = patch_method, .setup_arg = "PATCH"}, &r, -1), 0);
     ASSERT_STR_EQ(r.body.data, "PATCH\n");
     ASSERT_ERR(co_http_request(URL("/echo"), &(co_http_opts_t){.setup = refuse}, &r, -1), EPERM);
     co_http_resp_destroy(&r);
@@ -490,8 +490,7 @@ static void test_socket_closed_before_remove(void)
 {
     co_http_resp_t r = {0};
     for (int i = 0; i < 20; i++) {
-        ASSERT_EQ(co_http_request(URL("/bytes/1000"), &(co_http_opts_t){.setup = squat_setup}, &r, co_now() + 5000),
-                  0);
+        ASSERT_EQ(co_http_request(URL("/bytes/1000"), &(co_http_opts_t){.setup = squat_setup}, &r, co_now() + 5000), 0);
         ASSERT_EQ(r.body.len, 1000);
         /* The squatter is a descriptor the pool must not touch. */
         ASSERT(fcntl(squatters[nsquat - 1], F_GETFD) >= 0);

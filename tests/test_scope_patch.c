@@ -18,7 +18,8 @@ static void *stalled_server(void *arg)
         int fd = co_accept(lfd, NULL, NULL, -1);
         if (fd < 0) return NULL;
         char buf[512];
-        while (co_read(fd, buf, sizeof buf, -1) > 0) {}
+        while (co_read(fd, buf, sizeof buf, -1) > 0) {
+        }
         co_close(fd);
     }
 }
@@ -36,7 +37,8 @@ static void test_libpq(void)
     co_coro_t *srv = co_spawn(stalled_server, NULL);
     co_coro_t *tk = co_spawn(ticker, NULL);
     char conninfo[128];
-    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=x user=x connect_timeout=0", co_socket_port(lfd));
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=x user=x connect_timeout=0",
+             co_socket_port(lfd));
     co_scope_t sc;
     int64_t t0 = co_now();
     ticks = 0;
@@ -49,7 +51,8 @@ static void test_libpq(void)
     ASSERT(ticks >= 3); /* the hub ran the others meanwhile */
     PQfinish(c);
     /* Outside the scope, libpq's own timeout (2 s) is what ends it. */
-    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=x user=x connect_timeout=2", co_socket_port(lfd));
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=x user=x connect_timeout=2",
+             co_socket_port(lfd));
     t0 = co_now();
     c = PQconnectdb(conninfo);
     ASSERT_EQ(PQstatus(c), CONNECTION_BAD);

@@ -70,7 +70,8 @@ typedef struct echo {
 
 static void echo_start(echo_t *e, const char *alpn)
 {
-    e->ctx = co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true, .cert_file = srv_pem, .key_file = srv_key, .alpn = alpn});
+    e->ctx =
+        co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true, .cert_file = srv_pem, .key_file = srv_key, .alpn = alpn});
     ASSERT_(e->ctx != NULL, "ctx: %s", co_tls_error());
     e->svc = (co_tls_service_t){.ctx = e->ctx, .handler = upper, .handshake_timeout_ms = 2000};
     e->srv = co_server_new(co_tls_serve, &e->svc, &(co_server_opts_t){.host = "127.0.0.1"});
@@ -181,8 +182,9 @@ static void test_verify_failures(void)
 static void test_bad_contexts(void)
 {
     ASSERT_ERR(co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true}), EINVAL);
-    ASSERT_ERR(co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true, .cert_file = "/nonexistent.pem", .key_file = srv_key}),
-               ENOENT);
+    ASSERT_ERR(
+        co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true, .cert_file = "/nonexistent.pem", .key_file = srv_key}),
+        ENOENT);
     ASSERT(strstr(co_tls_error(), "/nonexistent.pem") != NULL);
     ASSERT_ERR(co_tls_ctx_new(&(co_tls_ctx_opts_t){.server = true, .cert_file = srv_pem, .key_file = other_key}),
                EINVAL);

@@ -64,6 +64,7 @@ static inline void testd_stop(testd_t *t)
 }
 
 /* "http://127.0.0.1:PORT" + path into a static buffer of the caller. */
-#define TESTD_URL(buf, t, scheme, path) (snprintf((buf), sizeof(buf), "%s://127.0.0.1:%d%s", (scheme), (t)->port, (path)), (buf))
+#define TESTD_URL(buf, t, scheme, path)                                                                                \
+    (snprintf((buf), sizeof(buf), "%s://127.0.0.1:%d%s", (scheme), (t)->port, (path)), (buf))
 
 #endif
