@@ -78,16 +78,25 @@ typedef struct pool {
     co_http_stats_t st;
 } pool_t;
 
+/* A request in progress.  On the heap, never on the requester's stack,
+ * and holding everything libcurl's callbacks touch (they run in the
+ * driver and the watcher while the requester waits): a compact
+ * requester's stack moves while it waits (docs/stacks.md), so neither
+ * this nor the caller's response or options may be reached from there.
+ * The response's buffers are lent to the request for its duration and
+ * given back at its end. */
 typedef struct req {
     CURL *easy;
     pool_t *p;
     co_event_t ev; /* something for the requester: done, body to hand over */
     bool done;
     bool paused;
+    bool streaming; /* the caller's on_data takes the body */
     CURLcode result;
     int err; /* an errno our callbacks decided (EFBIG, ENOMEM, on_data's) */
-    co_http_resp_t *resp;
-    const co_http_opts_t *o;
+    size_t max_body;
+    co_buf_t body;    /* the response body (unless streaming) */
+    co_buf_t headers; /* the final response's header lines */
     co_buf_t pending; /* body not yet given to on_data */
     co_buf_t spare;   /* the buffer on_data is reading, then the next one */
     size_t received;  /* body bytes so far (max_body) */
@@ -243,7 +252,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
 {
     req_t *r = ud;
     size_t len = size * n;
-    co_buf_t *h = &r->resp->headers;
+    co_buf_t *h = &r->headers;
     if (len >= 5 && !memcmp(data, "HTTP/", 5)) {
         h->len = 0; /* a new response (after a redirect, or a 100 Continue) */
         if (h->data) h->data[0] = '\0';
@@ -265,13 +274,12 @@ static size_t on_write(char *data, size_t size, size_t n, void *ud)
     req_t *r = ud;
     size_t len = size * n;
     if (r->err) return 0; /* fails the transfer with CURLE_WRITE_ERROR */
-    const co_http_opts_t *o = r->o;
-    co_buf_t *b = o && o->on_data ? &r->pending : &r->resp->body;
-    if (o && o->max_body && r->received + len > o->max_body) {
+    co_buf_t *b = r->streaming ? &r->pending : &r->body;
+    if (r->max_body && r->received + len > r->max_body) {
         r->err = EFBIG;
         return 0;
     }
-    if (o && o->on_data) {
+    if (r->streaming) {
         if (r->pending.len >= PAUSE_AT) {
             /* The requester is behind (on_data blocks): libcurl keeps
              * this piece and offers it again once we resume. */
@@ -492,10 +500,9 @@ void co_http_stats(co_http_stats_t *st)
 
 /* ------------------------------------------------------------ requests */
 
-static int easy_setup(req_t *r, const char *url)
+static int easy_setup(req_t *r, const char *url, const co_http_opts_t *o)
 {
     CURL *e = r->easy;
-    const co_http_opts_t *o = r->o;
     pool_t *p = r->p;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
@@ -522,8 +529,10 @@ static int easy_setup(req_t *r, const char *url)
      * carry it as an HTTP/2 stream, rather than opening another. */
     if (!p->cfg.no_multiplex && !strncasecmp(url, "https:", 6)) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (o && o->body) {
+        /* Copied: libcurl sends it from the driver, while the caller's
+         * memory (a compact coroutine's stack) may have moved. */
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, o->body);
+        if (curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body) != CURLE_OK) return ENOMEM;
     }
     if (o && o->method) {
         if (!strcmp(o->method, "HEAD"))
@@ -567,12 +576,12 @@ static void resp_reset(co_http_resp_t *resp)
 /* Hands the pending body to on_data, in the requester.  on_data may
  * block, and libcurl meanwhile stores more: it goes to the other buffer.
  * 0 or an errno. */
-static int deliver(req_t *r)
+static int deliver(req_t *r, const co_http_opts_t *o)
 {
     if (!r->pending.len) return 0;
     co_buf_t take = r->pending;
     r->pending = r->spare;
-    int e = r->o->on_data(take.data, take.len, r->o->on_data_arg);
+    int e = o->on_data(take.data, take.len, o->on_data_arg);
     take.len = 0;
     r->spare = take;
     return e;
@@ -591,20 +600,36 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
         return errno = EINVAL, -1;
     }
     resp_reset(resp);
+    if (opts && opts->body_len && !opts->body) {
+        set_error("%s %s: body_len is %zu but body is NULL", method_name(opts), url, opts->body_len);
+        return errno = EINVAL, -1;
+    }
     pool_t *p = pool_get();
     if (!p) {
         set_error("%s %s: no memory for the connection pool", method_name(opts), url);
         return -1;
     }
-    req_t r = {.p = p, .resp = resp, .o = opts};
-    co_event_init(&r.ev);
+    req_t *r = calloc(1, sizeof *r);
+    if (!r) {
+        set_error("%s %s: out of memory", method_name(opts), url);
+        return errno = ENOMEM, -1;
+    }
+    r->p = p;
+    r->streaming = opts && opts->on_data;
+    r->max_body = opts ? opts->max_body : 0;
+    /* The response's buffers, lent (their capacity is reused). */
+    r->body = resp->body;
+    r->headers = resp->headers;
+    resp->body = (co_buf_t){0};
+    resp->headers = (co_buf_t){0};
+    co_event_init(&r->ev);
     int err = 0;
-    r.easy = easy_get(p);
-    if (!r.easy) {
+    r->easy = easy_get(p);
+    if (!r->easy) {
         err = ENOMEM;
         goto out;
     }
-    if ((err = easy_setup(&r, url))) goto out;
+    if ((err = easy_setup(r, url, opts))) goto out;
     p->st.requests++;
     p->st.in_flight++; /* from here on, co_http_configure and co_http_close wait */
     if (p->limited && co_sem_acquire(&p->slots, deadline) < 0) {
@@ -612,7 +637,7 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
         p->st.in_flight--;
         goto out;
     }
-    if (curl_multi_add_handle(p->multi, r.easy) != CURLM_OK) {
+    if (curl_multi_add_handle(p->multi, r->easy) != CURLM_OK) {
         err = ENOMEM;
         goto unslot;
     }
@@ -629,61 +654,63 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     }
     int waited = 0;
     for (;;) {
-        if (r.o && r.o->on_data && !err) {
-            err = deliver(&r);
-            if (!err && r.paused) {
+        if (r->streaming && !err) {
+            err = deliver(r, opts);
+            if (!err && r->paused) {
                 /* Resuming may hand us buffered data at once (on_write). */
-                r.paused = false;
-                curl_easy_pause(r.easy, CURLPAUSE_CONT);
+                r->paused = false;
+                curl_easy_pause(r->easy, CURLPAUSE_CONT);
                 continue;
             }
         }
-        if (err || (r.done && !r.pending.len)) break;
-        if (r.pending.len) continue; /* more came while on_data ran */
-        waited = co_event_wait(&r.ev, deadline) < 0 ? errno : 0;
-        co_event_clear(&r.ev);
-        if (waited && !r.done) {
+        if (err || (r->done && !r->pending.len)) break;
+        if (r->pending.len) continue; /* more came while on_data ran */
+        waited = co_event_wait(&r->ev, deadline) < 0 ? errno : 0;
+        co_event_clear(&r->ev);
+        if (waited && !r->done) {
             err = waited;
             break;
         }
     }
 remove:
-    curl_multi_remove_handle(p->multi, r.easy);
+    curl_multi_remove_handle(p->multi, r->easy);
 unslot:
     if (p->limited) co_sem_release(&p->slots);
     p->st.in_flight--;
     if (!p->st.in_flight && p->driving) co_event_set(&p->kick); /* the driver stops */
 out:;
     long os_errno = 0;
-    if (r.easy) {
+    if (r->easy) {
         long code = 0;
-        curl_easy_getinfo(r.easy, CURLINFO_RESPONSE_CODE, &code);
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
         resp->status = code;
         long ver = 0;
-        curl_easy_getinfo(r.easy, CURLINFO_HTTP_VERSION, &ver);
+        curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &ver);
         resp->http_version = ver == CURL_HTTP_VERSION_1_0   ? 10
                              : ver == CURL_HTTP_VERSION_1_1 ? 11
                              : ver == CURL_HTTP_VERSION_2_0 ? 20
                              : ver == CURL_HTTP_VERSION_3   ? 30
                                                             : 0;
         char *eff = NULL;
-        curl_easy_getinfo(r.easy, CURLINFO_EFFECTIVE_URL, &eff);
+        curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &eff);
         if (eff) resp->url = strdup(eff);
-        curl_easy_getinfo(r.easy, CURLINFO_OS_ERRNO, &os_errno);
+        curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
         long conns = 0;
-        curl_easy_getinfo(r.easy, CURLINFO_NUM_CONNECTS, &conns);
+        curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &conns);
         p->st.connects += (uint64_t)conns;
     }
-    if (!err && !r.done) err = ENOMEM;
-    if (!err && r.result != CURLE_OK) err = r.err ? r.err : errno_of(r.result, os_errno);
-    if (!err && r.err) err = r.err;
-    resp->curl_code = r.done ? (int)r.result : 0;
+    resp->body = r->body;
+    resp->headers = r->headers;
+    if (!err && !r->done) err = ENOMEM;
+    if (!err && r->result != CURLE_OK) err = r->err ? r->err : errno_of(r->result, os_errno);
+    if (!err && r->err) err = r->err;
+    resp->curl_code = r->done ? (int)r->result : 0;
     if (err) {
         p->st.failed++;
         const char *m = method_name(opts);
-        if (r.done && r.result != CURLE_OK && !r.err)
-            set_error("%s %s: %s (curl %d)", m, url, r.errbuf[0] ? r.errbuf : curl_easy_strerror(r.result),
-                      (int)r.result);
+        if (r->done && r->result != CURLE_OK && !r->err)
+            set_error("%s %s: %s (curl %d)", m, url, r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result),
+                      (int)r->result);
         else if (err == ETIMEDOUT)
             set_error("%s %s: deadline passed", m, url);
         else if (err == ECANCELED)
@@ -691,11 +718,12 @@ out:;
         else
             set_error("%s %s: %s", m, url, strerror(err));
     }
-    easy_put(p, r.easy);
-    curl_slist_free_all(r.hdrs);
-    co__buf_free(&r.pending);
-    co__buf_free(&r.spare);
-    co_event_destroy(&r.ev);
+    easy_put(p, r->easy);
+    curl_slist_free_all(r->hdrs);
+    co__buf_free(&r->pending);
+    co__buf_free(&r->spare);
+    co_event_destroy(&r->ev);
+    free(r);
     if (err) return errno = err, -1;
     return 0;
 }
@@ -714,7 +742,9 @@ int co_http_post(const char *url, const void *body, size_t len, const char *cont
         snprintf(ct, sizeof ct, "Content-Type: %s", content_type);
         hdrs[0] = ct;
     }
-    co_http_opts_t o = {.body = body ? body : "", .body_len = len, .headers = hdrs};
+    /* A NULL body of length 0 is an empty POST; of any other length, EINVAL. */
+    co_http_opts_t o = {.body = body || len ? body : "", .body_len = len, .headers = hdrs};
+    if (!url || !resp) return co_http_request(url, NULL, resp, deadline); /* EINVAL */
     return co_http_request(url, &o, resp, deadline);
 }
 
