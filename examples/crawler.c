@@ -33,7 +33,7 @@ static struct {
 } cfg = {50, 8, 3, 3, 10000, 1000, false, false, NULL};
 
 static struct {
-    long queued, in_flight, ok, failed, retried;
+    long queued, in_flight, running, ok, failed, retried; /* in_flight: taken off the queue, not finished */
     int64_t start;
 } st;
 
@@ -136,10 +136,11 @@ static void progress(bool final)
     double rate = secs > 0 ? (double)(st.ok + st.failed) / secs : 0;
     if (cfg.tty)
         fprintf(stderr, "\r\033[Kdone %ld | in flight %ld | queued %ld | failed %ld | retried %ld | %.0f pages/s%s",
-                st.ok + st.failed, st.in_flight, st.queued, st.failed, st.retried, rate, final ? "\n" : "");
+                st.ok + st.failed, st.running, st.queued + st.in_flight - st.running, st.failed, st.retried, rate,
+                final ? "\n" : "");
     else
         fprintf(stderr, "progress: done %ld, in flight %ld, queued %ld, failed %ld, retried %ld, %.0f pages/s\n",
-                st.ok + st.failed, st.in_flight, st.queued, st.failed, st.retried, rate);
+                st.ok + st.failed, st.running, st.queued + st.in_flight - st.running, st.failed, st.retried, rate);
 }
 
 static void *progress_main(void *arg)
@@ -173,6 +174,7 @@ static bool worth_retrying(int err, long status)
 static void *fetch(void *arg)
 {
     page_t *p = arg;
+    st.running++;
     co_http_resp_t r = {0};
     int64_t t0 = co_now();
     int err = 0;
@@ -202,6 +204,7 @@ static void *fetch(void *arg)
     co_http_resp_destroy(&r);
     free(p->url);
     free(p);
+    st.running--;
     st.in_flight--;
     /* Nothing queued and nothing running: nothing more will be found. */
     if (st.in_flight == 0 && st.queued == 0) co_queue_close(frontier);
@@ -215,28 +218,38 @@ static void usage(void)
     exit(2);
 }
 
+/* A whole number of at least `min`, or the usage message. */
+static long number(const char *arg, long min)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(arg, &end, 10);
+    if (errno || end == arg || *end || v < min) usage();
+    return v;
+}
+
 int main(int argc, char **argv)
 {
     int opt;
     while ((opt = getopt(argc, argv, "c:H:d:r:t:n:q")) != -1) {
         switch (opt) {
         case 'c':
-            cfg.concurrency = atol(optarg);
+            cfg.concurrency = number(optarg, 1);
             break;
         case 'H':
-            cfg.per_host = atol(optarg);
+            cfg.per_host = number(optarg, 0);
             break;
         case 'd':
-            cfg.max_depth = atol(optarg);
+            cfg.max_depth = number(optarg, 0);
             break;
         case 'r':
-            cfg.retries = atol(optarg);
+            cfg.retries = number(optarg, 0);
             break;
         case 't':
-            cfg.timeout_ms = atol(optarg);
+            cfg.timeout_ms = number(optarg, 1);
             break;
         case 'n':
-            cfg.max_pages = atol(optarg);
+            cfg.max_pages = number(optarg, 1);
             break;
         case 'q':
             cfg.quiet = true;
@@ -245,7 +258,7 @@ int main(int argc, char **argv)
             usage();
         }
     }
-    if (optind != argc - 1 || cfg.concurrency < 1) usage();
+    if (optind != argc - 1) usage();
     const char *start = argv[optind];
     CURLU *u = curl_url();
     if (curl_url_set(u, CURLUPART_URL, start, 0) != CURLUE_OK || curl_url_get(u, CURLUPART_HOST, &cfg.host, 0)) {

@@ -1107,6 +1107,11 @@ CO_API void co_tls_free(co_tls_t *s, bool close_fd);
 CO_API int co_tls_fd(const co_tls_t *s);
 CO_API const char *co_tls_alpn(const co_tls_t *s);
 CO_API const char *co_tls_version(const co_tls_t *s);
+/* The server name (SNI) of the stream: on the server side, the one the
+ * client asked for (virtual hosting); on the client side, the one sent;
+ * "" if none (a client that connected by IP address sends none).
+ * Switches: no. */
+CO_API const char *co_tls_server_name(const co_tls_t *s);
 /* The last TLS failure on this thread, one line ("" if none).
  * Switches: no. */
 CO_API const char *co_tls_error(void);

@@ -433,11 +433,21 @@ const char *co_tls_version(const co_tls_t *s)
     return s ? SSL_get_version(s->ssl) : "";
 }
 
+const char *co_tls_server_name(const co_tls_t *s)
+{
+    const char *n = s ? SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
+    return n ? n : "";
+}
+
 /* --------------------------------------------------------------- serving */
 
 int co_tls_serve(int fd, void *service)
 {
     co_tls_service_t *svc = service;
+    if (!svc || !svc->ctx || !svc->handler) {
+        set_error("co_tls_serve: %s", !svc ? "the service is NULL" : !svc->ctx ? "no context" : "no handler");
+        return EINVAL;
+    }
     int64_t hs = svc->handshake_timeout_ms > 0 ? svc->handshake_timeout_ms : 10000;
     co_tls_t *s = co_tls_accept(svc->ctx, fd, co_now() + hs);
     if (!s) return errno;

@@ -49,9 +49,12 @@ static int make_certs(void)
 
 /* ---------------------------------------------- the uppercase echo server */
 
+static char last_sni[256]; /* the server name the echo server's last client asked for */
+
 static int upper(co_tls_t *s, void *arg)
 {
     (void)arg;
+    snprintf(last_sni, sizeof last_sni, "%s", co_tls_server_name(s));
     char buf[4096];
     ssize_t n;
     while ((n = co_tls_read(s, buf, sizeof buf, -1)) > 0) {
@@ -115,6 +118,9 @@ static void test_echo(void)
             got += (size_t)n;
         }
         ASSERT_STR_EQ(buf, "HELLO, TLS");
+        /* SNI: sent with a host name, not with an IP address (RFC 6066). */
+        ASSERT_STR_EQ(last_sni, round == 1 ? "localhost" : "");
+        ASSERT_STR_EQ(co_tls_server_name(s), round == 1 ? "localhost" : "");
         /* A large write, echoed back. */
         size_t big = 1 << 20;
         char *out = malloc(big), *in = malloc(big);
