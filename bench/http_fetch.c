@@ -26,7 +26,6 @@ static int tls_setup(void *curl, void *arg)
     (void)arg;
     if (insecure) curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
     if (insecure) curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
-    if (cafile) curl_easy_setopt(curl, CURLOPT_CAINFO, cafile);
     return 0;
 }
 
@@ -35,7 +34,9 @@ static void *worker(void *arg)
     (void)arg;
     co_http_resp_t r = {0};
     char url[1100];
-    co_http_opts_t o = {.setup = tls_setup};
+    /* A pinned CA is the pool's (co_http_config_t.ca_file); only
+     * --insecure needs the escape hatch. */
+    co_http_opts_t o = {.setup = insecure ? tls_setup : NULL};
     while (next_page < total) {
         long i = next_page++;
         if (numbered)
@@ -79,7 +80,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--insecure")) insecure = true;
         if (!strcmp(argv[i], "--cafile") && i + 1 < argc) cafile = argv[++i];
     }
-    co_http_configure(&(co_http_config_t){.max_conns = (size_t)c});
+    co_http_configure(&(co_http_config_t){.max_conns = (size_t)c, .ca_file = cafile});
     co_coro_t **cs = calloc((size_t)c, sizeof *cs);
     struct timespec t0, t1;
     double cpu0 = cpu_seconds();

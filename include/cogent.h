@@ -1014,6 +1014,7 @@ typedef struct co_http_config {
     size_t max_host_conns; /* per host and port; 0: no limit */
     int64_t dns_ttl_ms;    /* how long a name lookup is reused; 0: 10 s; < 0: not at all */
     bool no_multiplex;     /* never send requests side by side on one HTTP/2 connection */
+    const char *ca_file;   /* PEM CAs HTTPS trusts instead of the system's store (copied); NULL: the system's */
 } co_http_config_t;
 
 /* Sets the limits of the calling thread's pool (NULL: the defaults).  At

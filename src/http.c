@@ -56,6 +56,18 @@ typedef struct pool {
     CURLM *multi;
     CURLSH *share;
     int epfd;
+    /* What the epoll set holds for each descriptor number libcurl named
+     * (indexed by fd): the events asked for, and whether libcurl still
+     * watches it.  A socket libcurl stops watching (CURL_POLL_REMOVE)
+     * stays in the set, idle, because libcurl names a kept-alive
+     * connection's socket again with the next request on it: leaving it
+     * turns an EPOLL_CTL_DEL and an ADD per request into one MOD.  If it turns ready
+     * meanwhile (the server closed it), it leaves the set then. */
+    struct sock_state {
+        uint32_t events; /* 0: not in the set; else what it was last asked for there */
+        bool watched;
+    } *socks;
+    size_t nsocks;
     co_event_t kick;  /* the driver's wake-up */
     int64_t timer;    /* libcurl's timer, a deadline of co_now(); -1: none */
     int64_t waiting;  /* the deadline the driver waits for; -2: not waiting */
@@ -72,7 +84,10 @@ typedef struct pool {
     bool limited;
     /* Easy handles of finished requests, reset for the next: making one
      * costs a dozen allocations (kilobytes of buffers). */
-    CURL *spare[EASY_CACHE];
+    struct spare {
+        CURL *easy;
+        bool plain; /* still set up for a plain request (below), not reset */
+    } spare[EASY_CACHE];
     unsigned nspare;
     co_http_config_t cfg;
     co_http_stats_t st;
@@ -192,44 +207,81 @@ static int on_timer(CURLM *m, long timeout_ms, void *ud)
     return 0;
 }
 
+/* The state kept for descriptor s, growing the table; NULL: ENOMEM. */
+static struct sock_state *sock_state(pool_t *p, curl_socket_t s)
+{
+    if ((size_t)s >= p->nsocks) {
+        size_t n = p->nsocks ? p->nsocks : 64;
+        while (n <= (size_t)s) n *= 2;
+        struct sock_state *t = realloc(p->socks, n * sizeof *t);
+        if (!t) return NULL;
+        memset(t + p->nsocks, 0, (n - p->nsocks) * sizeof *t);
+        p->socks = t;
+        p->nsocks = n;
+    }
+    return &p->socks[s];
+}
+
+/* Takes s out of the epoll set.  Fails harmlessly (counted) when s was
+ * closed already: a closed descriptor left the set by itself. */
+static void sock_drop(pool_t *p, curl_socket_t s)
+{
+    if (epoll_ctl(p->epfd, EPOLL_CTL_DEL, s, NULL) < 0) p->st.stale_sockets++;
+    p->socks[s].events = 0;
+}
+
 /* CURLMOPT_SOCKETFUNCTION: watch s for what libcurl wants now.  sockp is
- * what we assigned to s (non-NULL once we watch it). */
+ * what we assigned to s (non-NULL while libcurl knows we watch it). */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *ud, void *sockp)
 {
     (void)e;
     pool_t *p = ud;
+    if (s < 0) return -1;
     if (what == CURL_POLL_REMOVE) {
         if (!sockp) return 0;
         /* The pitfall: libcurl may have closed s already, and the number
-         * may even be a new descriptor by now.  A closed fd has left the
-         * set by itself; EBADF / ENOENT say so, and a new descriptor of
-         * that number is not in the set (we add only what libcurl names),
-         * so this DEL cannot take anything else away. */
-        if (epoll_ctl(p->epfd, EPOLL_CTL_DEL, s, NULL) < 0) p->st.stale_sockets++;
+         * may even be a new descriptor by now.  Nothing is done to the set
+         * here (see pool_t.socks): a closed descriptor has left it by
+         * itself, and a new one of that number was never added (we add
+         * only what libcurl names), so nothing else can be touched. */
+        if ((size_t)s < p->nsocks) p->socks[s].watched = false;
         p->st.sockets--;
         if (!p->closing) curl_multi_assign(p->multi, s, NULL);
         return 0;
     }
+    struct sock_state *ss = sock_state(p, s);
+    if (!ss) return -1; /* libcurl fails the transfer */
     struct epoll_event ev = {.events = 0, .data.fd = s};
     if (what & CURL_POLL_IN) ev.events |= EPOLLIN;
     if (what & CURL_POLL_OUT) ev.events |= EPOLLOUT;
     if (!sockp) {
-        /* New to us.  EEXIST: the same open file still sits in the set
-         * under this number (closed and reopened by dup, say): aim it. */
-        if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0 &&
-            (errno != EEXIST || epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) < 0))
-            return -1; /* libcurl fails the transfer */
         p->st.sockets++;
         p->st.sockets_seen++;
         curl_multi_assign(p->multi, s, p);
-        return 0;
     }
-    /* ENOENT: libcurl closed the old socket of this number without a
-     * REMOVE and made a new one: add the new one. */
-    if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) == 0) return 0;
-    if (errno != ENOENT || epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0) return -1;
-    p->st.stale_sockets++;
+    ss->watched = true;
+    /* Always a system call: only the kernel knows whether the socket in
+     * the set under this number is still this one (closed and reopened
+     * sockets keep their numbers).  MOD first if one may be there: a
+     * kept-alive socket named again, or a change; ENOENT: the socket we
+     * had under this number was closed (and left the set) and this is a
+     * new one, named as a change without a REMOVE, or after one: add it.
+     * ADD first otherwise; EEXIST: the same open file still sits in the
+     * set under this number (closed and reopened by dup, say): aim it. */
+    if (ss->events) {
+        if (epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) < 0) {
+            if (errno != ENOENT || epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0) goto fail;
+            p->st.stale_sockets++;
+        }
+    } else if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, s, &ev) < 0 &&
+               (errno != EEXIST || epoll_ctl(p->epfd, EPOLL_CTL_MOD, s, &ev) < 0)) {
+        goto fail;
+    }
+    ss->events = ev.events;
     return 0;
+fail:
+    ss->events = 0;
+    return -1;
 }
 
 /* Finished transfers: tell their requesters. */
@@ -309,12 +361,17 @@ static void *watcher_main(void *arg)
         if (co_wait_readable(p->epfd, -1) < 0) break; /* ECANCELED: the driver stops us */
         int n = epoll_wait(p->epfd, evs, EVENTS, 0);
         for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if ((size_t)fd < p->nsocks && !p->socks[fd].watched) {
+                sock_drop(p, fd); /* an idle socket libcurl stopped watching turned ready */
+                continue;
+            }
             int mask = 0;
             if (evs[i].events & EPOLLIN) mask |= CURL_CSELECT_IN;
             if (evs[i].events & EPOLLOUT) mask |= CURL_CSELECT_OUT;
             if (evs[i].events & (EPOLLERR | EPOLLHUP)) mask |= CURL_CSELECT_ERR;
             int running;
-            curl_multi_socket_action(p->multi, evs[i].data.fd, mask, &running);
+            curl_multi_socket_action(p->multi, fd, mask, &running);
         }
         if (n > 0) reap(p);
         /* Sockets still ready keep the set readable, and the wait above
@@ -379,18 +436,35 @@ static void pool_apply(pool_t *p)
     curl_multi_setopt(p->multi, CURLMOPT_PIPELINING, p->cfg.no_multiplex ? CURLPIPE_NOTHING : CURLPIPE_MULTIPLEX);
 }
 
-static CURL *easy_get(pool_t *p)
+/* A request is plain when it sets no option of its own: a GET with the
+ * defaults, or with only max_body / on_data (which act in our callbacks).
+ * The handle of a plain request needs no reset for the next plain one:
+ * all but a few of its options are the same (easy_setup). */
+static bool is_plain(const co_http_opts_t *o)
 {
-    if (p->nspare) return p->spare[--p->nspare];
-    return curl_easy_init();
+    return !o || (!o->method && !o->headers && !o->body && !o->max_redirects && !o->no_compression && !o->setup);
 }
 
-static void easy_put(pool_t *p, CURL *e)
+/* A handle for the next request: *ready if it is still set up for a
+ * plain request and this one is plain too. */
+static CURL *easy_get(pool_t *p, bool plain, bool *ready)
+{
+    *ready = false;
+    if (!p->nspare) return curl_easy_init();
+    struct spare *s = &p->spare[--p->nspare];
+    if (s->plain && plain)
+        *ready = true;
+    else if (s->plain)
+        curl_easy_reset(s->easy);
+    return s->easy;
+}
+
+static void easy_put(pool_t *p, CURL *e, bool plain)
 {
     if (!e) return;
     if (p->nspare < EASY_CACHE) {
-        curl_easy_reset(e);
-        p->spare[p->nspare++] = e;
+        if (!plain) curl_easy_reset(e); /* forget what the caller set (setup, headers, body...) */
+        p->spare[p->nspare++] = (struct spare){e, plain};
     } else {
         curl_easy_cleanup(e);
     }
@@ -399,10 +473,12 @@ static void easy_put(pool_t *p, CURL *e)
 static void pool_free(pool_t *p)
 {
     p->closing = true;
-    while (p->nspare) curl_easy_cleanup(p->spare[--p->nspare]);
+    while (p->nspare) curl_easy_cleanup(p->spare[--p->nspare].easy);
     curl_multi_cleanup(p->multi); /* closes the idle connections */
     curl_share_cleanup(p->share);
     co_close(p->epfd);
+    free(p->socks);
+    free((char *)p->cfg.ca_file);
     co_event_destroy(&p->kick);
     co_event_destroy(&p->ended);
     if (p->limited) co_sem_destroy(&p->slots);
@@ -467,7 +543,13 @@ int co_http_configure(const co_http_config_t *cfg)
     if (!p) return -1;
     if (p->st.in_flight) return errno = EBUSY, -1;
     co_http_config_t zero = {0};
+    char *ca = cfg && cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    if (cfg && cfg->ca_file && !ca) return errno = ENOMEM, -1;
+    free((char *)p->cfg.ca_file);
     p->cfg = cfg ? *cfg : zero;
+    p->cfg.ca_file = ca;
+    /* The spare handles were set up for the old settings. */
+    while (p->nspare) curl_easy_cleanup(p->spare[--p->nspare].easy);
     pool_apply(p);
     return 0;
 }
@@ -500,24 +582,32 @@ void co_http_stats(co_http_stats_t *st)
 
 /* ------------------------------------------------------------ requests */
 
-static int easy_setup(req_t *r, const char *url, const co_http_opts_t *o)
+/* Sets the easy handle up for the request; `ready`: it was set up for a
+ * plain request and this one is plain too: only what differs between
+ * two such requests is set.  0 or an errno. */
+static int easy_setup(req_t *r, const char *url, const co_http_opts_t *o, bool ready)
 {
     CURL *e = r->easy;
     pool_t *p = r->p;
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK) return ENOMEM;
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-    curl_easy_setopt(e, CURLOPT_SHARE, p->share);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    int64_t ttl = p->cfg.dns_ttl_ms;
+    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, ttl == 0 ? 10L : ttl < 0 ? 0L : (long)((ttl + 999) / 1000));
+    /* HTTPS: a new request waits for a connection being set up that may
+     * carry it as an HTTP/2 stream, rather than opening another. */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, (long)(!p->cfg.no_multiplex && !strncasecmp(url, "https:", 6)));
+    if (ready) return 0;
+    if (p->cfg.ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, p->cfg.ca_file);
+    curl_easy_setopt(e, CURLOPT_SHARE, p->share);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
     curl_easy_setopt(e, CURLOPT_USERAGENT,
                      "cogent/"
                      "0.1 libcurl/" LIBCURL_VERSION);
-    int64_t ttl = p->cfg.dns_ttl_ms;
-    curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, ttl == 0 ? 10L : ttl < 0 ? 0L : (long)((ttl + 999) / 1000));
     int redirs = o ? o->max_redirects : 0;
     if (redirs >= 0) {
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -525,9 +615,6 @@ static int easy_setup(req_t *r, const char *url, const co_http_opts_t *o)
         curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     }
     if (!o || !o->no_compression) curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-    /* HTTPS: a new request waits for a connection being set up that may
-     * carry it as an HTTP/2 stream, rather than opening another. */
-    if (!p->cfg.no_multiplex && !strncasecmp(url, "https:", 6)) curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     if (o && o->body) {
         /* Copied: libcurl sends it from the driver, while the caller's
          * memory (a compact coroutine's stack) may have moved. */
@@ -624,12 +711,13 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     resp->headers = (co_buf_t){0};
     co_event_init(&r->ev);
     int err = 0;
-    r->easy = easy_get(p);
+    bool plain = is_plain(opts), ready;
+    r->easy = easy_get(p, plain, &ready);
     if (!r->easy) {
         err = ENOMEM;
         goto out;
     }
-    if ((err = easy_setup(r, url, opts))) goto out;
+    if ((err = easy_setup(r, url, opts, ready))) goto out;
     p->st.requests++;
     p->st.in_flight++; /* from here on, co_http_configure and co_http_close wait */
     if (p->limited && co_sem_acquire(&p->slots, deadline) < 0) {
@@ -718,7 +806,7 @@ out:;
         else
             set_error("%s %s: %s", m, url, strerror(err));
     }
-    easy_put(p, r->easy);
+    easy_put(p, r->easy, plain);
     curl_slist_free_all(r->hdrs);
     co__buf_free(&r->pending);
     co__buf_free(&r->spare);

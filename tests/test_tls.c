@@ -385,6 +385,19 @@ static void test_https(void)
                EPROTO);
     fprintf(stderr, "    %s\n", co_http_error());
     curl_slist_free_all(resolve);
+    /* The pool's pinned CA (co_http_config_t.ca_file): plain GETs verify
+     * against it, on handles reused as they are. */
+    ASSERT_EQ(co_http_configure(&(co_http_config_t){.ca_file = ca_pem}), 0);
+    TESTD_URL(url, &tsrv, "https", "/status/200");
+    for (int i = 0; i < 3; i++) ASSERT_(co_http_get(url, &r, co_now() + 10000) == 0, "%s", co_http_error());
+    ASSERT_EQ(co_http_configure(&(co_http_config_t){.ca_file = other_ca_pem}), 0);
+    ASSERT_ERR(co_http_get(url, &r, co_now() + 10000), EPROTO);
+    ASSERT_EQ(co_http_configure(&(co_http_config_t){.ca_file = "/nonexistent/ca.pem"}), 0);
+    ASSERT_ERR(co_http_get(url, &r, co_now() + 10000), EPROTO);
+    fprintf(stderr, "    %s\n", co_http_error());
+    /* Back to the system's store: the handles set up for the CA are gone. */
+    ASSERT_EQ(co_http_configure(NULL), 0);
+    ASSERT_ERR(co_http_get(url, &r, co_now() + 10000), EPROTO);
     co_http_resp_destroy(&r);
     ASSERT_EQ(co_http_close(), 0);
 }
