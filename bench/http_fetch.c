@@ -90,9 +90,11 @@ int main(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double cpu = cpu_seconds() - cpu0;
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    co_http_stats_t st;
+    co_http_stats(&st);
     printf("{\"impl\": \"cogent\", \"pages\": %ld, \"failed\": %ld, \"concurrency\": %ld, \"seconds\": %.3f, "
-           "\"pages_per_s\": %.0f, \"cpu_us_per_page\": %.1f}\n",
-           done, failed, c, secs, done / secs, cpu * 1e6 / (double)(done ? done : 1));
+           "\"pages_per_s\": %.0f, \"cpu_us_per_page\": %.1f, \"connects\": %llu}\n",
+           done, failed, c, secs, done / secs, cpu * 1e6 / (double)(done ? done : 1), (unsigned long long)st.connects);
     free(cs);
     co_http_close();
     return failed ? 1 : 0;

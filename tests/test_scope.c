@@ -2,7 +2,8 @@
  * scope's deadline (sleeps, events, queues, locks, joins, reads, polls),
  * nested scopes (the earliest wins, leaving restores the outer), one
  * coroutine's scope is not another's, a recycled coroutine record carries
- * no scope, threads without a hub, try forms, and leaving out of order. */
+ * no scope, threads without a hub, try forms, leaving out of order, and
+ * futures, thread joins and pool tasks in a spawned coroutine. */
 #include <fcntl.h>
 #include <pthread.h>
 
@@ -197,12 +198,61 @@ static void test_leave_out_of_order_aborts(void)
     ASSERT(strstr(buf, "cogent: co_scope_leave: not the innermost scope") != NULL);
 }
 
+/* The waits main brought (futures, thread joins, pool tasks), and a
+ * scope in a spawned coroutine (compact under COGENT_COMPACT=1, whose
+ * stack moves while it waits): the objects it waits on live off its
+ * stack, the scope itself on it. */
+static void *slow_task(void *arg)
+{
+    (void)arg;
+    usleep(300 * 1000);
+    return (void *)7;
+}
+
+static co_future_t *fut;
+
+static void *scoped_waits(void *arg)
+{
+    co_thread_t *t = arg;
+    co_scope_t outer, inner;
+    int64_t t0 = co_now();
+    co_scope_enter(&outer, t0 + 5000);
+    co_scope_enter(&inner, t0 + 60);
+    if (co_future_wait(fut, -1) != -1 || errno != ETIMEDOUT) return (void *)1;
+    if (co_thread_join(t, -1, NULL) != -1 || errno != ETIMEDOUT) return (void *)2;
+    if (co_pool_run(NULL, slow_task, NULL, -1, NULL) != -1 || errno != ETIMEDOUT) return (void *)3;
+    if (co_sleep_ms(10000) != -1 || errno != ETIMEDOUT) return (void *)4;
+    if (co_now() - t0 > 2000) return (void *)5;
+    if (!co_scope_leave(&inner)) return (void *)6;
+    if (co_scope_deadline() != t0 + 5000) return (void *)7; /* the outer one again */
+    if (co_thread_join(t, -1, NULL) != 0) return (void *)8; /* not cut: the thread ends in 300 ms */
+    if (co_scope_leave(&outer)) return (void *)9;
+    return NULL;
+}
+
+static void test_futures_threads_pools_in_a_coroutine(void)
+{
+    fut = co_future_new();
+    ASSERT(fut != NULL);
+    co_thread_t *t = co_thread_new(slow_task, NULL, NULL);
+    ASSERT(t != NULL);
+    co_coro_t *c = co_spawn(scoped_waits, t);
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, 0);
+    ASSERT_EQ(co_thread_join(t, -1, NULL), 0);
+    co_thread_free(t);
+    co_future_set_result(fut, NULL);
+    co_future_free(fut);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
     RUN(test_sleep_and_nesting);
     RUN(test_every_kind_of_wait);
     RUN(test_per_coroutine);
+    RUN(test_futures_threads_pools_in_a_coroutine);
     RUN(test_thread_without_hub);
     RUN(test_leave_out_of_order_aborts);
     return TEST_MAIN_END();
