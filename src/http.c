@@ -66,7 +66,7 @@ typedef struct pool {
     struct sock_state {
         uint32_t events; /* 0: not in the set; else what it was last asked for there */
         bool watched;
-    } *socks;
+    } * socks;
     size_t nsocks;
     co_event_t kick;  /* the driver's wake-up */
     int64_t timer;    /* libcurl's timer, a deadline of co_now(); -1: none */
