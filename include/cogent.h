@@ -975,7 +975,9 @@ typedef struct co_http_resp {
  * co_http_error() describing the failure in one line ("GET
  * http://127.0.0.1:1/: Failed to connect to 127.0.0.1 port 1 after 0 ms:
  * Couldn't connect to server (curl 7)"):
- *   EINVAL       url or resp NULL, a malformed URL, an unsupported scheme;
+ *   EINVAL       url or resp NULL, a malformed URL, a scheme other than
+ *                http and https (setup may allow more), an empty method,
+ *                body_len without a body;
  *   ETIMEDOUT    the deadline passed (or a libcurl timeout set through
  *                setup): the transfer is aborted and freed;
  *   ECANCELED    the caller was killed: likewise;

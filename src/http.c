@@ -106,7 +106,9 @@ typedef struct req {
     co_event_t ev; /* something for the requester: done, body to hand over */
     bool done;
     bool paused;
-    bool streaming; /* the caller's on_data takes the body */
+    bool streaming;          /* the caller's on_data takes the body */
+    co_http_data_fn on_data; /* (called in the requester only) */
+    void *on_data_arg;
     CURLcode result;
     int err; /* an errno our callbacks decided (EFBIG, ENOMEM, on_data's) */
     size_t max_body;
@@ -608,6 +610,9 @@ static int easy_setup(req_t *r, const char *url, const co_http_opts_t *o, bool r
     curl_easy_setopt(e, CURLOPT_USERAGENT,
                      "cogent/"
                      "0.1 libcurl/" LIBCURL_VERSION);
+    /* An HTTP client: no file://, ftp://, gopher://... (a URL from a page
+     * must not read local files); setup may allow more. */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     int redirs = o ? o->max_redirects : 0;
     if (redirs >= 0) {
         curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
@@ -663,12 +668,12 @@ static void resp_reset(co_http_resp_t *resp)
 /* Hands the pending body to on_data, in the requester.  on_data may
  * block, and libcurl meanwhile stores more: it goes to the other buffer.
  * 0 or an errno. */
-static int deliver(req_t *r, const co_http_opts_t *o)
+static int deliver(req_t *r)
 {
     if (!r->pending.len) return 0;
     co_buf_t take = r->pending;
     r->pending = r->spare;
-    int e = o->on_data(take.data, take.len, o->on_data_arg);
+    int e = r->on_data(take.data, take.len, r->on_data_arg);
     take.len = 0;
     r->spare = take;
     return e;
@@ -687,6 +692,10 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
         return errno = EINVAL, -1;
     }
     resp_reset(resp);
+    if (opts && opts->method && !opts->method[0]) {
+        set_error("co_http_request: the method is empty");
+        return errno = EINVAL, -1;
+    }
     if (opts && opts->body_len && !opts->body) {
         set_error("%s %s: body_len is %zu but body is NULL", method_name(opts), url, opts->body_len);
         return errno = EINVAL, -1;
@@ -703,6 +712,8 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     }
     r->p = p;
     r->streaming = opts && opts->on_data;
+    r->on_data = opts ? opts->on_data : NULL;
+    r->on_data_arg = opts ? opts->on_data_arg : NULL;
     r->max_body = opts ? opts->max_body : 0;
     /* The response's buffers, lent (their capacity is reused). */
     r->body = resp->body;
@@ -743,7 +754,7 @@ int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t 
     int waited = 0;
     for (;;) {
         if (r->streaming && !err) {
-            err = deliver(r, opts);
+            err = deliver(r);
             if (!err && r->paused) {
                 /* Resuming may hand us buffered data at once (on_write). */
                 r->paused = false;

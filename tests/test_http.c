@@ -161,6 +161,16 @@ static void test_bad_input(void)
     ASSERT_ERR(co_http_get("nosuchscheme://127.0.0.1/", &r, -1), EINVAL);
     ASSERT(strstr(co_http_error(), "nosuchscheme") != NULL);
     ASSERT_ERR(co_http_get("http://[::1", &r, -1), EINVAL);
+    ASSERT_ERR(co_http_get("", &r, -1), EINVAL);
+    /* Only http and https: a URL found on a page must not read local
+     * files or speak another protocol. */
+    ASSERT_ERR(co_http_get("file:///etc/hostname", &r, -1), EINVAL);
+    ASSERT_EQ(r.body.len, 0);
+    ASSERT_ERR(co_http_get("ftp://127.0.0.1:1/", &r, -1), EINVAL);
+    ASSERT(strstr(co_http_error(), "ftp") != NULL);
+    ASSERT_ERR(co_http_request(URL("/echo"), &(co_http_opts_t){.method = ""}, &r, -1), EINVAL);
+    ASSERT_ERR(co_http_request(URL("/echo"), &(co_http_opts_t){.body_len = 3}, &r, -1), EINVAL);
+    ASSERT(strstr(co_http_error(), "body") != NULL);
     /* A deadline already passed, and the try form, fail at once. */
     ASSERT_ERR(co_http_get(URL("/status/200"), &r, co_now() - 300000), ETIMEDOUT);
     co_http_resp_destroy(&r);
