@@ -500,9 +500,30 @@ static void pool_thread_exit(void *arg)
     pool_free(p);
 }
 
+/* A fork child does not inherit the pool of the thread that forked: its
+ * multi handle's kept-alive connections, TLS sessions and epoll set are
+ * the parent's (sockets shared with it: a request of the child would
+ * write into the parent's connection).  The child leaves them to the
+ * parent, untouched (a cleanup would send TLS close_notify on the
+ * parent's connections), closes only its own copy of the epoll set, and
+ * makes a pool of its own at its first request.  Requests in flight at
+ * the fork are the parent's: the child's copies of their coroutines
+ * must not wait for them (docs/http.md). */
+static void pool_fork_child(void)
+{
+    pool_t *p = tls_pool;
+    /* (A driver still winding down after the last request ends by itself
+     * in the child too: its watcher sees the closed set.) */
+    if (!p || p->st.in_flight) return;
+    co_close(p->epfd); /* the child's copy only (cogent's fork path ran first) */
+    tls_pool = NULL;   /* the rest is left behind, as the parent's */
+    pthread_setspecific(pool_key, NULL);
+}
+
 static void pool_key_make(void)
 {
     pthread_key_create(&pool_key, pool_thread_exit);
+    pthread_atfork(NULL, NULL, pool_fork_child);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 

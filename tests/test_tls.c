@@ -2,11 +2,13 @@
  * CLI; an uppercase echo server on the stream server (co_tls_serve);
  * handshakes that succeed and fail (wrong CA, wrong host), deadlines and
  * kills during a handshake, a read timeout the stream survives;
- * `openssl s_client` as an outside client; and HTTPS through the HTTP
- * client against tests/http_testd.c serving TLS. */
+ * `openssl s_client` as an outside client; HTTPS through the HTTP
+ * client against tests/http_testd.c serving TLS; and HTTP/2 multiplexing
+ * against nginx, when it is installed. */
 #include <curl/curl.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include "harness.h"
@@ -461,6 +463,99 @@ static void test_https_handshake_killed(void)
     co_close(m.lfd);
 }
 
+/* HTTP/2 with a real server: nginx (when installed) serving TLS with h2
+ * over ALPN.  Many coroutines' requests go side by side as streams of one
+ * connection (libcurl's multiplexing, CURLOPT_PIPEWAIT). */
+static void *fetch_h2(void *arg)
+{
+    const char *url = arg;
+    co_http_resp_t r = {0};
+    intptr_t ok = co_http_get(url, &r, co_now() + 20000) == 0 && r.status == 200 && r.http_version == 20 &&
+                  r.body.len == 6 && !strcmp(r.body.data, "hello\n");
+    if (!ok) fprintf(stderr, "    h2: %s (status %ld, HTTP %d)\n", co_http_error(), r.status, r.http_version);
+    co_http_resp_destroy(&r);
+    return (void *)ok;
+}
+
+static void test_http2_nginx(void)
+{
+    const char *nginx = access("/usr/sbin/nginx", X_OK) == 0 ? "/usr/sbin/nginx" : NULL;
+    if (!nginx) {
+        fprintf(stderr, "    skipped: nginx is not installed (scripts/deps.sh installs it)\n");
+        return;
+    }
+    int lfd = co_tcp_listen("127.0.0.1", 0, NULL); /* a free port, for nginx */
+    ASSERT(lfd >= 0);
+    int port = co_socket_port(lfd);
+    co_close(lfd);
+    char path[256], conf[2048];
+    snprintf(path, sizeof path, "%s/www", dir);
+    ASSERT_EQ(mkdir(path, 0755), 0);
+    snprintf(path, sizeof path, "%s/www/hello.txt", dir);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs("hello\n", f);
+    fclose(f);
+    snprintf(conf, sizeof conf,
+             "daemon off; master_process off; pid %s/nginx.pid; error_log %s/nginx.log;\n"
+             "events { worker_connections 256; }\n"
+             "http { access_log off; client_body_temp_path %s/body; proxy_temp_path %s/proxy;\n"
+             "  fastcgi_temp_path %s/fcgi; uwsgi_temp_path %s/uwsgi; scgi_temp_path %s/scgi;\n"
+             "  server { listen 127.0.0.1:%d ssl http2; ssl_certificate %s; ssl_certificate_key %s; root %s/www; } }\n",
+             dir, dir, dir, dir, dir, dir, dir, port, srv_pem, srv_key, dir);
+    snprintf(path, sizeof path, "%s/nginx.conf", dir);
+    f = fopen(path, "w");
+    ASSERT(f != NULL);
+    fputs(conf, f);
+    fclose(f);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(nginx, "nginx", "-c", path, "-p", dir, (char *)NULL);
+        _exit(127);
+    }
+    int up = 0;
+    for (int i = 0; i < 100 && !up; i++) {
+        int fd = co_tcp_connect("127.0.0.1", port, co_now() + 1000);
+        if (fd >= 0) {
+            co_close(fd);
+            up = 1;
+        } else {
+            co_sleep_ms(50);
+        }
+    }
+    if (!up) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fprintf(stderr, "    skipped: nginx did not start (see %s/nginx.log)\n", dir);
+        return;
+    }
+    ASSERT_EQ(co_http_configure(&(co_http_config_t){.ca_file = ca_pem}), 0);
+    char url[128];
+    snprintf(url, sizeof url, "https://localhost:%d/hello.txt", port);
+    co_coro_t *cs[50];
+    for (int i = 0; i < 50; i++) cs[i] = co_spawn(fetch_h2, url);
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        void *r;
+        ASSERT_EQ(co_join(cs[i], -1, &r), 0);
+        ok += (int)(intptr_t)r;
+    }
+    co_http_stats_t st;
+    co_http_stats(&st);
+    fprintf(stderr, "    50 requests over HTTP/2: %d ok, %llu connection(s)\n", ok, (unsigned long long)st.connects);
+    ASSERT_EQ(ok, 50);
+    ASSERT_EQ(st.connects, 1); /* one connection, 50 streams */
+    ASSERT_EQ(co_http_configure(NULL), 0);
+    ASSERT_EQ(co_http_close(), 0);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -483,6 +578,7 @@ int main(int argc, char **argv)
     RUN(test_https);
     RUN(test_https_many);
     RUN(test_https_handshake_killed);
+    RUN(test_http2_nginx);
     testd_stop(&tsrv);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
