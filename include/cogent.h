@@ -939,7 +939,7 @@ typedef int (*co_http_data_fn)(const void *data, size_t n, void *arg);
 typedef struct co_http_opts {
     const char *method;         /* NULL: GET, or POST when body is set */
     const char *const *headers; /* "Name: value" lines, NULL-terminated; NULL: none */
-    const void *body;           /* the request body, read during the call */
+    const void *body;           /* the request body, copied when the request starts */
     size_t body_len;
     int max_redirects;       /* 0: follow up to 10 (aiohttp's default); < 0: do not follow */
     bool no_compression;     /* do not ask for gzip/deflate/br/zstd */
