@@ -269,3 +269,4 @@ PY
 
 # The echo benchmark (servers against a load generator): its own table.
 if [ "${SKIP_ECHO:-0}" != 1 ]; then "$here/echo.sh" "$build"; fi
+if [ "${SKIP_HTTP:-0}" != 1 ]; then "$here/http.sh" "$build"; "$here/tls_echo.sh" "$build"; fi

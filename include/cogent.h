@@ -31,6 +31,8 @@
  *   queues                FIFO/LIFO/priority, bounded, closable, joinable
  *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
  *   stream server         a handler coroutine per connection
+ *   HTTP, TLS             libcurl on the hub; OpenSSL streams (libcogent-http)
+ *   timeout scopes        a deadline around any code
  *   threads               threading.Thread: names, daemon, join, timers
  *   futures               one future for every executor and for promises
  *   executors             thread pools: submit, map, shutdown, run from a coroutine
@@ -908,6 +910,268 @@ CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
  * Not from one of its own handlers (aborts).  Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
 
+/* ------------------------------------------------------------------ HTTP */
+/* An HTTP(S) client on the hub (aiohttp's ClientSession, Go's
+ * http.Client): libcurl's multi interface driven by the hub's poller and
+ * timers.  A coroutine making a request parks only itself; every
+ * coroutine of a hub shares that hub's libcurl multi handle, made on
+ * first use: one connection pool (keep-alive, HTTP/2 multiplexing), one
+ * DNS cache, one TLS session cache.  libcurl does the protocol: TLS with
+ * certificate verification (OpenSSL), HTTP/2 (nghttp2), redirects,
+ * compression, proxies from the environment (http_proxy, https_proxy,
+ * no_proxy) as the curl tool does.  These functions live in
+ * libcogent-http (pkg-config cogent-http, CMake cogent::cogent-http), so
+ * that programs that do not use them do not load libcurl.
+ * docs/http.md. */
+
+/* A growable buffer: data is NUL-terminated (the NUL not counted in len)
+ * once anything was stored, NULL before. */
+typedef struct co_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} co_buf_t;
+
+/* Hands a piece of the response body to the caller instead of storing
+ * it; runs in the requesting coroutine (it may block: the transfer is
+ * paused meanwhile).  Return 0, or an errno value to abort the request,
+ * which then fails with that errno. */
+typedef int (*co_http_data_fn)(const void *data, size_t n, void *arg);
+
+typedef struct co_http_opts {
+    const char *method;         /* NULL: GET, or POST when body is set */
+    const char *const *headers; /* "Name: value" lines, NULL-terminated; NULL: none */
+    const void *body;           /* the request body, copied when the request starts */
+    size_t body_len;
+    int max_redirects;       /* 0: follow up to 10 (aiohttp's default); < 0: do not follow */
+    bool no_compression;     /* do not ask for gzip/deflate/br/zstd */
+    size_t max_body;         /* 0: no limit; a longer body fails with EFBIG */
+    co_http_data_fn on_data; /* NULL: the body goes to resp->body */
+    void *on_data_arg;
+    /* The escape hatch: called with the easy handle (a CURL *) after
+     * cogent's own options, before the transfer starts, to set any
+     * CURLOPT_*.  Return 0, or an errno value to fail the request.  Do not
+     * replace CURLOPT_WRITEFUNCTION, HEADERFUNCTION or PRIVATE. */
+    int (*setup)(void *curl, void *arg);
+    void *setup_arg;
+} co_http_opts_t;
+
+/* What a request got.  Fill with zeros before the first use (or after
+ * co_http_resp_destroy); a request stores into it whatever it received,
+ * even when it fails, and replaces what an earlier request left. */
+typedef struct co_http_resp {
+    long status;      /* the final response's status code; 0 if none came */
+    int http_version; /* 10, 11, 20 or 30 */
+    co_buf_t body;    /* the body, decompressed (unless on_data took it) */
+    /* The final response's header lines, "Name: value", each ending in a
+     * '\0' (len counts them all); co_http_header finds one. */
+    co_buf_t headers;
+    char *url;     /* the URL of the final response, after redirects */
+    int curl_code; /* libcurl's CURLcode: 0 on success */
+} co_http_resp_t;
+
+/* Performs a request and waits for the whole response (status, headers,
+ * body) until the deadline; the connection goes back to the hub's pool.
+ * An HTTP error status (404, 500) is a response, not an error: check
+ * resp->status.  opts may be NULL (a GET).  0, or -1 with errno, and
+ * co_http_error() describing the failure in one line ("GET
+ * http://127.0.0.1:1/: Failed to connect to 127.0.0.1 port 1 after 0 ms:
+ * Couldn't connect to server (curl 7)"):
+ *   EINVAL       url or resp NULL, a malformed URL, a scheme other than
+ *                http and https (setup may allow more), an empty method,
+ *                body_len without a body;
+ *   ETIMEDOUT    the deadline passed (or a libcurl timeout set through
+ *                setup): the transfer is aborted and freed;
+ *   ECANCELED    the caller was killed: likewise;
+ *   ECONNREFUSED, EHOSTUNREACH, ENETUNREACH: the connection failed;
+ *   ENOENT       the host name does not resolve;
+ *   EPROTO       TLS failed: handshake, or certificate verification (the
+ *                message names the reason);
+ *   ECONNRESET   the connection broke mid-response (or nothing came);
+ *   ELOOP        more redirects than max_redirects;
+ *   EFBIG        the body is longer than max_body;
+ *   ENOMEM;  EIO for any other libcurl failure (curl_code says which);
+ *   an errno returned by on_data or setup.
+ * Switches: yes. */
+CO_API int co_http_request(const char *url, const co_http_opts_t *opts, co_http_resp_t *resp, int64_t deadline);
+/* A GET; a POST of len bytes of body with a Content-Type (NULL: none).
+ * As co_http_request.  Switches: yes. */
+CO_API int co_http_get(const char *url, co_http_resp_t *resp, int64_t deadline);
+CO_API int co_http_post(const char *url, const void *body, size_t len, const char *content_type, co_http_resp_t *resp,
+                        int64_t deadline);
+/* Frees what the response holds and zeroes it.  Switches: no. */
+CO_API void co_http_resp_destroy(co_http_resp_t *resp);
+/* The value of the response's first header named `name` (any case), or
+ * NULL; valid until the response is reused or destroyed.  Switches: no. */
+CO_API const char *co_http_header(const co_http_resp_t *resp, const char *name);
+/* A co_http_data_fn that writes each piece to the fd *(int *)arg with
+ * co_write_all (no deadline of its own; the request's holds).  */
+CO_API int co_http_to_fd(const void *data, size_t n, void *arg);
+/* The last failure of an HTTP call on this thread, as one line ("" if
+ * none).  Switches: no. */
+CO_API const char *co_http_error(void);
+
+/* Limits of the calling thread's connection pool (aiohttp's TCPConnector).
+ * Zero-filled means the defaults. */
+typedef struct co_http_config {
+    size_t max_conns;      /* open connections in all; 0: 100; SIZE_MAX: no limit */
+    size_t max_host_conns; /* per host and port; 0: no limit */
+    int64_t dns_ttl_ms;    /* how long a name lookup is reused; 0: 10 s; < 0: not at all */
+    bool no_multiplex;     /* never send requests side by side on one HTTP/2 connection */
+    const char *ca_file;   /* PEM CAs HTTPS trusts instead of the system's store (copied); NULL: the system's */
+} co_http_config_t;
+
+/* Sets the limits of the calling thread's pool (NULL: the defaults).  At
+ * most max_conns requests are handed to libcurl at once; the others wait
+ * their turn, oldest first (their deadline holds meanwhile).  0, or -1
+ * with EBUSY (requests are in progress on this thread) or ENOMEM.
+ * Switches: no. */
+CO_API int co_http_configure(const co_http_config_t *cfg);
+/* Closes the calling thread's pool: its idle connections, its multi
+ * handle and the coroutines driving it (made again by the next request).
+ * A thread's pool is also closed when the thread exits.  0, or -1 with
+ * EBUSY (requests still run on this thread).  Switches: yes. */
+CO_API int co_http_close(void);
+
+typedef struct co_http_stats {
+    uint64_t requests;      /* started */
+    uint64_t failed;        /* ended with an error (timeouts and kills included) */
+    uint64_t pauses;        /* transfers paused because on_data was behind */
+    uint64_t timer_sets;    /* libcurl timer changes (deletions included) */
+    uint64_t stale_sockets; /* libcurl named a socket already closed: a REMOVE after the
+                             * close, or a new socket under the old one's number */
+    uint64_t sockets_seen;  /* times libcurl asked to watch a socket it had not named (or had dropped) */
+    uint64_t connects;      /* connections opened (the rest were reused from the pool) */
+    size_t in_flight;       /* requests in progress: in libcurl, or queued for a slot (max_conns) */
+    size_t sockets;         /* sockets watched now */
+    bool driving;           /* the hub's driver coroutines are running */
+} co_http_stats_t;
+
+/* Counters of the calling thread's pool (zeros if it has none).
+ * Switches: no. */
+CO_API void co_http_stats(co_http_stats_t *st);
+
+/* ------------------------------------------------------------------- TLS */
+/* TLS streams over cogent descriptors (Python's ssl.SSLSocket), with
+ * OpenSSL: client and server, every read, write, handshake and shutdown
+ * with a deadline and a cancellation point.  Certificates are verified
+ * by default (the system's CA store, or a CA file), with the host name
+ * checked and sent as SNI.  In libcogent-http.  docs/tls.md. */
+
+typedef struct co_tls_ctx co_tls_ctx_t;
+typedef struct co_tls co_tls_t;
+
+typedef struct co_tls_ctx_opts {
+    bool server;           /* accept side: cert_file and key_file are needed */
+    const char *cert_file; /* PEM certificate (chain) */
+    const char *key_file;  /* PEM private key */
+    const char *ca_file;   /* PEM CAs to trust instead of the system's store */
+    bool insecure;         /* client: do not verify the peer (tests only) */
+    const char *alpn;      /* comma-separated protocols to offer/accept ("h2,http/1.1"); NULL none */
+} co_tls_ctx_opts_t;
+
+/* A context (Python's SSLContext): settings shared by many streams; TLS
+ * 1.2 or later.  NULL with errno and co_tls_error(): ENOENT (a file
+ * missing), EINVAL (a bad certificate or key, a key that does not match),
+ * ENOMEM.  Switches: no. */
+CO_API co_tls_ctx_t *co_tls_ctx_new(const co_tls_ctx_opts_t *opts);
+/* Frees the context; streams made from it keep what they need.  NULL is
+ * a no-op.  Switches: no. */
+CO_API void co_tls_ctx_free(co_tls_ctx_t *ctx);
+
+/* Runs the client handshake on the connected fd, for host (SNI and the
+ * name the certificate must carry; NULL: no name check, no SNI).  The
+ * stream uses fd but does not own it unless co_tls_free is asked to
+ * close it.  NULL with errno and co_tls_error():
+ *   EPROTO     the handshake failed; a verification failure names the
+ *              reason ("certificate verify failed: self-signed
+ *              certificate in certificate chain", "...: hostname mismatch");
+ *   ECONNRESET the peer closed the connection during the handshake;
+ *   ETIMEDOUT, ECANCELED, EINVAL (NULL ctx, a server context), ENOMEM.
+ * Switches: yes. */
+CO_API co_tls_t *co_tls_connect(co_tls_ctx_t *ctx, int fd, const char *host, int64_t deadline);
+/* Runs the server handshake on an accepted fd.  As co_tls_connect.
+ * Switches: yes. */
+CO_API co_tls_t *co_tls_accept(co_tls_ctx_t *ctx, int fd, int64_t deadline);
+/* Reads up to n bytes of application data: the count, 0 at the peer's
+ * close_notify or at EOF, or -1 with errno (ETIMEDOUT, ECANCELED: the
+ * stream is still usable; EPROTO, ECONNRESET).  Switches: yes. */
+CO_API ssize_t co_tls_read(co_tls_t *s, void *buf, size_t n, int64_t deadline);
+/* Writes all n bytes: n, or -1 with errno (ETIMEDOUT or ECANCELED after
+ * a partial write leave the stream unusable: free it; EPIPE,
+ * ECONNRESET, EPROTO).  Switches: yes. */
+CO_API ssize_t co_tls_write(co_tls_t *s, const void *buf, size_t n, int64_t deadline);
+/* Sends close_notify (and waits for the peer's until the deadline, if
+ * `wait_peer`).  0, or -1 with errno.  Switches: yes. */
+CO_API int co_tls_shutdown(co_tls_t *s, bool wait_peer, int64_t deadline);
+/* Frees the stream, closing its fd with co_close if `close_fd`.  NULL is
+ * a no-op.  Switches: no. */
+CO_API void co_tls_free(co_tls_t *s, bool close_fd);
+/* The stream's fd; the negotiated ALPN protocol ("" if none); the TLS
+ * version ("TLSv1.3").  Switches: no. */
+CO_API int co_tls_fd(const co_tls_t *s);
+CO_API const char *co_tls_alpn(const co_tls_t *s);
+CO_API const char *co_tls_version(const co_tls_t *s);
+/* The server name (SNI) of the stream: on the server side, the one the
+ * client asked for (virtual hosting); on the client side, the one sent;
+ * "" if none (a client that connected by IP address sends none).
+ * Switches: no. */
+CO_API const char *co_tls_server_name(const co_tls_t *s);
+/* The last TLS failure on this thread, one line ("" if none).
+ * Switches: no. */
+CO_API const char *co_tls_error(void);
+
+/* The stream server serving TLS: pass co_tls_serve as the server's
+ * handler and a co_tls_service_t (which must outlive the server) as its
+ * argument.  Each connection is handshaken (within handshake_timeout_ms,
+ * 0: 10 s) and handed to `handler` as a stream; the stream is shut down,
+ * freed and its fd closed when the handler returns.  A failed handshake
+ * counts as an error in the server's stats. */
+typedef int (*co_tls_handler_fn)(co_tls_t *s, void *arg);
+typedef struct co_tls_service {
+    co_tls_ctx_t *ctx;
+    co_tls_handler_fn handler;
+    void *arg;
+    int64_t handshake_timeout_ms;
+} co_tls_service_t;
+CO_API int co_tls_serve(int fd, void *service);
+
+/* -------------------------------------------------------- timeout scopes */
+/* A deadline around any code (gevent.Timeout, Trio's move_on_after): while
+ * a scope lasts, every blocking cogent call of the calling coroutine —
+ * joins, locks, queues, sleeps, I/O, HTTP requests, TLS, and the libc
+ * calls libcogent-patch.so serves inside unmodified libraries — fails
+ * with ETIMEDOUT once the scope's deadline has passed, and a wait already
+ * in progress ends then.  Each call's effective deadline is the earliest
+ * of its own and of every scope around it; scopes nest, the earliest
+ * wins, and leaving one restores the one outside.  A scope belongs to the
+ * coroutine that entered it (a thread's own stack, with or without a hub,
+ * has its own); the calls that clean up after a kill are not cut short.
+ * docs/coroutine.md.
+ *
+ *   co_scope_t sc;
+ *   co_scope_enter(&sc, co_now() + 100);
+ *   PGresult *res = PQexec(conn, "SELECT ...");   // fails after 100 ms
+ *   bool expired = co_scope_leave(&sc);
+ */
+typedef struct co_scope {
+    int64_t deadline; /* this scope's own, as given */
+    int64_t _outer, _effective;
+    uint64_t _owner;
+} co_scope_t;
+
+/* Enters a scope with `deadline` (an absolute time of co_now(); -1: none,
+ * which still nests correctly).  s lives on the caller's stack until
+ * co_scope_leave.  Switches: no. */
+CO_API void co_scope_enter(co_scope_t *s, int64_t deadline);
+/* Leaves the innermost scope, restoring the one outside, and returns
+ * true if its deadline has passed (calls inside may have failed because
+ * of it).  Leaving any other scope, or one of another coroutine, aborts
+ * with a message.  Switches: no. */
+CO_API bool co_scope_leave(co_scope_t *s);
+/* The effective scope deadline of the caller now (-1: none).
+ * Switches: no. */
+CO_API int64_t co_scope_deadline(void);
 /* --------------------------------------------------------------- threads */
 /* Threads (Python's threading.Thread): each runs fn(arg) with a name and
  * an optional stack size; it gets a hub the first time it needs one, as

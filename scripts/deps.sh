@@ -8,13 +8,13 @@ have() { command -v "$1" >/dev/null 2>&1; }
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 for p in cmake make gcc g++ clang libclang-rt-14-dev clang-format clang-tidy cppcheck valgrind gcc-aarch64-linux-gnu \
-         libc6-dev-arm64-cross qemu-user libcurl4-openssl-dev \
+         libc6-dev-arm64-cross qemu-user libcurl4-openssl-dev libssl-dev openssl libpq-dev nginx \
          python3 git curl redis-server redis-tools; do
   pkg_missing "$p" && need="$need $p"
 done
 if [ "$what" = bench ]; then
   for p in g++ libboost-context-dev libboost-dev golang-go python3-greenlet python3-gevent python3-uvloop libuv1-dev \
-           libevent-dev; do
+           libevent-dev nginx python3-aiohttp; do
     pkg_missing "$p" && need="$need $p"
   done
 fi

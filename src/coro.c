@@ -18,6 +18,7 @@
 #include "compact.h"
 #include "coro.h"
 #include "hub.h"
+#include "scope.h"
 
 #define POOL_CHUNK 64
 #define TCACHE_MAX 1024
@@ -587,7 +588,7 @@ int co_sleep_until(int64_t deadline)
     co__hub_t *h = co__hub();
     if (co__expired(deadline)) return co_yield_now();
     int r = co__park(h, deadline, "co_sleep", CO__BY_HUB, true);
-    if (r == ETIMEDOUT) return 0;
+    if (r == ETIMEDOUT && co__expired(deadline)) return 0; /* else a timeout scope cut it short (scope.h) */
     return errno = r ? r : EINTR, -1;
 }
 

@@ -70,6 +70,10 @@ struct co_coro {
     const char *spawn_file; /* where it was spawned, if known */
     int spawn_line;
     struct co__actor *actor; /* actor.c's slice: lock ownership, made on first lock */
+    /* timeout scopes (scope.h): the innermost scope's deadline, valid only
+     * while scope_id == id (no reset needed when the record is reused) */
+    uint64_t scope_id;
+    int64_t scope_deadline;
 };
 
 #define CO__DONE ((struct co__msg *)(uintptr_t)1) /* co_coro_t.watchers once finished */

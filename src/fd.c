@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 
 #include "fd.h"
+#include "scope.h"
 #include "sys.h"
 
 #define CHUNK_BITS 10
@@ -101,9 +102,9 @@ unsigned co__fd_flags(co__fd_t *e, int fd)
 
 int64_t co__fd_deadline(co__fd_t *e, int64_t deadline)
 {
-    if (!co__no_deadline(deadline)) return deadline;
     int64_t t = __atomic_load_n(&e->timeout, __ATOMIC_RELAXED);
-    return t ? co_now() + (t - 1) : -1;
+    if (co__no_deadline(deadline) && t) deadline = co_now() + (t - 1);
+    return co__scoped(deadline); /* timeout scopes (scope.h): for threads without a hub too */
 }
 
 /* ------------------------------------------------------ registration */

@@ -24,6 +24,7 @@
 #include "fork.h"
 #include "helper.h"
 #include "hub.h"
+#include "scope.h"
 #include "switch.h"
 #include "sys.h"
 
@@ -376,6 +377,7 @@ void co__schedule(co__hub_t *h, bool dying)
 int co__park(co__hub_t *h, int64_t deadline, const char *what, int waker, bool cancellable)
 {
     co_coro_t *self = h->current;
+    if (cancellable) deadline = co__deadline_min(deadline, co__scope_of(self)); /* timeout scopes (scope.h) */
     /* A park that does not happen still ends the caller's sequence: a
      * waker that read it before (a watch, a grant) can only be stale. */
     if (cancellable && atomic_load_explicit(&self->killed, memory_order_relaxed)) return self->park_seq++, ECANCELED;

@@ -31,6 +31,7 @@
 
 #include "fd.h"
 #include "io.h"
+#include "scope.h"
 #include "sys.h"
 
 /* How one call tries, on top of the entry's CO__FD_* flags. */
@@ -611,16 +612,22 @@ out:
 int co_poll(struct pollfd *fds, nfds_t nfds, int64_t deadline)
 {
     co__hub_t *h = co__tls.hub;
+    /* A timeout scope (scope.h) ends the wait sooner, as ETIMEDOUT: only
+     * the call's own deadline is poll's "0 ready". */
+    int64_t own = deadline;
+    deadline = co__scoped(deadline);
     if (!h) {
         for (;;) {
             int r = co__sys_poll(fds, nfds, co__ms_until(deadline));
+            if (r == 0 && deadline != own) return errno = ETIMEDOUT, -1;
             if (r >= 0 || errno != EINTR) return r;
         }
     }
     for (;;) {
         int r = co__sys_poll(fds, nfds, 0);
         if (r != 0) return r;
-        if (co__expired(deadline)) return 0; /* 0 (the try form) and past deadlines */
+        if (co__expired(deadline))
+            return deadline != own ? (errno = ETIMEDOUT, -1) : 0; /* 0: try form, past deadlines */
         if (wait_many(h, fds, nfds, deadline) < 0) return -1;
     }
 }

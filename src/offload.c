@@ -30,6 +30,7 @@
 #include "fork.h"
 #include "helper.h"
 #include "offload.h"
+#include "scope.h"
 
 #define IDLE_MS 10000 /* a worker with nothing to do for this long exits */
 
@@ -169,6 +170,7 @@ int co__offload(co__job_t *j, int64_t deadline, const char *what)
     /* A thread without a hub and without a deadline has nothing to hold
      * and nothing else to run: the job runs right here, as the blocking
      * call it wraps would. */
+    if (!co__tls.hub) deadline = co__scoped(deadline); /* timeout scopes (scope.h) */
     if (!co__tls.hub && co__no_deadline(deadline)) {
         j->run(j);
         return 0;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "scope.h"
 #include "compact.h"
 #include "sys.h"
 #include "wait.h"
@@ -162,6 +163,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadl
         return 0;
     }
     if (!w->co) {
+        if (cancellable) deadline = co__scoped(deadline); /* timeout scopes (scope.h) */
         if (waker == CO__BY_THREADS && co__no_deadline(deadline) && !co__multithreaded()) {
             co__waiters_remove(l, w);
             report_forever(what);
