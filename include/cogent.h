@@ -31,6 +31,7 @@
  *   queues                FIFO/LIFO/priority, bounded, closable, joinable
  *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
  *   stream server         a handler coroutine per connection
+ *   processes             start/join/kill children, run programs, reaping
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -877,6 +878,136 @@ CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
 /* Stops the server if it runs (killing handlers at once) and frees it.
  * Not from one of its own handlers (aborts).  Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
+
+/* ------------------------------------------------------------- processes */
+/* Child processes (Python's multiprocessing.Process and subprocess.Popen):
+ * a function of the program run in a forked child, or a program run from
+ * its path.  Every child cogent starts is reaped exactly once, as soon as
+ * it ends, whether or not it is joined; children it did not start are
+ * never reaped behind the program's back.  Joining parks only the calling
+ * coroutine (a pidfd on its hub's poller).  docs/process.md. */
+
+typedef struct co_process co_process_t;
+
+/* Body of a child started with co_process_start: its return value is the
+ * child's exit code (0..255; Python's exitcode). */
+typedef int (*co_process_fn)(void *arg);
+
+/* Where a child's standard stream goes. */
+typedef enum co_stdio {
+    CO_STDIO_INHERIT = 0, /* the parent's (the default) */
+    CO_STDIO_DEVNULL,     /* /dev/null */
+    CO_STDIO_PIPE,        /* a pipe to the parent: co_process_stdin/stdout/stderr */
+    CO_STDIO_STDOUT,      /* stderr only: wherever stdout goes (Python's STDOUT) */
+    CO_STDIO_FD           /* the descriptor in the matching *_fd field */
+} co_stdio_t;
+
+typedef struct co_process_opts {
+    const char *name; /* copied; NULL: "Process-<n>" (a program: its argv[0]) */
+    /* Terminated (SIGTERM) and reaped when the parent ends normally, and
+     * killed (SIGKILL) if the parent dies abruptly -- precisely, when the
+     * thread that started it ends (PR_SET_PDEATHSIG).  A non-daemon child
+     * is waited for when the parent ends normally. */
+    bool daemon;
+    co_stdio_t stdin_mode, stdout_mode, stderr_mode;
+    int stdin_fd, stdout_fd, stderr_fd; /* with CO_STDIO_FD (the child gets a copy) */
+    /* co_process_exec only: */
+    const char *const *env; /* NULL-terminated "NAME=value"s; NULL: the caller's environment */
+    const char *cwd;        /* NULL: the caller's */
+    const int *pass_fds;    /* descriptors the program keeps; every other one above 2 is closed */
+    size_t npass_fds;
+} co_process_opts_t;
+
+/* What co_process_exitcode says for a child that has no exit code: not
+ * started, still running, or reaped by the program itself (waitpid(-1),
+ * SIGCHLD ignored) before cogent could. */
+#define CO_EXIT_NONE (-2147483647 - 1)
+
+/* A child that will run fn(arg) once started (Python's Process(target=...)).
+ * opts may be NULL.  NULL with EINVAL (fn NULL) or ENOMEM.  Switches: no. */
+CO_API co_process_t *co_process_new(co_process_fn fn, void *arg, const co_process_opts_t *opts);
+/* Forks the child.  It has one thread (the caller's), on a clean hub: no
+ * coroutine of the parent runs there, but everything else is a copy --
+ * memory, descriptors (minus those cogent made for other children), and
+ * locks: a lock held by another thread of the parent stays held in the
+ * child forever (docs/process.md).  fn runs on a stack of the thread's
+ * usual size; when it returns (or calls co_process_exit) the child
+ * terminates its own daemon children, waits for the others, flushes stdio
+ * and _exits -- the parent's atexit handlers do not run.  0, or -1 with
+ * EINVAL (started already), EAGAIN (no process or pipe could be made),
+ * ENOMEM.  Switches: no. */
+CO_API int co_process_start(co_process_t *p);
+/* Starts a program (subprocess.Popen): argv[0] is looked up in PATH
+ * unless it has a '/'; opts may be NULL.  The child is made without
+ * copying the parent (as posix_spawn does), with the caller's signal mask
+ * and default handlers.  NULL with EINVAL (argv or argv[0] NULL), ENOENT /
+ * EACCES / ENOEXEC (the program could not be run: nothing is left
+ * behind), EBADF (a bad *_fd), EAGAIN, ENOMEM.  Switches: no. */
+CO_API co_process_t *co_process_exec(const char *const argv[], const co_process_opts_t *opts);
+/* Frees the handle.  A child still running goes on and is reaped when it
+ * ends (a daemon child is terminated when the parent ends).  A pipe the
+ * handle still holds is closed.  Freeing a handle someone is joining
+ * aborts.  NULL is a no-op.  Switches: no. */
+CO_API void co_process_free(co_process_t *p);
+
+/* Waits until the child has ended (it is reaped by then).  0, or -1 with
+ * errno:
+ *   ETIMEDOUT  the deadline passed first (0: the try form);
+ *   ECANCELED  the caller was killed;
+ *   EINVAL     the child was never started;
+ *   ECHILD     the program reaped it itself: its exit code is lost.
+ * Switches: yes, unless it has ended. */
+CO_API int co_process_join(co_process_t *p, int64_t deadline);
+/* The exit code: 0..255 for a child that exited, minus the signal number
+ * for one killed by a signal (-9 for SIGKILL, as Python), CO_EXIT_NONE
+ * if it has none (yet).  Switches: no. */
+CO_API int co_process_exitcode(co_process_t *p);
+/* Started and not ended; looks (and reaps) without waiting.
+ * Switches: no. */
+CO_API bool co_process_is_alive(co_process_t *p);
+/* The child's process id (0 before it started).  Switches: no. */
+CO_API pid_t co_process_pid(const co_process_t *p);
+CO_API const char *co_process_name(const co_process_t *p);
+CO_API bool co_process_daemon(const co_process_t *p);
+/* Sends SIGTERM / SIGKILL / sig to the child.  A child that has ended
+ * already is left alone (0).  0, or -1 with EINVAL (not started, or a bad
+ * signal number).  Switches: no. */
+CO_API int co_process_terminate(co_process_t *p);
+CO_API int co_process_kill(co_process_t *p);
+CO_API int co_process_signal(co_process_t *p, int sig);
+
+/* The parent's end of a CO_STDIO_PIPE stream (non-blocking, close-on-exec,
+ * for co_read/co_write/co_poll), or -1.  The handle owns it: close it
+ * with co_process_close_stdin (EOF for the child), never with close().
+ * Switches: no. */
+CO_API int co_process_stdin(const co_process_t *p);
+CO_API int co_process_stdout(const co_process_t *p);
+CO_API int co_process_stderr(const co_process_t *p);
+/* Closes the stdin pipe: the child reads EOF.  Switches: no. */
+CO_API void co_process_close_stdin(co_process_t *p);
+/* subprocess's communicate: writes `input` (len bytes, may be 0) to the
+ * child's stdin pipe and closes it, reads its stdout and stderr pipes to
+ * EOF -- all at once, so that no pipe fills up while another is waited
+ * on -- then waits for the child to end.  *out / *err (each may be NULL:
+ * that output is read and dropped) get malloc'd, NUL-terminated buffers
+ * the caller frees, *outlen / *errlen (may be NULL) their lengths.  0, or
+ * -1 with errno: ETIMEDOUT / ECANCELED (nothing is lost: the child runs
+ * on, and a later call carries on where this one stopped, as Python's),
+ * EINVAL (input given without a stdin pipe), ENOMEM, or join's errors.
+ * Switches: yes. */
+CO_API int co_process_communicate(co_process_t *p, const void *input, size_t len, char **out, size_t *outlen,
+                                  char **err, size_t *errlen, int64_t deadline);
+/* In a child started with co_process_start: ends it now, as the return
+ * of its function with `code` would.  Elsewhere: exit(code).
+ * Switches: no (it does not return). */
+CO_API void co_process_exit(int code) __attribute__((noreturn));
+/* The children this process started that have not ended (Python's
+ * active_children, which also reaps): fills out[0..min(n, cap)) (out may
+ * be NULL with cap 0) and returns n.  The handles stay the caller's.
+ * Switches: no. */
+CO_API size_t co_process_active(co_process_t **out, size_t cap);
+/* Online CPUs (os.cpu_count), at least 1.  Switches: no. */
+CO_API int co_cpu_count(void);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

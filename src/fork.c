@@ -15,7 +15,9 @@
  *     2. stacks            slab free lists whole; lock released
  *     3. coroutine pool    lock released
  *     4. hub               the forking thread's hub gets a new poller and
- *                          doorbell; other hubs leave the registry
+ *                          doorbell; other hubs leave the registry.  A
+ *                          fork made by co_process_start drops the hub
+ *                          first (process.c): that child starts clean
  *     5. fd table          other threads' waiters and registrations dropped,
  *                          this hub's poller watches again what it watched
  *     6. actors            lock released
@@ -24,6 +26,9 @@
  *     9. name lookups      the /etc/hosts table's lock released
  *    10. signals           this hub's waiters kept, the dispatcher restarted
  *    11. debugging aids    the dumper and the monitor restarted if they ran
+ *    12. processes         the parent's children are not the child's: their
+ *                          records dropped, the descriptors cogent made for
+ *                          them and for itself (pools) closed
  *
  * What the child inherits and keeps: its own coroutines (copies, as in
  * gevent), the fd table's knowledge of its descriptors, held locks (a lock
@@ -33,9 +38,11 @@
 
 #include "internal.h"
 #include "net.h"
+#include "process.h"
 
 static void prepare(void)
 {
+    co__process_fork_prepare();
     co__debug_fork_prepare();
     co__signal_fork_prepare();
     co__dns_fork_prepare();
@@ -58,6 +65,7 @@ static void parent(void)
     co__dns_fork_parent();
     co__signal_fork_parent();
     co__debug_fork_parent();
+    co__process_fork_parent();
 }
 
 static void child(void)
@@ -65,6 +73,7 @@ static void child(void)
     co__helper_fork_child();
     co__stack_fork_child();
     co__coro_fork_child();
+    co__process_fork_clean();
     co__hub_fork_child();
     co__fd_fork_child(co__tls.hub);
     co__actor_fork_child();
@@ -73,6 +82,7 @@ static void child(void)
     co__dns_fork_child();
     co__signal_fork_child();
     co__debug_fork_child();
+    co__process_fork_child();
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
