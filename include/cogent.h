@@ -32,6 +32,7 @@
  *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
  *   stream server         a handler coroutine per connection
  *   processes             start/join/kill children, run programs, reaping
+ *   pipes                 framed byte messages between processes
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1008,6 +1009,61 @@ CO_API void co_process_exit(int code) __attribute__((noreturn));
 CO_API size_t co_process_active(co_process_t **out, size_t cap);
 /* Online CPUs (os.cpu_count), at least 1.  Switches: no. */
 CO_API int co_cpu_count(void);
+
+/* ----------------------------------------------------------------- pipes */
+/* multiprocessing.Pipe: two connected ends carrying whole byte messages
+ * between processes (or threads, or coroutines).  Make the pipe, start
+ * the child, and let each side close the end it does not use.  A message
+ * of any size goes through whichever side is slower: a duplex end whose
+ * send must wait reads what comes in meanwhile, so two sides sending each
+ * other big messages before receiving do not deadlock.  A waiting call
+ * parks only its coroutine.  One sender and one receiver at a time per
+ * end (others wait their turn).  docs/ipc.md. */
+
+typedef struct co_conn co_conn_t;
+
+/* Makes a pipe: duplex, both ends send and receive (a Unix socketpair);
+ * else ends[0] only receives and ends[1] only sends (a pipe).  0, or -1
+ * with errno (EMFILE, ENOMEM).  Switches: no. */
+CO_API int co_pipe(co_conn_t *ends[2], bool duplex);
+/* Takes over fd (a socket or a pipe end, such as an end's descriptor
+ * handed to a program with pass_fds) as a connection.  NULL with EBADF,
+ * EINVAL (neither a socket nor a pipe) or ENOMEM.  Switches: no. */
+CO_API co_conn_t *co_conn_from_fd(int fd);
+/* The end's descriptor (for pass_fds, or to poll it).  Switches: no. */
+CO_API int co_conn_fd(const co_conn_t *c);
+/* Sends one message of len bytes (0 is a message too).  0, or -1 with
+ * errno: EAGAIN (deadline 0, no room), ETIMEDOUT, ECANCELED -- each with
+ * nothing sent; EPIPE (the other end was closed, or this one);
+ * EBADF (a receive-only end); EINVAL (data NULL with len > 0).  Once a
+ * message has started out it is committed: if the deadline passes or the
+ * caller is killed before it is all out, the call still returns 0 and
+ * the rest goes out ahead of the next message.  Switches: yes, when the
+ * kernel's buffer is full. */
+CO_API int co_conn_send(co_conn_t *c, const void *data, size_t len, int64_t deadline);
+/* Receives the next whole message into a malloc'd buffer (*data; the
+ * caller frees it; data may be NULL to drop it) of *len bytes.  0, or -1
+ * with errno: EAGAIN (deadline 0), ETIMEDOUT, ECANCELED (what was read so
+ * far is kept for the next call); EPIPE (the other end was closed: no
+ * message is left; or this end was); EBADF (a send-only end); ENOMEM
+ * (the message stays).  Switches: yes, unless a message is waiting. */
+CO_API int co_conn_recv(co_conn_t *c, void **data, size_t *len, int64_t deadline);
+/* As co_conn_recv into buf (cap bytes): the message's length, or -1 with
+ * errno as above, or EMSGSIZE (longer than cap: it stays, for
+ * co_conn_recv).  Switches: as co_conn_recv. */
+CO_API ssize_t co_conn_recv_into(co_conn_t *c, void *buf, size_t cap, int64_t deadline);
+/* Waits until a whole message (or the other end's close) can be
+ * received without waiting.  1 when it can, 0 at the deadline, -1 with
+ * errno (ECANCELED, EPIPE for a closed end, EBADF).  Switches: yes. */
+CO_API int co_conn_poll(co_conn_t *c, int64_t deadline);
+/* Closes the end: the other end's receives get EPIPE once they have
+ * taken what was sent before, its sends EPIPE.  Calls made on this end
+ * afterwards fail with EPIPE.  Close an end nobody is using.  NULL and a
+ * second close are no-ops.  Switches: no. */
+CO_API void co_conn_close(co_conn_t *c);
+CO_API bool co_conn_closed(const co_conn_t *c);
+/* Closes (if needed) and frees.  NULL is a no-op.  Switches: no. */
+CO_API void co_conn_free(co_conn_t *c);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

@@ -546,7 +546,7 @@ static int stdio_make(co_process_t *p, int child[3])
                 break;
             }
             co__sys_fcntl(mine, F_SETFL, O_NONBLOCK);
-            co__fd_new(mine, 0);
+            co__fd_new(mine, CO__FD_PIPE | CO__FD_NB | CO__FD_NB_OURS);
             p->pipe[i] = mine;
             fd = theirs;
             break;
