@@ -33,6 +33,7 @@
  *   stream server         a handler coroutine per connection
  *   processes             start/join/kill children, run programs, reaping
  *   pipes                 framed byte messages between processes
+ *   process-shared        locks, events, queues, values, maps across processes
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1001,7 +1002,7 @@ CO_API int co_process_communicate(co_process_t *p, const void *input, size_t len
 /* In a child started with co_process_start: ends it now, as the return
  * of its function with `code` would.  Elsewhere: exit(code).
  * Switches: no (it does not return). */
-CO_API void co_process_exit(int code) __attribute__((noreturn));
+CO_API void co_process_exit(int code) __attribute__((__noreturn__));
 /* The children this process started that have not ended (Python's
  * active_children, which also reaps): fills out[0..min(n, cap)) (out may
  * be NULL with cap 0) and returns n.  The handles stay the caller's.
@@ -1064,6 +1065,196 @@ CO_API void co_conn_close(co_conn_t *c);
 CO_API bool co_conn_closed(const co_conn_t *c);
 /* Closes (if needed) and frees.  NULL is a no-op.  Switches: no. */
 CO_API void co_conn_free(co_conn_t *c);
+
+/* ------------------------------------------------- process-shared objects */
+/* multiprocessing's Lock, RLock, Semaphore, BoundedSemaphore, Event,
+ * Condition, Barrier, Queue and JoinableQueue, Value and Array, and a map
+ * of byte strings, in memory shared between processes: anonymous (made
+ * before co_process_start, shared with the children started after it) or
+ * named, so that an unrelated process can open them (_open).  They behave
+ * as the in-process objects of the same names; a coroutine that waits
+ * parks only itself, a thread without a hub blocks.  They are robust: a
+ * lock whose holder died goes to the next acquirer with EOWNERDEAD; a
+ * queue whose producer or consumer died mid-operation keeps every message
+ * committed; no waiter is stranded by a process that died.  Names are
+ * removed when their creator frees them or ends, even abruptly.
+ * docs/ipc.md.
+ *
+ * Every _new takes opts (NULL: anonymous): */
+typedef struct co_shm_opts {
+    const char *name; /* "name" or "/name" (one path component, <= 200 bytes): a named object; NULL: anonymous */
+    unsigned mode;    /* permissions of a named object; 0: 0600 */
+} co_shm_opts_t;
+/* and fails with NULL and errno EINVAL (a bad name or argument), EEXIST
+ * (the name is taken), ENAMETOOLONG, EACCES, ENOSPC (/dev/shm is full) or
+ * ENOMEM.  Every _open fails with ENOENT (no such name), EINVAL (the name
+ * holds another kind of object), EACCES or ENOMEM.  _free unmaps (and,
+ * called by the creator, removes the name; those who opened it keep
+ * using it); NULL is a no-op; freeing an object a coroutine or thread of
+ * this process waits on is a programming error.  None of them switches. */
+
+/* ---- lock and rlock (multiprocessing.Lock / RLock) */
+typedef struct co_plock co_plock_t;
+typedef struct co_prlock co_prlock_t;
+CO_API co_plock_t *co_plock_new(const co_shm_opts_t *opts);
+CO_API co_plock_t *co_plock_open(const char *name);
+CO_API void co_plock_free(co_plock_t *l);
+/* Takes the lock until the deadline (0: try once).  0, or -1 with errno:
+ *   EOWNERDEAD  taken -- the caller holds it -- but its previous holder
+ *               died holding it: what it protects may be half-changed;
+ *               repair it, then release as usual;
+ *   EAGAIN      deadline 0 and the lock is held;
+ *   ETIMEDOUT, ECANCELED;
+ *   EDEADLK     the caller holds it already (any deadline but 0).
+ * The owner is the calling coroutine (or thread).  Switches: yes, when
+ * the lock is held. */
+CO_API int co_plock_acquire(co_plock_t *l, int64_t deadline);
+/* Releasing a lock the caller does not hold aborts.  Switches: no. */
+CO_API void co_plock_release(co_plock_t *l);
+CO_API bool co_plock_locked(const co_plock_t *l);
+CO_API co_prlock_t *co_prlock_new(const co_shm_opts_t *opts);
+CO_API co_prlock_t *co_prlock_open(const char *name);
+CO_API void co_prlock_free(co_prlock_t *r);
+/* As co_plock_acquire; the owner may take it again (one more level).
+ * EOWNERDEAD: the dead holder's levels are gone, the caller holds one. */
+CO_API int co_prlock_acquire(co_prlock_t *r, int64_t deadline);
+/* Drops one level; a non-owner aborts.  Switches: no. */
+CO_API void co_prlock_release(co_prlock_t *r);
+CO_API unsigned long co_prlock_count(const co_prlock_t *r); /* the caller's levels */
+
+/* ---- semaphore and bounded semaphore */
+typedef struct co_psem co_psem_t;
+/* value >= 0; bounded: releasing above the initial value is an error. */
+CO_API co_psem_t *co_psem_new(long value, bool bounded, const co_shm_opts_t *opts);
+CO_API co_psem_t *co_psem_open(const char *name);
+CO_API void co_psem_free(co_psem_t *s);
+/* 0, or -1 with EAGAIN (deadline 0), ETIMEDOUT, ECANCELED.  Switches: yes,
+ * when no unit is free. */
+CO_API int co_psem_acquire(co_psem_t *s, int64_t deadline);
+/* -1 with EINVAL if bounded and at its initial value.  Switches: no. */
+CO_API int co_psem_release(co_psem_t *s);
+CO_API long co_psem_value(const co_psem_t *s);
+
+/* ---- event */
+typedef struct co_pevent co_pevent_t;
+CO_API co_pevent_t *co_pevent_new(const co_shm_opts_t *opts);
+CO_API co_pevent_t *co_pevent_open(const char *name);
+CO_API void co_pevent_free(co_pevent_t *e);
+CO_API void co_pevent_set(co_pevent_t *e);
+CO_API void co_pevent_clear(co_pevent_t *e);
+CO_API bool co_pevent_is_set(const co_pevent_t *e);
+/* 0 once set; -1 with ETIMEDOUT (deadline 0 included), ECANCELED.
+ * Switches: yes, unless set. */
+CO_API int co_pevent_wait(co_pevent_t *e, int64_t deadline);
+
+/* ---- condition, with a lock of its own (multiprocessing.Condition) */
+typedef struct co_pcond co_pcond_t;
+CO_API co_pcond_t *co_pcond_new(const co_shm_opts_t *opts);
+CO_API co_pcond_t *co_pcond_open(const char *name);
+CO_API void co_pcond_free(co_pcond_t *c);
+/* The condition's lock: take it with co_plock_acquire around waits and
+ * notifies.  Switches: no. */
+CO_API co_plock_t *co_pcond_lock(co_pcond_t *c);
+/* The caller holds the lock (else abort): releases it, waits for a
+ * notify, takes it back -- also when it fails with ETIMEDOUT or
+ * ECANCELED.  0, or -1 with errno (EOWNERDEAD: notified or not, the lock
+ * was taken back from a holder that died).  Switches: yes. */
+CO_API int co_pcond_wait(co_pcond_t *c, int64_t deadline);
+/* Wakes n waiters (of any process) / all of them; the caller should hold
+ * the lock.  Returns how many were waiting to be woken.  Switches: no. */
+CO_API size_t co_pcond_notify(co_pcond_t *c, size_t n);
+CO_API size_t co_pcond_notify_all(co_pcond_t *c);
+
+/* ---- barrier */
+typedef struct co_pbarrier co_pbarrier_t;
+CO_API co_pbarrier_t *co_pbarrier_new(unsigned parties, const co_shm_opts_t *opts);
+CO_API co_pbarrier_t *co_pbarrier_open(const char *name);
+CO_API void co_pbarrier_free(co_pbarrier_t *b);
+/* As co_barrier_wait: the arrival index (the last gets parties - 1), or
+ * -1 with ETIMEDOUT / ECANCELED (breaking it) or EPIPE (broken).
+ * Switches: yes, unless the caller is the last to arrive. */
+CO_API int co_pbarrier_wait(co_pbarrier_t *b, int64_t deadline);
+CO_API void co_pbarrier_reset(co_pbarrier_t *b);
+CO_API void co_pbarrier_abort(co_pbarrier_t *b);
+CO_API bool co_pbarrier_broken(const co_pbarrier_t *b);
+
+/* ---- queue (multiprocessing.Queue / JoinableQueue) of byte messages */
+/* A bounded FIFO of up to maxsize messages of up to msgsize bytes each,
+ * copied in and out (nothing is pickled, nothing runs behind the
+ * caller's back: a put is in the queue when it returns).  A producer or
+ * consumer that dies mid-call loses no message put before it: a message
+ * is in the queue whole, or not at all. */
+typedef struct co_pqueue co_pqueue_t;
+/* maxsize >= 1, msgsize >= 1.  Switches: no. */
+CO_API co_pqueue_t *co_pqueue_new(size_t maxsize, size_t msgsize, const co_shm_opts_t *opts);
+CO_API co_pqueue_t *co_pqueue_open(const char *name);
+CO_API void co_pqueue_free(co_pqueue_t *q);
+/* Puts a copy of len bytes.  0, or -1 with errno: EMSGSIZE (len >
+ * msgsize), EAGAIN (full, deadline 0: Python's queue.Full), ETIMEDOUT,
+ * ECANCELED, EPIPE (closed).  Switches: yes, when full. */
+CO_API int co_pqueue_put(co_pqueue_t *q, const void *data, size_t len, int64_t deadline);
+/* Takes the oldest message into buf (cap bytes): its length, or -1 with
+ * errno: EMSGSIZE (longer than cap: it stays), EAGAIN (empty, deadline
+ * 0), ETIMEDOUT, ECANCELED, EPIPE (closed and empty).
+ * Switches: yes, when empty. */
+CO_API ssize_t co_pqueue_get(co_pqueue_t *q, void *buf, size_t cap, int64_t deadline);
+CO_API int co_pqueue_put_nowait(co_pqueue_t *q, const void *data, size_t len);
+CO_API ssize_t co_pqueue_get_nowait(co_pqueue_t *q, void *buf, size_t cap);
+/* Puts fail with EPIPE from now on, gets once it is empty; waiters wake.
+ * Switches: no. */
+CO_API void co_pqueue_close(co_pqueue_t *q);
+CO_API bool co_pqueue_closed(const co_pqueue_t *q);
+CO_API size_t co_pqueue_size(const co_pqueue_t *q);
+CO_API bool co_pqueue_empty(const co_pqueue_t *q);
+CO_API bool co_pqueue_full(const co_pqueue_t *q);
+CO_API size_t co_pqueue_msgsize(const co_pqueue_t *q);
+/* Joinable use, as co_queue_task_done / co_queue_join.  task_done: -1 with
+ * EINVAL if called more times than messages were put.  join: 0, or -1
+ * with ETIMEDOUT, ECANCELED.  Switches: task_done no, join yes. */
+CO_API int co_pqueue_task_done(co_pqueue_t *q);
+CO_API int co_pqueue_join(co_pqueue_t *q, int64_t deadline);
+CO_API size_t co_pqueue_unfinished(const co_pqueue_t *q);
+
+/* ---- Value and Array: typed shared memory with a lock */
+/* count elements of elem_size bytes, zero-filled, aligned for any type;
+ * with a co_plock of its own that co_pvalue_lock takes (use it or not, as
+ * Python's lock=True/False).  In C the type is the caller's:
+ *   int64_t *n = co_pvalue_data(v);    (Value('q'))
+ *   double *a = co_pvalue_data(arr);   (Array('d', 10)) */
+typedef struct co_pvalue co_pvalue_t;
+CO_API co_pvalue_t *co_pvalue_new(size_t elem_size, size_t count, const co_shm_opts_t *opts);
+CO_API co_pvalue_t *co_pvalue_open(const char *name);
+CO_API void co_pvalue_free(co_pvalue_t *v);
+CO_API void *co_pvalue_data(co_pvalue_t *v);
+CO_API size_t co_pvalue_count(const co_pvalue_t *v);
+CO_API size_t co_pvalue_elem_size(const co_pvalue_t *v);
+CO_API co_plock_t *co_pvalue_lock(co_pvalue_t *v);
+
+/* ---- a map of byte strings, capacity fixed at creation */
+typedef struct co_pmap co_pmap_t;
+/* Up to capacity entries, keys up to max_key bytes, values up to
+ * max_value bytes.  Switches: no. */
+CO_API co_pmap_t *co_pmap_new(size_t capacity, size_t max_key, size_t max_value, const co_shm_opts_t *opts);
+CO_API co_pmap_t *co_pmap_open(const char *name);
+CO_API void co_pmap_free(co_pmap_t *m);
+/* Each call takes the map's lock (waiting until the deadline for another
+ * process's call to finish; a killed caller's call still finishes):
+ * errors ETIMEDOUT, EAGAIN (deadline 0 and busy).
+ * set: 0, or -1 with ENOSPC (a new key and the map is full), EMSGSIZE (key
+ * or value too long), EINVAL (klen 0).
+ * get: copies the value into buf (cap bytes) and returns its length, or
+ * -1 with ENOENT, EMSGSIZE (longer than cap).
+ * del: 0, or -1 with ENOENT.
+ * next: iterates: *cursor starts at 0; copies the next key into key (kcap
+ * bytes) and returns its length, or -1 with ENOENT when done (EMSGSIZE:
+ * that key is longer than kcap).  Entries set or deleted meanwhile may or
+ * may not be seen.  Switches: yes, while another process holds the
+ * map's lock. */
+CO_API int co_pmap_set(co_pmap_t *m, const void *key, size_t klen, const void *val, size_t vlen, int64_t deadline);
+CO_API ssize_t co_pmap_get(co_pmap_t *m, const void *key, size_t klen, void *buf, size_t cap, int64_t deadline);
+CO_API int co_pmap_del(co_pmap_t *m, const void *key, size_t klen, int64_t deadline);
+CO_API ssize_t co_pmap_next(co_pmap_t *m, size_t *cursor, void *key, size_t kcap, int64_t deadline);
+CO_API size_t co_pmap_size(const co_pmap_t *m);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

@@ -250,7 +250,7 @@ ssize_t co_conn_recv_into(co_conn_t *c, void *buf, size_t cap, int64_t deadline)
         co_lock_release(&c->rlock);
         return errno = e, -1;
     }
-    memcpy(buf, c->rbuf + c->rpos + HDR, (size_t)n);
+    if (n) memcpy(buf, c->rbuf + c->rpos + HDR, (size_t)n);
     c->rpos += HDR + (size_t)n;
     c->rlen -= HDR + (size_t)n;
     if (c->rlen == 0) c->rpos = 0;

@@ -12,9 +12,9 @@
  * first the only one to call waitid, and a child is only ever reaped by
  * its pid or pidfd, never with waitpid(-1): children cogent did not start
  * are never touched.  Where the kernel has no pidfds (before 5.3, or
- * COGENT_PIDFD=0 for the tests), the reaper looks at every live child
- * with waitid(WNOHANG) every few milliseconds (backing off to 50 ms, as
- * Python's Popen.wait) and joiners wait for the reaper's word instead.
+ * COGENT_PIDFD=0 for the tests), the reaper and joiners look at the
+ * children with waitid(WNOHANG) every few milliseconds (backing off to
+ * 50 ms, as Python's Popen.wait).
  * A signal is only sent to a child that has not been reaped, under the
  * same lock: its pid cannot have been reused.
  *
@@ -52,6 +52,7 @@
 #include "helper.h"
 #include "hub.h"
 #include "process.h"
+#include "pshared.h"
 #include "sys.h"
 
 #ifndef P_PIDFD
@@ -83,7 +84,6 @@ struct co_process {
     bool exec;
     bool foreign;     /* a fork child's copy of its parent's record: not ours */
     unsigned joiners; /* atomic: callers inside co_process_join */
-    co_event_t ended; /* set once reaped (the fallback's joiners wait on it) */
     co_process_fn fn;
     void *arg;
     char *name;
@@ -146,6 +146,20 @@ pid_t co__gettid(void)
         gen = g;
     }
     return tid;
+}
+
+pid_t co__getpid(void)
+{
+    static pid_t pid;
+    static unsigned gen;
+    unsigned g = __atomic_load_n(&fork_gen, __ATOMIC_RELAXED);
+    pid_t p = __atomic_load_n(&pid, __ATOMIC_RELAXED);
+    if (CO__UNLIKELY(p == 0 || __atomic_load_n(&gen, __ATOMIC_RELAXED) != g)) {
+        p = getpid();
+        __atomic_store_n(&gen, g, __ATOMIC_RELAXED);
+        __atomic_store_n(&pid, p, __ATOMIC_RELAXED);
+    }
+    return p;
 }
 
 int co_cpu_count(void)
@@ -280,7 +294,6 @@ static bool reap_locked(co_process_t *p)
     p->code = p->lost ? CO_EXIT_NONE : code_of(&si);
     __atomic_store_n(&p->state, P_ENDED, __ATOMIC_RELEASE);
     nlive--;
-    co_event_set(&p->ended);
     if (p->freed) {
         co__list_remove(&records, &p->node);
         record_free(p);
@@ -414,7 +427,6 @@ static co_process_t *record_new(const co_process_opts_t *opts, const char *dflt_
     p->user_fd[1] = o.stdout_fd;
     p->user_fd[2] = o.stderr_fd;
     p->pipe[0] = p->pipe[1] = p->pipe[2] = -1;
-    co_event_init(&p->ended);
     for (int i = 0; i < 3; i++)
         if ((unsigned)p->mode[i] > CO_STDIO_FD || (p->mode[i] == CO_STDIO_STDOUT && i != 2)) {
             free(p);
@@ -450,7 +462,6 @@ static void record_free(co_process_t *p)
     if (!p->foreign) {
         close_pipes(p);
         if (p->pidfd >= 0) co_close(p->pidfd);
-        co_event_destroy(&p->ended);
     }
     free(p->out.data);
     free(p->err.data);
@@ -679,43 +690,6 @@ typedef struct spawn {
     volatile int err;
 } spawn_t;
 
-/* A raw system call that leaves errno alone (the child shares the
- * parent's memory, errno included). */
-#if defined(__x86_64__)
-static inline long rawsys6(long n, long a, long b, long c, long d, long e, long f)
-{
-    long r;
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    __asm__ volatile("syscall"
-                     : "=a"(r)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
-                     : "rcx", "r11", "memory");
-    return r;
-}
-#elif defined(__aarch64__)
-static inline long rawsys6(long n, long a, long b, long c, long d, long e, long f)
-{
-    register long x8 __asm__("x8") = n;
-    register long x0 __asm__("x0") = a;
-    register long x1 __asm__("x1") = b;
-    register long x2 __asm__("x2") = c;
-    register long x3 __asm__("x3") = d;
-    register long x4 __asm__("x4") = e;
-    register long x5 __asm__("x5") = f;
-    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
-    return x0;
-}
-#endif
-#define RAW(n, a, b, c) rawsys6((n), (long)(a), (long)(b), (long)(c), 0, 0, 0)
-
-/* clone(2) for the spawn, without libc: the child runs fn(arg) on
- * `stack_top` and exits with its return value.  libc's clone wrapper is
- * intercepted by the sanitizers, which take any clone for a fork and
- * trip over a child sharing their memory.  Returns the child's pid, or
- * minus an errno value. */
-long co__raw_clone(unsigned long flags, void *stack_top, int *ptid, int (*fn)(void *), void *arg);
 #if defined(__x86_64__)
 __asm__(".text\n"
         ".p2align 4\n"
@@ -779,13 +753,7 @@ struct ksigaction {
 /* The child of co_process_exec: runs on its own stack in the parent's
  * memory, while the parent is suspended (CLONE_VFORK).  Raw system calls
  * only, no instrumentation: nothing here may touch the parent's state. */
-#if defined(__clang__)
-__attribute__((no_sanitize("address", "thread", "undefined"), noinline))
-#else
-__attribute__((no_sanitize_address, no_sanitize_thread, no_sanitize_undefined, noinline))
-#endif
-static int
-spawn_child(void *arg)
+CO__NO_SANITIZE static int spawn_child(void *arg)
 {
     spawn_t *s = arg;
     long r;
@@ -796,25 +764,25 @@ spawn_child(void *arg)
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         struct ksigaction old, dfl = {0};
-        if (rawsys6(SYS_rt_sigaction, sig, 0, (long)&old, 8, 0, 0) == 0 && old.handler != (void *)SIG_DFL &&
+        if (co__rawsys6(SYS_rt_sigaction, sig, 0, (long)&old, 8, 0, 0) == 0 && old.handler != (void *)SIG_DFL &&
             old.handler != (void *)SIG_IGN)
-            rawsys6(SYS_rt_sigaction, sig, (long)&dfl, 0, 8, 0, 0);
+            co__rawsys6(SYS_rt_sigaction, sig, (long)&dfl, 0, 8, 0, 0);
     }
-    if (s->daemon) RAW(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0);
+    if (s->daemon) CO__RAW(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0);
     for (int i = 0; i < 3; i++)
-        if (s->child[i] >= 0 && (r = RAW(SYS_dup3, s->child[i], i, 0)) < 0) goto fail;
+        if (s->child[i] >= 0 && (r = CO__RAW(SYS_dup3, s->child[i], i, 0)) < 0) goto fail;
     /* Every other descriptor above 2 goes: close-on-exec for all (one
      * call), then the kept ones are kept. */
-    if (RAW(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-        for (int fd = 3; fd <= s->maxfd; fd++) RAW(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    if (CO__RAW(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+        for (int fd = 3; fd <= s->maxfd; fd++) CO__RAW(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
     for (size_t i = 0; i < s->npass; i++)
-        if (s->pass[i] > 2 && (r = RAW(SYS_fcntl, s->pass[i], F_SETFD, 0)) < 0) goto fail;
-    if (s->cwd && (r = RAW(SYS_chdir, s->cwd, 0, 0)) < 0) goto fail;
-    rawsys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->mask, 0, 8, 0, 0);
+        if (s->pass[i] > 2 && (r = CO__RAW(SYS_fcntl, s->pass[i], F_SETFD, 0)) < 0) goto fail;
+    if (s->cwd && (r = CO__RAW(SYS_chdir, s->cwd, 0, 0)) < 0) goto fail;
+    co__rawsys6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&s->mask, 0, 8, 0, 0);
     r = -ENOENT;
     long seen_eacces = 0;
     for (size_t i = 0; i < s->npaths; i++) {
-        r = RAW(SYS_execve, s->paths[i], s->argv, s->envp);
+        r = CO__RAW(SYS_execve, s->paths[i], s->argv, s->envp);
         if (r == -EACCES)
             seen_eacces = 1;
         else if (r != -ENOENT && r != -ENOTDIR)
@@ -823,7 +791,7 @@ spawn_child(void *arg)
     if ((r == -ENOENT || r == -ENOTDIR) && seen_eacces) r = -EACCES; /* as execvp says */
 fail:
     s->err = (int)-r;
-    RAW(SYS_exit_group, 127, 0, 0);
+    CO__RAW(SYS_exit_group, 127, 0, 0);
     return 0;
 }
 
@@ -992,19 +960,40 @@ static bool try_reap(co_process_t *p)
     return done;
 }
 
+/* Sleeps a little (until `until` at most), parking a coroutine. */
+static int nap_until(int64_t until)
+{
+    if (co__tls.hub) return co_sleep_until(until);
+    int64_t left = until - co_now();
+    if (left > 0) {
+        struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
 static int join(co_process_t *p, int64_t deadline)
 {
+    int backoff = 1;
     for (;;) {
         if (try_reap(p)) return p->lost ? (errno = ECHILD, -1) : 0;
-        /* The child's pidfd turns readable when it ends: wait for that on
-         * this hub's poller (poll(2) without a hub); without pidfds, for
-         * the reaper's word. */
-        int r = p->pidfd >= 0 ? co_wait_readable(p->pidfd, deadline) : co_event_wait(&p->ended, deadline);
-        if (r < 0) {
-            if (errno == EAGAIN) errno = ETIMEDOUT; /* deadline 0 on the pidfd */
-            if (errno == ETIMEDOUT && try_reap(p)) continue;
-            return -1;
+        if (p->pidfd >= 0) {
+            /* The child's pidfd turns readable when it ends: wait for that
+             * on this hub's poller (poll(2) without a hub). */
+            if (co_wait_readable(p->pidfd, deadline) < 0) {
+                if (errno == EAGAIN) errno = ETIMEDOUT; /* deadline 0 */
+                if (errno == ETIMEDOUT && try_reap(p)) continue;
+                return -1;
+            }
+            continue;
         }
+        /* No pidfd: look every few milliseconds (1 ms, doubling to 50,
+         * as Python's Popen.wait). */
+        if (deadline == 0 || co__expired(deadline)) return errno = ETIMEDOUT, -1;
+        int64_t until = co_now() + backoff;
+        if (!co__no_deadline(deadline) && deadline < until) until = deadline;
+        if (nap_until(until) < 0) return -1;
+        if (backoff < 50) backoff *= 2;
     }
 }
 
@@ -1265,13 +1254,19 @@ static void end_children(void)
 
 /* ---------------------------------------------------------------- fork */
 
+/* The process-shared objects' modules have their steps here, in this
+ * order: their helpers and locks sit below the registry. */
 void co__process_fork_prepare(void)
 {
     pthread_mutex_lock(&reg_mu);
+    co__shm_fork_prepare();
+    co__pwait_fork_prepare();
 }
 
 void co__process_fork_parent(void)
 {
+    co__pwait_fork_parent();
+    co__shm_fork_parent();
     pthread_mutex_unlock(&reg_mu);
 }
 
@@ -1292,6 +1287,8 @@ void co__process_fork_child(void)
 {
     clean_fork = false;
     __atomic_add_fetch(&fork_gen, 1, __ATOMIC_RELAXED);
+    co__pwait_fork_child();
+    co__shm_fork_child();
     /* The parent's children are not ours: their records are the parent's
      * (a handle copied here answers EINVAL / CO_EXIT_NONE), and the
      * descriptors cogent made for them are closed, so that this process
