@@ -34,6 +34,7 @@
  *   processes             start/join/kill children, run programs, reaping
  *   pipes                 framed byte messages between processes
  *   process-shared        locks, events, queues, values, maps across processes
+ *   process pool          Pool / ProcessPoolExecutor over worker processes
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1255,6 +1256,133 @@ CO_API ssize_t co_pmap_get(co_pmap_t *m, const void *key, size_t klen, void *buf
 CO_API int co_pmap_del(co_pmap_t *m, const void *key, size_t klen, int64_t deadline);
 CO_API ssize_t co_pmap_next(co_pmap_t *m, size_t *cursor, void *key, size_t kcap, int64_t deadline);
 CO_API size_t co_pmap_size(const co_pmap_t *m);
+
+/* ---------------------------------------------------------- process pool */
+/* multiprocessing.Pool and ProcessPoolExecutor: worker processes (forks
+ * of this program, started on a clean hub) running tasks -- a function of
+ * the program and its argument's bytes -- and sending back bytes or an
+ * error.  Nothing is pickled: C passes bytes.  A worker that crashes
+ * (a signal, exit(), OOM) or outlives a task's deadline fails only the
+ * tasks it held, with an error that names the signal, and is replaced;
+ * the pool goes on.  Waiting on a result parks only the calling
+ * coroutine, or blocks a thread without a hub.  docs/pool.md. */
+
+typedef struct co_procpool co_procpool_t;
+/* A running task, in the worker. */
+typedef struct co_ptask co_ptask_t;
+/* A task: runs in a worker with its argument (len bytes, valid during the
+ * call).  Return 0 for success -- the result is the bytes given to
+ * co_ptask_return (none: empty) -- or an errno value to fail it. */
+typedef int (*co_ptask_fn)(co_ptask_t *t, const void *arg, size_t len);
+/* Sets the task's result (copied; a second call replaces the first).
+ * 0, or -1 with ENOMEM / EINVAL (data NULL with len > 0).  Switches: no. */
+CO_API int co_ptask_return(co_ptask_t *t, const void *data, size_t len);
+/* Gives the task's failure a message (copied); returns err, so that a
+ * task can `return co_ptask_fail(t, EINVAL, "bad input");`.  EINVAL for
+ * err <= 0.  Switches: no. */
+CO_API int co_ptask_fail(co_ptask_t *t, int err, const char *msg);
+
+typedef struct co_procpool_opts {
+    size_t workers; /* 0: co_cpu_count() */
+    /* Runs in each worker before its first task, with init_arg's bytes;
+     * a failure (non-zero) breaks the pool: every task not done fails
+     * with ENOTRECOVERABLE, and so does every later submission (no worker
+     * is started again and again, as Python's would). */
+    co_ptask_fn init;
+    const void *init_arg;
+    size_t init_len;
+    size_t max_tasks_per_child; /* 0: none; else a worker is replaced after this many jobs (a map chunk is one) */
+    int64_t task_timeout_ms;    /* 0: none; a task running longer is killed with its worker: ETIMEDOUT */
+    const char *name;           /* workers are named "<name>-<i>"; NULL: "ProcessPool-<n>" */
+} co_procpool_opts_t;
+
+typedef struct co_procpool_stats {
+    size_t workers;     /* slots (each with a worker, or one being replaced) */
+    uint64_t completed; /* tasks that succeeded */
+    uint64_t failed;    /* tasks that failed, were cancelled or lost to a crash */
+    uint64_t crashes;   /* workers that died holding work */
+    uint64_t replaced;  /* workers started after the first ones */
+} co_procpool_stats_t;
+
+/* One result of a map: where it sits in the input, and its bytes or its
+ * error. */
+typedef struct co_presult {
+    size_t index;     /* the item's position in the input */
+    const void *data; /* the result (NULL if it failed); see its owner for how long it lives */
+    size_t len;
+    int err;          /* 0, or the task's error (EOWNERDEAD: its worker died; ETIMEDOUT: timed out) */
+    const char *msg;  /* the error's message, or NULL */
+} co_presult_t;
+
+typedef struct co_presults co_presults_t;
+typedef struct co_pimap co_pimap_t;
+
+/* Starts the workers and waits until they run.  opts may be NULL.  NULL
+ * with EINVAL, EAGAIN (no process could be started), ENOMEM.
+ * Switches: yes (while the workers start). */
+CO_API co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts);
+/* Runs fn(arg) on a worker and waits for it (Pool.apply): 0 and the
+ * result in *result (malloc'd, the caller frees; may be NULL) and *rlen.
+ * -1 with errno: the task's error; EPIPE (closed), ENOTRECOVERABLE
+ * (broken); EINVAL; ETIMEDOUT / ECANCELED (the task is dropped if it has
+ * not started, else its result is).  Switches: yes. */
+CO_API int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result,
+                             size_t *rlen, int64_t deadline);
+/* Pool.map: fn on every item, in chunks (chunksize 0: four chunks per
+ * worker, as Python), results in input order.  The items must stay valid
+ * until it returns.  The results (free them with co_presults_free), or
+ * NULL with EPIPE, ENOTRECOVERABLE, EINVAL, ENOMEM, ETIMEDOUT, ECANCELED
+ * (chunks not started are dropped).  A task's failure is its item's (see
+ * co_presults_failed); a crash fails only the items its worker held.
+ * Switches: yes. */
+CO_API co_presults_t *co_procpool_map(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                      size_t chunksize, int64_t deadline);
+/* The results: how many, how many failed, item i (its data lives as long
+ * as the results).  Switches: no. */
+CO_API size_t co_presults_count(const co_presults_t *r);
+CO_API size_t co_presults_failed(const co_presults_t *r);
+CO_API const co_presult_t *co_presults_get(const co_presults_t *r, size_t i);
+CO_API void co_presults_free(co_presults_t *r);
+/* Pool.imap / imap_unordered (and Executor.map): results one at a time,
+ * in input order / in completion order, while later items still run;
+ * the input is taken a few chunks ahead of the consumer (chunksize 0 as
+ * map), and the items must stay valid until the iterator is freed.
+ * NULL with errno as map.  Switches: no. */
+CO_API co_pimap_t *co_procpool_imap(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                    size_t chunksize);
+CO_API co_pimap_t *co_procpool_imap_unordered(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                              size_t chunksize);
+/* The next result into *out (its data lives as long as the iterator; a
+ * failed task is a result too: out->err).  0, or -1 with errno: ENOENT
+ * (all were returned), ETIMEDOUT, ECANCELED, or the pool's refusal of
+ * the rest (EPIPE, ENOTRECOVERABLE, ENOMEM).  Switches: yes, unless a
+ * result is waiting. */
+CO_API int co_pimap_next(co_pimap_t *it, co_presult_t *out, int64_t deadline);
+/* Drops the results not taken; chunks not started are not run.  NULL is
+ * a no-op.  Switches: no. */
+CO_API void co_pimap_free(co_pimap_t *it);
+/* Pool.close: no new task (EPIPE); queued ones still run, then the
+ * workers end.  Switches: no. */
+CO_API void co_procpool_close(co_procpool_t *p);
+/* Pool.terminate: the workers are stopped now (SIGTERM); tasks queued or
+ * running fail with ECANCELED -- nobody waits forever on them, as on
+ * Python's.  Switches: no. */
+CO_API void co_procpool_terminate(co_procpool_t *p);
+/* Pool.join: waits until every worker has ended, after close or
+ * terminate.  0, or -1 with EINVAL (still open), ETIMEDOUT, ECANCELED,
+ * EDEADLK (from a task's callback on the pool's own thread).
+ * Switches: yes. */
+CO_API int co_procpool_join(co_procpool_t *p, int64_t deadline);
+/* Executor.shutdown: close; with cancel_pending, tasks not started are
+ * cancelled (ECANCELED); with wait, join.  0, or join's errors.
+ * Switches: when it waits. */
+CO_API int co_procpool_shutdown(co_procpool_t *p, bool wait, bool cancel_pending);
+/* Frees the pool: one still open is terminated first (as Python's `with
+ * Pool()`); waits for its workers to end.  NULL is a no-op.
+ * Switches: yes. */
+CO_API void co_procpool_free(co_procpool_t *p);
+/* Counters.  Switches: no. */
+CO_API void co_procpool_stats(const co_procpool_t *p, co_procpool_stats_t *st);
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

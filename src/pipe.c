@@ -4,7 +4,9 @@
  * The wire.  A duplex pipe is a Unix stream socketpair, a one-way pipe a
  * pipe(2); each message is an 8-byte length and the bytes.  A receiver
  * reads as much as the kernel has into its end's buffer and hands out
- * whole messages from it, so a message is delivered whole or not at all:
+ * whole messages from it (a message bigger than 64 KiB goes straight into
+ * a buffer of its own, handed over without a copy), so a message is
+ * delivered whole or not at all:
  * a receive that times out or is cancelled half-way leaves what it read
  * in the buffer for the next one, and many small messages cost one read.
  *
@@ -49,6 +51,10 @@ struct co_conn {
     char *rbuf;
     size_t rcap, rpos, rlen;
     bool eof;
+    /* A big message is read straight into a buffer of its own, which
+     * co_conn_recv hands over without a copy. */
+    char *big;
+    size_t big_len, big_have;
     /* The unsent tail of a committed message. */
     char *pend;
     size_t pend_len, pend_off;
@@ -175,33 +181,77 @@ static int64_t ready_len(const co_conn_t *c)
  * something to come).  rlock held.  0, or an errno value. */
 static int fill(co_conn_t *c, int64_t deadline)
 {
-    size_t want = HDR;
-    if (c->rlen >= HDR) {
-        uint64_t n = frame_len(c);
-        if (n > SIZE_MAX - HDR) return EMSGSIZE; /* not from a cogent peer */
-        want = HDR + (size_t)n;
+    char *dst;
+    size_t room;
+    if (c->big && c->big_have < c->big_len) {
+        dst = c->big + c->big_have;
+        room = c->big_len - c->big_have; /* never past this message */
+    } else {
+        size_t want = HDR;
+        if (c->rlen >= HDR) {
+            uint64_t n = frame_len(c);
+            if (n > SIZE_MAX - HDR) return EMSGSIZE; /* not from a cogent peer */
+            want = HDR + (size_t)n;
+        }
+        if (rbuf_room(c, want)) return ENOMEM;
+        dst = c->rbuf + c->rpos + c->rlen;
+        room = c->rcap - c->rpos - c->rlen;
     }
-    if (rbuf_room(c, want)) return ENOMEM;
-    ssize_t r = co_read(c->fd, c->rbuf + c->rpos + c->rlen, c->rcap - c->rpos - c->rlen, deadline);
+    ssize_t r = co_read(c->fd, dst, room, deadline);
     if (r < 0) return errno == EBADF && is_closed(c) ? EPIPE : errno;
     if (r == 0)
         c->eof = true;
+    else if (dst != c->rbuf + c->rpos + c->rlen)
+        c->big_have += (size_t)r;
     else
         c->rlen += (size_t)r;
     return 0;
 }
 
-/* Waits until a whole message is at the front of the buffer.  rlock
- * held.  Its length, or -1 with errno. */
-static int64_t next_message(co_conn_t *c, int64_t deadline)
+/* Waits until a whole message is ready: at the front of the buffer
+ * (*big false) or in c->big.  rlock held.  Its length, or -1 with errno. */
+static int64_t next_message(co_conn_t *c, int64_t deadline, bool *big)
 {
     for (;;) {
-        int64_t n = ready_len(c);
-        if (n >= 0) return n;
+        *big = c->big != NULL;
+        if (c->big) {
+            if (c->big_have == c->big_len) return (int64_t)c->big_len;
+        } else {
+            int64_t n = ready_len(c);
+            if (n >= 0) return n;
+            if (c->rlen >= HDR && frame_len(c) > RBUF_MIN && frame_len(c) <= SIZE_MAX - HDR) {
+                /* Big: from now on its bytes go straight into its own
+                 * buffer (no copy out of the receive buffer later). */
+                size_t len = (size_t)frame_len(c);
+                char *b = malloc(len);
+                if (!b) return errno = ENOMEM, -1;
+                size_t have = c->rlen - HDR; /* < len: not whole yet */
+                memcpy(b, c->rbuf + c->rpos + HDR, have);
+                c->big = b;
+                c->big_len = len;
+                c->big_have = have;
+                c->rpos = c->rlen = 0;
+                continue;
+            }
+        }
         if (c->eof) return errno = EPIPE, -1; /* closed, maybe in the middle of a message */
         int e = fill(c, deadline);
         if (e) return errno = e, -1;
     }
+}
+
+/* Drops the message handed out (n bytes at the front, or the big one). */
+static void consume(co_conn_t *c, bool big, int64_t n)
+{
+    if (big) {
+        c->big = NULL;
+        c->big_len = c->big_have = 0;
+        return;
+    }
+    c->rpos += HDR + (size_t)n;
+    c->rlen -= HDR + (size_t)n;
+    if (c->rlen == 0) c->rpos = 0;
+    rbuf_shrink(c);
 }
 
 static int recv_enter(co_conn_t *c, int64_t deadline)
@@ -216,22 +266,20 @@ static int recv_enter(co_conn_t *c, int64_t deadline)
 int co_conn_recv(co_conn_t *c, void **data, size_t *len, int64_t deadline)
 {
     if (recv_enter(c, deadline) < 0) return -1;
-    int64_t n = next_message(c, deadline);
+    bool big;
+    int64_t n = next_message(c, deadline, &big);
     if (n < 0) {
         int e = errno;
         co_lock_release(&c->rlock);
         return errno = e, -1;
     }
-    char *m = malloc(n ? (size_t)n : 1);
+    char *m = big ? c->big : malloc(n ? (size_t)n : 1);
     if (!m) {
         co_lock_release(&c->rlock);
         return errno = ENOMEM, -1; /* the message stays for the next call */
     }
-    memcpy(m, c->rbuf + c->rpos + HDR, (size_t)n);
-    c->rpos += HDR + (size_t)n;
-    c->rlen -= HDR + (size_t)n;
-    if (c->rlen == 0) c->rpos = 0;
-    rbuf_shrink(c);
+    if (!big && n) memcpy(m, c->rbuf + c->rpos + HDR, (size_t)n);
+    consume(c, big, n);
     co_lock_release(&c->rlock);
     if (data)
         *data = m;
@@ -244,17 +292,16 @@ int co_conn_recv(co_conn_t *c, void **data, size_t *len, int64_t deadline)
 ssize_t co_conn_recv_into(co_conn_t *c, void *buf, size_t cap, int64_t deadline)
 {
     if (recv_enter(c, deadline) < 0) return -1;
-    int64_t n = next_message(c, deadline);
+    bool big;
+    int64_t n = next_message(c, deadline, &big);
     if (n < 0 || (uint64_t)n > cap || n > SSIZE_MAX) {
         int e = n < 0 ? errno : EMSGSIZE; /* too long: it stays, for co_conn_recv */
         co_lock_release(&c->rlock);
         return errno = e, -1;
     }
-    if (n) memcpy(buf, c->rbuf + c->rpos + HDR, (size_t)n);
-    c->rpos += HDR + (size_t)n;
-    c->rlen -= HDR + (size_t)n;
-    if (c->rlen == 0) c->rpos = 0;
-    rbuf_shrink(c);
+    if (n) memcpy(buf, big ? c->big : c->rbuf + c->rpos + HDR, (size_t)n);
+    if (big) free(c->big);
+    consume(c, big, n);
     co_lock_release(&c->rlock);
     return (ssize_t)n;
 }
@@ -264,7 +311,7 @@ int co_conn_poll(co_conn_t *c, int64_t deadline)
     if (recv_enter(c, deadline) < 0) return -1;
     int r;
     for (;;) {
-        if (ready_len(c) >= 0 || c->eof) {
+        if (ready_len(c) >= 0 || c->eof || (c->big && c->big_have == c->big_len)) {
             r = 1;
             break;
         }
@@ -291,6 +338,15 @@ int co_conn_poll(co_conn_t *c, int64_t deadline)
 static void drain_incoming(co_conn_t *c)
 {
     while (!c->eof) {
+        if (c->big && c->big_have < c->big_len) { /* (once it is whole, what follows goes to rbuf) */
+            ssize_t r = co_read(c->fd, c->big + c->big_have, c->big_len - c->big_have, 0);
+            if (r <= 0) {
+                if (r == 0) c->eof = true;
+                return;
+            }
+            c->big_have += (size_t)r;
+            continue;
+        }
         if (rbuf_room(c, c->rlen + 64 * 1024)) return;
         ssize_t r = co_read(c->fd, c->rbuf + c->rpos + c->rlen, c->rcap - c->rpos - c->rlen, 0);
         if (r < 0) return; /* EAGAIN: nothing more now; errors are the receiver's to see */
@@ -436,6 +492,7 @@ void co_conn_free(co_conn_t *c)
     CO__CHECK(co_lock_destroy(&c->rlock) == 0 && co_lock_destroy(&c->wlock) == 0,
               "co_conn_free: connection %p is in use", (void *)c);
     free(c->rbuf);
+    free(c->big);
     free(c->pend);
     free(c);
 }
