@@ -19,6 +19,8 @@ g++ -O2 -o "$bin/switch_boost" "$here/peers/switch_boost.cc" -lboost_context
 gcc -O2 -o "$bin/switch_ucontext" "$here/peers/switch_ucontext.c"
 gcc -O2 -o "$bin/pthread_sync" "$here/peers/pthread_sync.c" -lpthread
 (cd "$here/peers" && GOCACHE="$out/gocache" GO111MODULE=off go build -o "$bin/go_bench" go_bench.go)
+gcc -O2 -o "$bin/pool_libuv" "$here/peers/pool_libuv.c" -luv
+g++ -O2 -o "$bin/pool_asio" "$here/peers/pool_asio.cc" -lpthread
 py=/usr/bin/python3
 have_uvloop=0
 $py -c "import uvloop" 2>/dev/null && have_uvloop=1
@@ -49,6 +51,7 @@ run "$b/bench_hub_yield"
 run $py "$here/peers/py_bench.py" gevent_yield
 run $py "$here/peers/py_bench.py" asyncio_yield
 [ $have_uvloop = 1 ] && run $py "$here/peers/py_bench.py" uvloop_yield
+run "$b/bench_compact"
 run "$b/bench_spawn_join"
 run env GOMAXPROCS=1 "$bin/go_bench" spawn
 run $py "$here/peers/py_bench.py" gevent_spawn
@@ -72,6 +75,20 @@ run2 "$b/bench_sync" queue_hubs
 run2 "$b/bench_sync" queue_hubs_fp
 run2 env GOMAXPROCS=2 "$bin/go_bench" chan_threads
 run2 "$bin/pthread_sync" queue
+# Thread pools: two workers everywhere, the submitter a third thread, on
+# both cores (pinning them to one would measure the scheduler instead).
+run2 "$b/bench_pool" rtt_thread
+run2 "$b/bench_pool" rtt_coro
+run2 "$b/bench_pool" throughput
+run2 env GOMAXPROCS=2 "$bin/go_bench" pool_rtt
+run2 env GOMAXPROCS=2 "$bin/go_bench" pool_throughput
+run2 env UV_THREADPOOL_SIZE=2 "$bin/pool_libuv" pool_rtt
+run2 env UV_THREADPOOL_SIZE=2 "$bin/pool_libuv" pool_throughput
+run2 "$bin/pool_asio" pool_rtt
+run2 "$bin/pool_asio" pool_throughput
+run2 $py "$here/peers/py_bench.py" pool_rtt
+run2 $py "$here/peers/py_bench.py" pool_throughput
+run2 "$b/bench_scaling"
 # The million: fewer repeats, it takes a while.
 repeat=$(( repeat < 3 ? repeat : 3 ))
 run "$b/bench_spawn_all"
@@ -82,9 +99,26 @@ repeat=1
 run $py "$here/peers/py_bench.py" gevent_spawn_all
 repeat=$(( ${REPEAT:-3} < 3 ? ${REPEAT:-3} : 3 ))
 run "$b/bench_alive" 1000000
+run "$b/bench_alive" 1000000 compact
 run env GOMAXPROCS=1 "$bin/go_bench" alive 1000000
+run $py "$here/peers/py_bench.py" asyncio_alive 1000000
 repeat=1
 run $py "$here/peers/py_bench.py" gevent_alive 200000
+
+# Instructions per operation, counted by callgrind: exact where times are
+# noisy (this VM exposes no hardware counters to perf).  The difference of
+# two runs, so that start-up cancels out.
+instr() { # NAME N1 N2 CMD... (CMD takes the count as its last argument)
+  local name=$1 n1=$2 n2=$3 a b
+  shift 3
+  command -v valgrind >/dev/null || return 0
+  a=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" "$n1" 2>&1 >/dev/null | awk '/Collected/ {print $4}')
+  b=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" "$n2" 2>&1 >/dev/null | awk '/Collected/ {print $4}')
+  [ -n "$a" ] && [ -n "$b" ] && echo "RESULT $name $(( (b - a) / (n2 - n1) )) instructions" >>"$raw"
+}
+instr spawn_join_instr 100000 200000 "$b/bench_spawn_join" plain
+instr queue_pingpong_instr 100000 200000 "$b/bench_sync" queue_pingpong
+instr lock_handoff_instr 100000 200000 "$b/bench_sync" lock_handoff
 
 $py - "$raw" "$out" <<'PY'
 import json, statistics, sys, datetime, platform, subprocess
@@ -96,7 +130,10 @@ for line in open(raw):
     vals.setdefault(name, []).append(float(value))
     units[name] = unit
 med = {k: statistics.median(v) for k, v in vals.items()}
+if "greenlet_switch" in med:  # greenlet reports one switch; the round trips above are two
+    med["greenlet_roundtrip"], units["greenlet_roundtrip"] = 2 * med["greenlet_switch"], "ns/roundtrip"
 
+live = {"64": "64 B", "256": "256 B", "1k": "1 KiB", "4k": "4 KiB"}
 # figure: (our result, lower is better, [(peer label, peer result)], goal text)
 figures = [
     ("switch", "fiber switch", "switch", [("Boost.Context fcontext", "switch_boost"), ("ucontext swapcontext", "switch_ucontext"),
@@ -111,6 +148,16 @@ figures = [
      "<= 20 ns"),
     ("hub_yield_fp", "hub yield round trip, with FP work", "hub_yield_fp", [("same, without FP work", "hub_yield")],
      "= hub_yield"),
+] + [
+    (f"compact_yield_{l}", f"compact coroutines' yield round trip, {live[l]} live each", f"compact_yield_{l}",
+     [("same with stacks of their own", f"own_yield_{l}"), ("Go Gosched round trip", "go_gosched_roundtrip"),
+      ("greenlet switch x2 (copies stacks too)", "greenlet_roundtrip")], "faster than Go" if l == "64" else "")
+    for l in ("64", "256", "1k", "4k")
+] + [
+    ("compact_own_yield", "compact <-> own-stack coroutine yield round trip", "compact_own_yield",
+     [("two with stacks of their own", "own_yield_256")], "close to own_yield"),
+    ("compact_yield_fp", "compact yield round trip, with FP work", "compact_yield_fp",
+     [("same, without FP work", "compact_yield_256")], "= compact_yield_256"),
     ("hub_yield_main", "hub yield round trip, main <-> spawned", "hub_yield_main",
      [("two spawned (hub_yield)", "hub_yield")], "close to hub_yield"),
     ("hub_yield_main_fp", "hub yield round trip, main <-> spawned, with FP work", "hub_yield_main_fp",
@@ -152,12 +199,34 @@ figures = [
      "ahead of both (higher is better)"),
     ("queue_hubs_fp", "cross-thread queue on two hubs, with FP work", "queue_hubs_fp",
      [("same, without FP work", "queue_hubs")], "= queue_hubs"),
+    ("pool_rtt_thread", "thread pool: submit -> result, one at a time, from a thread", "pool_rtt_thread",
+     [("Go goroutine + channel (GOMAXPROCS=2)", "go_pool_rtt"), ("libuv uv_queue_work (2 threads)", "uv_pool_rtt"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_rtt"), ("Python ThreadPoolExecutor(2)", "py_pool_rtt")],
+     "lowest of all"),
+    ("pool_rtt_coro", "thread pool: submit -> result, one at a time, from a coroutine", "pool_rtt_coro",
+     [("Go goroutine + channel (GOMAXPROCS=2)", "go_pool_rtt"), ("libuv uv_queue_work (2 threads)", "uv_pool_rtt"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_rtt"), ("Python ThreadPoolExecutor(2)", "py_pool_rtt")],
+     "lowest of all"),
+    ("pool_throughput", "thread pool: 1M trivial tasks, 2 workers, one submitter", "pool_throughput",
+     [("Go, 2 worker goroutines + channels", "go_pool_throughput"),
+      ("libuv uv_queue_work (2 threads)", "uv_pool_throughput"),
+      ("Boost.Asio thread_pool(2) + std::future", "asio_pool_throughput"),
+      ("Python ThreadPoolExecutor(2)", "py_pool_throughput")], ">= Go, >= 2x libuv (higher is better)"),
+    ("cpu_speedup_threads", "CPU-bound job on 2 threads vs 1 (examples/gil_lesson.c)", "cpu_speedup_threads",
+     [("the same job split over coroutines of one hub", "cpu_speedup_coroutines")], ">= 1.9x"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
+    ("alive_compact_rss", "1M alive, compact: RSS per coroutine", "alive_compact_rss",
+     [("same, stacks of their own", "alive_rss"), ("Go (1M goroutines)", "go_alive_rss"),
+      ("asyncio (1M tasks, no stacks)", "asyncio_alive_rss")], "<= 1.5 KiB"),
+    ("alive_compact_spawn", "1M alive, compact: time to spawn all", "alive_compact_spawn",
+     [("same, stacks of their own", "alive_spawn"), ("Go (1M goroutines)", "go_alive_spawn"),
+      ("asyncio (1M tasks)", "asyncio_alive_spawn")], ""),
     ("alive_spawn", "1M alive: time to spawn all", "alive_spawn", [("Go (1M goroutines)", "go_alive_spawn"),
       ("gevent (200k, scaled to 1M)", "gevent_alive_spawn")], "<= 1000 ms"),
 ]
 results = []
+lines_instr = ["", "| instructions per operation (callgrind) | count |", "|---|---|"]
 lines = ["| figure | cogent | peer | peer value | cogent's lead |", "|---|---|---|---|---|"]
 print()
 for key, label, ours, peers, goal in figures:
@@ -172,7 +241,7 @@ for key, label, ours, peers, goal in figures:
             continue
         # "lead": how many times better cogent is (> 1: ahead), whether
         # the unit is a time (lower is better) or a rate (higher is).
-        if units[ours].endswith("/s"):
+        if units[ours].endswith("/s") or units[ours] == "x":
             ratio = med[ours] / med[pname] if med[pname] else float("nan")
         else:
             ratio = med[pname] / med[ours] if med[ours] else float("nan")
@@ -181,6 +250,11 @@ for key, label, ours, peers, goal in figures:
         lines.append(f"| {label if first else ''} | {f'{med[ours]:.2f} {units[ours]}' if first else ''} | {plabel} | {med[pname]:.2f} | {ratio:.2f}x |")
         first = False
     results.append(entry)
+for key, label in (("spawn_join_instr", "spawn + run + join"), ("queue_pingpong_instr", "queue ping-pong round trip"),
+                   ("lock_handoff_instr", "contended lock hand-off")):
+    if key in med:
+        print(f"instructions per {label}: {med[key]:.0f} (callgrind)")
+        lines_instr.append(f"| {label} | {med[key]:.0f} |")
 if "alive_pte" in med:
     print(f"1M alive: page tables {med['alive_pte']:.0f} B/coroutine (kernel memory, not in RSS)")
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
@@ -189,7 +263,7 @@ meta = {"date": datetime.date.today().isoformat(), "cpu": cpu, "kernel": platfor
 json.dump({"machine": meta, "figures": results}, open(f"{out}/results.json", "w"), indent=2)
 open(f"{out}/table.md", "w").write(
     f"Measured {meta['date']} on {meta['cpu']} ({meta['cores']} cores), Linux {meta['kernel']}; medians.\n\n"
-    + "\n".join(lines) + "\n")
+    + "\n".join(lines + (lines_instr if len(lines_instr) > 3 else [])) + "\n")
 print(f"\nwrote {out}/results.json and {out}/table.md")
 PY
 

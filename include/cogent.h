@@ -31,6 +31,10 @@
  *   queues                FIFO/LIFO/priority, bounded, closable, joinable
  *   I/O, sockets          cooperative fd calls; TCP/Unix; DNS off the hub
  *   stream server         a handler coroutine per connection
+ *   threads               threading.Thread: names, daemon, join, timers
+ *   futures               one future for every executor and for promises
+ *   executors             thread pools: submit, map, shutdown, run from a coroutine
+ *   hub pools             a hub per thread, coroutines spawned on any of them
  *   processes             start/join/kill children, run programs, reaping
  *   pipes                 framed byte messages between processes
  *   process-shared        locks, events, queues, values, maps across processes
@@ -215,9 +219,25 @@ typedef struct co_group co_group_t;
 
 typedef void *(*co_fn)(void *arg);
 
+/* Whether a coroutine gets a stack of its own or is compact (docs/stacks.md:
+ * it runs on a stack its hub shares between compact coroutines, and while
+ * suspended keeps only the part of that stack it uses, copied aside: a
+ * million idle ones fit in well under a gigabyte).  A compact coroutine's
+ * own stack memory moves while it is suspended: no pointer to one of its
+ * locals may be used by anyone else then (another coroutine, a thread, a
+ * waiter on a lock or queue that lives in its locals) — an object of
+ * cogent's found there aborts with a message.  It cannot use fibers or
+ * generators. */
+typedef enum co_compact {
+    CO_COMPACT_DEFAULT = 0, /* as COGENT_COMPACT says (own stack if unset) */
+    CO_COMPACT_NO,          /* a stack of its own */
+    CO_COMPACT_YES,         /* compact */
+} co_compact_t;
+
 typedef struct co_spawn_opts {
-    size_t stack_size; /* 0: the default (CO_STACK_DEFAULT) */
-    const char *name;  /* copied; NULL: none (shown as "#<id>") */
+    size_t stack_size;    /* 0: the default (CO_STACK_DEFAULT); compact: at most the hub's shared stack */
+    const char *name;     /* copied; NULL: none (shown as "#<id>") */
+    co_compact_t compact; /* CO_COMPACT_DEFAULT: the process default */
 } co_spawn_opts_t;
 
 /* Creates a coroutine that runs fn(arg) on the calling thread's hub.  It
@@ -311,8 +331,16 @@ CO_API const char *co_name(const co_coro_t *c);
  * and optionally cap how many run at once (gevent.pool.Pool).  A group
  * and its members belong to the creating thread.  docs/coroutine.md. */
 
+typedef struct co_group_opts {
+    size_t limit;          /* how many members run at once; 0: no limit */
+    co_spawn_opts_t spawn; /* the options of members spawned without their own */
+} co_group_opts_t;
+
 /* limit 0 = unlimited.  NULL with ENOMEM.  Switches: no. */
 CO_API co_group_t *co_group_new(size_t limit);
+/* With options (may be NULL: as co_group_new(0)); spawn.name is copied.
+ * NULL with EINVAL (a bad stack size) or ENOMEM.  Switches: no. */
+CO_API co_group_t *co_group_new_with(const co_group_opts_t *opts);
 
 /* Frees an empty group (every member joined or detached); freeing a group
  * that still has members aborts.  NULL is a no-op.  Switches: no. */
@@ -882,6 +910,362 @@ CO_API void co_server_stats(const co_server_t *s, co_server_stats_t *st);
  * Not from one of its own handlers (aborts).  Switches: yes. */
 CO_API void co_server_free(co_server_t *s);
 
+/* --------------------------------------------------------------- threads */
+/* Threads (Python's threading.Thread): each runs fn(arg) with a name and
+ * an optional stack size; it gets a hub the first time it needs one, as
+ * any thread does.  Joining from a coroutine parks only that coroutine;
+ * from a thread without a hub it blocks the thread.  docs/thread.md.
+ *
+ * Exit.  At normal process exit — return from main, or exit() — cogent
+ * waits for every non-daemon thread it started, as Python does: an atexit
+ * handler registered when the first thread starts first shuts every
+ * non-daemon pool down (its queued tasks still run), then joins those
+ * threads.  Daemon threads are not waited for: they vanish with the
+ * process.  _exit(), quick_exit() and a signal that kills the process
+ * wait for nothing. */
+
+typedef struct co_thread co_thread_t;
+
+typedef struct co_thread_opts {
+    const char *name;  /* copied; NULL: "Thread-<n>".  ps -L, top -H and co_dump show its first 15 bytes */
+    size_t stack_size; /* 0: the system's default (RLIMIT_STACK, often 8 MiB); else at least CO_STACK_MIN */
+    bool daemon;       /* true: not waited for at exit */
+} co_thread_opts_t;
+
+/* Starts a thread running fn(arg) and returns once it runs (its name and
+ * id are set).  The signal mask is the caller's, as with pthread_create.
+ * The handle stays valid until co_thread_free.  NULL with EINVAL (fn
+ * NULL, stack_size too small), EAGAIN (the system's thread limit) or
+ * ENOMEM.  Switches: no (it waits the few microseconds the thread takes
+ * to start). */
+CO_API co_thread_t *co_thread_new(co_fn fn, void *arg, const co_thread_opts_t *opts);
+/* Gives up the handle.  A thread still running runs on (and, unless a
+ * daemon, is still waited for at exit).  NULL is a no-op.  Switches: no. */
+CO_API void co_thread_free(co_thread_t *t);
+/* Waits until t has finished — fn returned and every coroutine of its
+ * hub has ended — and stores fn's return value in *result (may be NULL;
+ * NULL for a timer that was cancelled, or a thread that ended with
+ * pthread_exit).  Unlike co_join, the handle stays valid: join as often
+ * as you like.  Errors:
+ *   ETIMEDOUT  the deadline passed first (deadline 0: t still runs);
+ *   ECANCELED  the caller was killed;
+ *   EDEADLK    t is the calling thread;
+ *   EINVAL     t is the main thread (it ends with the process);
+ *   ESRCH      t does not exist in this process (a fork child).
+ * Switches: yes, unless t has finished. */
+CO_API int co_thread_join(co_thread_t *t, int64_t deadline, void **result);
+/* True from co_thread_new until t has finished.  Switches: no. */
+CO_API bool co_thread_alive(const co_thread_t *t);
+/* The kernel's thread id (gettid; what ps -L and top -H show).
+ * Switches: no. */
+CO_API pid_t co_thread_id(const co_thread_t *t);
+/* The name given (whole, even if the kernel's copy is cut), "MainThread"
+ * or "Thread-<n>".  Valid while the handle is.  Switches: no. */
+CO_API const char *co_thread_name(const co_thread_t *t);
+/* Switches: no. */
+CO_API bool co_thread_daemon(const co_thread_t *t);
+/* The calling thread's record: the one co_thread_new made, the main
+ * thread's, or for a thread cogent did not start a record of its own
+ * ("Dummy-<n>", not listed by co_thread_enumerate) that lives as long as
+ * the thread.  Borrowed: do not free it.  Never NULL.  Switches: no. */
+CO_API co_thread_t *co_thread_current(void);
+/* The main thread's record (the thread whose id is the process id; in a
+ * fork child, the thread that forked).  Borrowed.  Switches: no. */
+CO_API co_thread_t *co_thread_main(void);
+/* threading.enumerate(): the main thread and every thread cogent started
+ * that is still alive (pool workers included).  Stores up to cap of them
+ * in out[], each a new reference to give back with co_thread_free, and
+ * returns how many there are (which may exceed cap).  Switches: no. */
+CO_API size_t co_thread_enumerate(co_thread_t **out, size_t cap);
+/* threading.active_count(): what co_thread_enumerate would return.
+ * Switches: no. */
+CO_API size_t co_thread_count(void);
+/* threading.Timer: a thread that waits delay_ms, then runs fn(arg) unless
+ * co_thread_cancel came first.  Join and free it as any thread.  (On a
+ * hub, a timer is just a coroutine that sleeps: spawn one that calls
+ * co_sleep_ms(delay) and then fn, and cancel it with co_kill.)  Errors as
+ * co_thread_new.  Switches: no. */
+CO_API co_thread_t *co_thread_after(int64_t delay_ms, co_fn fn, void *arg, const co_thread_opts_t *opts);
+/* Cancels a timer thread before its function runs.  0 if the function
+ * will not run (cancelled now or before); -1 with EALREADY if it has
+ * started, EINVAL if t is not a timer.  Switches: no. */
+CO_API int co_thread_cancel(co_thread_t *t);
+
+/* --------------------------------------------------------------- futures */
+/* One future type (concurrent.futures.Future) for every executor and for
+ * promises made by user code.  A future ends in one of two states: done
+ * (with a result — a pointer, or bytes the future keeps a copy of — or
+ * with an error: an errno value and an optional message), or cancelled
+ * before it ran.  Any coroutine of any hub and any thread may wait on it:
+ * a coroutine parks, a thread without a hub blocks.  docs/future.md. */
+
+typedef struct co_future co_future_t;
+
+typedef enum co_future_state {
+    CO_FUTURE_PENDING = 0, /* not started (queued) */
+    CO_FUTURE_RUNNING,     /* started: it can no longer be cancelled */
+    CO_FUTURE_DONE,        /* finished, with a result or an error */
+    CO_FUTURE_CANCELLED    /* cancelled before it started */
+} co_future_state_t;
+
+/* Runs once when a future completes (done or cancelled); see
+ * co_future_add_done_callback for where. */
+typedef void (*co_future_fn)(co_future_t *f, void *arg);
+
+/* A pending promise, completed by whoever holds it with set_result,
+ * set_bytes or set_error.  NULL with ENOMEM.  Switches: no. */
+CO_API co_future_t *co_future_new(void);
+/* Gives up the handle.  A task still queued or running goes on, its
+ * result dropped (a pointer result is never freed by cogent); callbacks
+ * still run.  Freeing a future someone waits on aborts.  NULL is a no-op.
+ * Switches: no. */
+CO_API void co_future_free(co_future_t *f);
+
+/* Completes f with a pointer (value), with a copy of len bytes (the
+ * result is then the future's copy, valid while f is, and
+ * co_future_size says len), or with an error: err > 0, an errno value,
+ * and msg (copied; may be NULL).  Waiters wake, callbacks run.
+ * -1 with EALREADY if f was already done or cancelled (nothing changes),
+ * EINVAL for err <= 0, ENOMEM (set_bytes).  Switches: no. */
+CO_API int co_future_set_result(co_future_t *f, void *value);
+CO_API int co_future_set_bytes(co_future_t *f, const void *data, size_t len);
+CO_API int co_future_set_error(co_future_t *f, int err, const char *msg);
+/* Python's set_running_or_notify_cancel: pending -> running, after which
+ * cancel fails.  0, or -1 with ECANCELED (f was cancelled: do not run
+ * the work) or EALREADY (already running or done).  Switches: no. */
+CO_API int co_future_set_running(co_future_t *f);
+/* Cancels f if it has not started: it becomes cancelled, waiters wake
+ * (their result call fails with ECANCELED), callbacks run, and an
+ * executor drops the task.  A running task is never interrupted (threads
+ * cannot be stopped safely).  0 if f is cancelled (now or before); -1 with
+ * EBUSY (running) or EALREADY (done).  Switches: no. */
+CO_API int co_future_cancel(co_future_t *f);
+
+/* Switches: no. */
+CO_API co_future_state_t co_future_state(const co_future_t *f);
+CO_API bool co_future_done(const co_future_t *f); /* done or cancelled */
+CO_API bool co_future_running(const co_future_t *f);
+CO_API bool co_future_cancelled(const co_future_t *f);
+
+/* Waits until f is done or cancelled.  0, or -1 with ETIMEDOUT (deadline
+ * 0 included), ECANCELED (the caller was killed; f is untouched) or
+ * EDEADLK (a promise nothing could complete).  Switches: yes, unless f is
+ * done. */
+CO_API int co_future_wait(co_future_t *f, int64_t deadline);
+/* Waits as co_future_wait, then stores the result in *value (may be
+ * NULL) and returns 0.  -1 with errno otherwise; co_future_done(f) tells
+ * the two kinds apart:
+ *   f done:     errno is f's own error (co_future_error has its message),
+ *               or ECANCELED if f was cancelled;
+ *   f not done: ETIMEDOUT, ECANCELED (the caller was killed), EDEADLK.
+ * Switches: yes, unless f is done. */
+CO_API int co_future_result(co_future_t *f, int64_t deadline, void **value);
+/* Bytes of a result set with co_future_set_bytes (0 otherwise).
+ * Switches: no. */
+CO_API size_t co_future_size(const co_future_t *f);
+/* f's error: 0 unless f is done with an error (ECANCELED if cancelled);
+ * *msg (msg may be NULL) gets its message or NULL, valid while f is.
+ * Switches: no. */
+CO_API int co_future_error(const co_future_t *f, const char **msg);
+
+/* Adds a callback that runs exactly once, when f completes (done or
+ * cancelled), in callback order:
+ *  - added by a coroutine: on that coroutine's hub, in a coroutine of its
+ *    own, so never at the same time as the hub's other coroutines (it may
+ *    block); if that hub's thread has exited by then, on the completing
+ *    thread instead;
+ *  - added by a thread without a hub: on the thread that completes f (a
+ *    pool worker, or the caller of set_result), right after it does, as
+ *    concurrent.futures does;
+ *  - added once f is complete: at once, by the caller.
+ * 0, or -1 with ENOMEM (or EINVAL for a NULL fn).  Switches: only when it
+ * runs fn at once and fn does. */
+CO_API int co_future_add_done_callback(co_future_t *f, co_future_fn fn, void *arg);
+
+/* What co_futures_wait waits for. */
+typedef enum co_wait_when {
+    CO_FIRST_COMPLETED = 1, /* any future done or cancelled */
+    CO_FIRST_ERROR,         /* any done with an error; else all completed */
+    CO_ALL_COMPLETED        /* every one done or cancelled */
+} co_wait_when_t;
+
+/* concurrent.futures.wait: waits until `when` holds for the n futures
+ * (fs may repeat one) and returns how many are complete (test each with
+ * co_future_done).  -1 with ETIMEDOUT (deadline 0: it does not hold yet),
+ * ECANCELED, EDEADLK, ENOMEM, EINVAL (unknown when).  n == 0 returns 0.
+ * Switches: yes, unless it holds at once. */
+CO_API int co_futures_wait(co_future_t *const *fs, size_t n, co_wait_when_t when, int64_t deadline);
+
+/* concurrent.futures.as_completed: takes the futures in the order they
+ * complete.  new holds a reference to each (free the futures whenever you
+ * like); next returns the next one to complete (those complete already
+ * come first), or NULL with ENOENT once all were returned, ETIMEDOUT,
+ * ECANCELED, EDEADLK.  Returned futures stay the caller's.  new: NULL
+ * with ENOMEM.  Belongs to one caller at a time.  Switches: new and free
+ * no; next yes, unless one has completed. */
+typedef struct co_as_completed co_as_completed_t;
+CO_API co_as_completed_t *co_as_completed_new(co_future_t *const *fs, size_t n);
+CO_API co_future_t *co_as_completed_next(co_as_completed_t *ac, int64_t deadline);
+CO_API void co_as_completed_free(co_as_completed_t *ac);
+
+/* ------------------------------------------------------------- executors */
+/* A pool of worker threads running tasks (concurrent.futures'
+ * ThreadPoolExecutor).  Workers start lazily, one per submit that finds
+ * none idle, up to max_workers; they are the program's threads (listed by
+ * co_thread_enumerate, non-daemon unless the pool is).  A task is fn(arg)
+ * on a worker; its return value is the future's result, or it fails its
+ * future with co_task_fail.  docs/executor.md. */
+
+typedef struct co_pool co_pool_t;
+
+typedef struct co_pool_opts {
+    size_t max_workers; /* 0: CPUs + 4, at most 32 (Python's default) */
+    const char *name;   /* copied; workers are "<name>_<i>"; NULL: "ThreadPool-<n>" */
+    size_t max_queue;   /* tasks queued, not yet running; 0: no limit */
+    /* Run by each worker before its first task; a non-zero return (an
+     * errno value) breaks the pool (BrokenThreadPool): every pending and
+     * later task fails with ENOTRECOVERABLE. */
+    int (*init)(void *arg);
+    void *init_arg;
+    size_t stack_size; /* workers' stacks; 0: the system's default */
+    bool daemon;       /* workers are daemon threads: not drained at exit */
+} co_pool_opts_t;
+
+typedef struct co_pool_stats {
+    size_t workers;     /* started and not yet ended */
+    size_t idle;        /* waiting for a task */
+    size_t queued;      /* submitted, not started */
+    uint64_t completed; /* tasks that ran to their end */
+} co_pool_stats_t;
+
+/* A new pool; no thread starts until the first submit.  opts may be
+ * NULL.  NULL with EINVAL (a name too long: 200 bytes at most) or ENOMEM.
+ * Switches: no. */
+CO_API co_pool_t *co_pool_new(const co_pool_opts_t *opts);
+/* Shuts p down (pending tasks still run), waits for its workers to end
+ * and frees it; no thread of p is left.  From one of p's own workers, or
+ * on the default pool, aborts.  NULL is a no-op.  Switches: yes. */
+CO_API void co_pool_free(co_pool_t *p);
+
+/* Queues fn(arg) and returns its future (free it when done with it).
+ * With a bounded queue (max_queue) that is full, waits for room until the
+ * deadline.  NULL with errno:
+ *   EINVAL           fn NULL;
+ *   EPIPE            p was shut down;
+ *   ENOTRECOVERABLE  p is broken (a worker's init failed);
+ *   EAGAIN           the queue is full and deadline is 0 (the try form),
+ *                    or no worker thread could be started;
+ *   ETIMEDOUT        still full at the deadline;
+ *   ECANCELED        the caller was killed while waiting for room;
+ *   ENOMEM.
+ * Switches: only when it waits for room. */
+CO_API co_future_t *co_pool_submit(co_pool_t *p, co_fn fn, void *arg, int64_t deadline);
+
+/* Inside a task: makes its future fail with err (> 0) and msg (copied,
+ * may be NULL) when the task returns; its return value is dropped.  0, or
+ * -1 with EINVAL (err <= 0, or not called from a task).  Switches: no. */
+CO_API int co_task_fail(int err, const char *msg);
+
+typedef struct co_map_opts {
+    size_t window;    /* tasks in flight at most; 0: twice the pool's max_workers */
+    size_t chunksize; /* items per task (fewer, bigger tasks for cheap fns); 0: 1 */
+} co_map_opts_t;
+
+/* Executor.map: results[i] = fn(items[i]) for i < n, computed on p's
+ * workers, taken in input order.  At most `window` tasks are in flight:
+ * never all n at once.  0 when all succeeded.  -1 with errno: the first
+ * failure in input order (a task's error, with everything after it
+ * cancelled), or submit's errors, or ETIMEDOUT / ECANCELED (tasks not
+ * started are cancelled; running ones finish on their own, their results
+ * dropped).  *ndone (may be NULL) gets how many leading results are in
+ * results[], n on success.  opts may be NULL.  Switches: yes. */
+CO_API int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone,
+                       int64_t deadline, const co_map_opts_t *opts);
+
+/* Stops p taking tasks: later submits fail with EPIPE.  Queued tasks
+ * still run, or, with cancel_pending, are cancelled now.  Workers end
+ * once the queue is empty.  Idempotent.  Does not wait: see
+ * co_pool_join.  Switches: no. */
+CO_API void co_pool_shutdown(co_pool_t *p, bool cancel_pending);
+/* Waits until every worker of a pool that was shut down (or is broken)
+ * has ended: shutdown(wait=True) is co_pool_shutdown + co_pool_join.
+ * 0, or -1 with EINVAL (p still runs: nothing would end), ETIMEDOUT,
+ * ECANCELED, EDEADLK (called from one of p's workers).  Switches: yes. */
+CO_API int co_pool_join(co_pool_t *p, int64_t deadline);
+/* Counters.  Switches: no. */
+CO_API void co_pool_stats(co_pool_t *p, co_pool_stats_t *st);
+
+/* The default pool, made at its first use: COGENT_POOL_SIZE workers
+ * (default CPUs + 4, at most 32), named "cogent-pool_<i>", drained at
+ * exit.  Never freed.  NULL with ENOMEM.  Switches: no. */
+CO_API co_pool_t *co_pool_default(void);
+/* asyncio's to_thread / run_in_executor, gevent's threadpool: runs
+ * fn(arg) on p (NULL: the default pool) and waits for it — a coroutine
+ * parks, its hub runs on; a thread without a hub blocks — storing its
+ * return value in *result (may be NULL).  If the wait ends early
+ * (ETIMEDOUT, ECANCELED) a task not yet started is cancelled, a running
+ * one finishes on its own and its result is dropped.  0, or -1 with
+ * errno: the task's error (co_task_fail), or submit's and the wait's.
+ * Switches: yes. */
+CO_API int co_pool_run(co_pool_t *p, co_fn fn, void *arg, int64_t deadline, void **result);
+
+/* ------------------------------------------------------------- hub pools */
+/* N threads, each running a hub, and coroutines spawned on a chosen hub
+ * or the least loaded one: coroutines on every core (a coroutine never
+ * moves between threads).  docs/executor.md. */
+
+typedef struct co_hubpool co_hubpool_t;
+
+typedef struct co_hubpool_opts {
+    const char *name; /* copied (200 bytes at most); threads "<name>_<i>"; NULL: "HubPool-<n>" */
+    bool daemon;      /* the threads are daemon threads: not waited for at exit */
+} co_hubpool_opts_t;
+
+/* Starts n threads (0: one per CPU), each running a hub, with every
+ * signal blocked.  NULL with EINVAL (name too long), EAGAIN or ENOMEM.
+ * Switches: no (it waits for the threads to start). */
+CO_API co_hubpool_t *co_hubpool_new(size_t n, const co_hubpool_opts_t *opts);
+/* Switches: no. */
+CO_API size_t co_hubpool_size(const co_hubpool_t *hp);
+/* Spawns fn(arg) on hub `which` (0 .. size-1), or with -1 on the one with
+ * the fewest live coroutines, and returns its handle: an ordinary one, to
+ * join, wait on, kill or detach from any thread (exactly once, as every
+ * handle).  The spawn is done by that hub's thread; the caller waits for
+ * its answer (microseconds, unless that hub is busy running something):
+ * a coroutine parks, a thread blocks; not a cancellation point.  NULL with
+ * EINVAL (fn NULL, which out of range), EPIPE (the pool is being freed),
+ * ENOMEM.  Switches: yes. */
+CO_API co_coro_t *co_hubpool_spawn(co_hubpool_t *hp, int which, co_fn fn, void *arg);
+/* Stops the pool: on each thread, the coroutines still running are
+ * killed (their blocking calls fail with ECANCELED) and run to their end,
+ * as at any thread's exit; then the threads are joined and the pool
+ * freed.  Handles of its coroutines not yet joined stay valid for join.
+ * From one of its threads, aborts.  NULL is a no-op.  Switches: yes. */
+CO_API void co_hubpool_free(co_hubpool_t *hp);
+
+/* A stream server on every hub of a pool (SO_REUSEPORT): one listener
+ * per hub on one port; the kernel spreads connections over them and each
+ * connection's handler runs on the hub that accepted it. */
+typedef struct co_hubserver co_hubserver_t;
+
+/* Starts a co_server with opts (as co_server_new takes them; reuseport is
+ * forced on, unix_socket is refused) on every hub of hp, all on one port:
+ * opts->port, or with 0 the free port the first one got.  NULL with
+ * errno (co_server_new's: EADDRINUSE...; EINVAL: handler NULL or a Unix
+ * socket).  Switches: yes. */
+CO_API co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *arg,
+                                        const co_server_opts_t *opts);
+/* The port all the listeners share.  Switches: no. */
+CO_API int co_hubserver_port(const co_hubserver_t *hs);
+/* The servers' counters, summed.  Switches: no. */
+CO_API void co_hubserver_stats(const co_hubserver_t *hs, co_server_stats_t *st);
+/* co_server_stop on every hub (listeners closed at once, handlers given
+ * until the deadline, then killed); returns how many were killed in all.
+ * Not from one of its handlers.  Switches: yes. */
+CO_API int co_hubserver_stop(co_hubserver_t *hs, int64_t deadline);
+/* Stops (handlers killed at once) and frees every server.  Free it before
+ * the pool.  NULL is a no-op.  Switches: yes. */
+CO_API void co_hubserver_free(co_hubserver_t *hs);
 /* ------------------------------------------------------------- processes */
 /* Child processes (Python's multiprocessing.Process and subprocess.Popen):
  * a function of the program run in a forked child, or a program run from

@@ -26,6 +26,8 @@ say "the uppercase echo server (examples/upper_echo.c): 500 concurrent connectio
 "$b/upper_echo"
 say "concurrent downloads (examples/downloads.c): 20 pages that take 100 ms each"
 "$b/downloads"
+say "the GIL lesson, answered for C (examples/gil_lesson.c): CPU-bound work on threads and coroutines, I/O-bound work three ways"
+"$b/gil_lesson"
 say "a server written with plain blocking calls (examples/blocking_echo.c), with and without libcogent-patch.so"
 printf "patched:   "; "$b/blocking_echo"
 printf "unpatched: "; "$b/blocking_echo_unpatched"
@@ -39,7 +41,9 @@ waits with names and places instead of hanging; queues hand work from
 producers to consumers, in priority order when asked, and a bounded one
 keeps a fast producer at most a few items ahead.  One thread serves 500
 connections with code written as if each had its own thread; twenty slow
-downloads take the time of one; and a program written with plain blocking
+downloads take the time of one; a CPU-bound job split over threads
+uses every core (C has no GIL) while coroutines of one hub take turns,
+and waits are cheapest as coroutines; and a program written with plain blocking
 read/write/accept/usleep becomes concurrent by linking libcogent-patch.so
 (or LD_PRELOAD-ing it).  See README.md and docs/.
 TXT

@@ -13,7 +13,7 @@ for p in cmake make gcc g++ clang libclang-rt-14-dev clang-format clang-tidy cpp
   pkg_missing "$p" && need="$need $p"
 done
 if [ "$what" = bench ]; then
-  for p in g++ libboost-context-dev golang-go python3-greenlet python3-gevent python3-uvloop libuv1-dev \
+  for p in g++ libboost-context-dev libboost-dev golang-go python3-greenlet python3-gevent python3-uvloop libuv1-dev \
            libevent-dev; do
     pkg_missing "$p" && need="$need $p"
   done

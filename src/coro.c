@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compact.h"
 #include "coro.h"
 #include "hub.h"
 
@@ -211,6 +212,7 @@ static void coro_released(co_fiber_t *f);
 bool co__coro_start(co__hub_t *h, co_coro_t *c)
 {
     if (CO__LIKELY(!atomic_load_explicit(&c->killed, memory_order_relaxed))) {
+        if (c->compact) return true; /* its first frame is built on the shared stack (compact.c) */
         if (CO__LIKELY(co__fiber_attach(&c->fiber, c->stack_req) == 0)) return true;
         c->start_error = ENOMEM;
     }
@@ -232,7 +234,8 @@ static void *coro_entry(co_fiber_t *f, void *unused)
 co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const char *file, int line)
 {
     size_t stack_size = opts ? opts->stack_size : 0;
-    if (!fn || !co__stack_size_ok(stack_size)) return errno = EINVAL, NULL;
+    if (!fn || !co__stack_size_ok(stack_size) || (opts && (unsigned)opts->compact > CO_COMPACT_YES))
+        return errno = EINVAL, NULL;
     co__hub_t *h = co__hub();
     co__hub_check(h);
     co_coro_t *c = coro_alloc();
@@ -246,6 +249,17 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
     c->fiber.cls = &coro_class;
     c->stack_req = stack_size;
     c->start_error = 0;
+    c->compact = NULL;
+    c->hub = h;
+    c->resume = &c->fiber; /* compact: the copier (co__compact_init) */
+    if (CO__UNLIKELY(opts && opts->compact ? opts->compact == CO_COMPACT_YES : co__compact_default())) {
+        int e = co__compact_init(h, c, stack_size);
+        if (e) {
+            pool_push(&tcache, c);
+            ntcache++;
+            return errno = e, NULL;
+        }
+    }
     if (opts && opts->name) {
         size_t n = strlen(opts->name);
         /* name_buf always holds the name, cut if long: other threads'
@@ -257,6 +271,7 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
             c->name = c->name_buf;
         } else if (!(c->name = strdup(opts->name))) {
             co__fiber_release(&c->fiber);
+            if (c->compact) co__compact_free(c);
             pool_push(&tcache, c);
             ntcache++;
             return errno = ENOMEM, NULL;
@@ -265,8 +280,6 @@ co_coro_t *co_spawn_at(co_fn fn, void *arg, const co_spawn_opts_t *opts, const c
         c->name = NULL;
         c->name_buf[0] = '\0';
     }
-    c->resume = &c->fiber;
-    c->hub = h;
     c->id = co__new_id();
     c->fn = fn;
     c->arg = arg;
@@ -357,6 +370,7 @@ static void coro_released(co_fiber_t *f)
         co__coro_drop_actor(c->actor);
         c->actor = NULL;
     }
+    if (c->compact) co__compact_free(c);
     unref(c);
 }
 
@@ -401,21 +415,20 @@ static void check_handle(const co_coro_t *c, const char *fn)
 }
 
 /* Waits until c is done.  0 or an errno value. */
-static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
+static __attribute__((noinline)) int wait_done_slow(co_coro_t *c, int64_t deadline, const char *what)
 {
-    if (co__done(c)) return 0;
     co__hub_t *h = co__hub();
     co_coro_t *self = h->current;
     if (c == self) return EDEADLK;
     if (c->is_main) return EINVAL;
     if (c->hub == h) {
         for (;;) {
-            co__parknode_t node;
-            co__parkq_push(&c->joiners, &node, self);
+            co__parknode_t local, *node = co__parknode_get(&local, self);
+            co__parkq_push(&c->joiners, node, self);
             self->wait_obj = c;
             int r = co__park(h, deadline, what, CO__BY_HUB, true);
             self->wait_obj = NULL;
-            co__parkq_remove(&c->joiners, &node);
+            co__parkq_remove(&c->joiners, node);
             if (r) return r;
             if (c->state == CO__C_DONE) return 0;
         }
@@ -456,6 +469,12 @@ static int wait_done(co_coro_t *c, int64_t deadline, const char *what)
         }
         if (co__done(c)) return 0;
     }
+}
+
+/* Done already (the common case of a join): no frame is set up. */
+static inline int wait_done(co_coro_t *c, int64_t deadline, const char *what)
+{
+    return CO__LIKELY(co__done(c)) ? 0 : wait_done_slow(c, deadline, what);
 }
 
 int co_wait(co_coro_t *c, int64_t deadline)
@@ -647,6 +666,7 @@ void co__coro_exit_all(co__hub_t *h)
         co__coro_drop_actor(h->main.actor);
         h->main.actor = NULL;
     }
+    co__compact_hub_exit(h); /* no compact coroutine is left */
 }
 
 /* ------------------------------------------------------------ fork */

@@ -42,9 +42,10 @@ struct co_coro {
     co_fn fn;
     void *arg;
     void *result;
-    size_t stack_req; /* the stack size asked for; the stack comes at its first run */
-    int start_error;  /* ENOMEM: no stack could be had at its first run; it never ran */
-    uint8_t state;    /* CO__C_*; touched only by its hub's thread */
+    size_t stack_req;            /* the stack size asked for; the stack comes at its first run */
+    struct co__compact *compact; /* compact.c's part of a compact coroutine; NULL: a stack of its own */
+    int start_error;             /* ENOMEM: no stack could be had at its first run; it never ran */
+    uint8_t state;               /* CO__C_*; touched only by its hub's thread */
     bool is_main;
     atomic_uchar handle; /* CO__H_* */
     atomic_bool killed;  /* sticky cancellation */
@@ -78,6 +79,15 @@ struct co_coro {
 static inline bool co__done(const co_coro_t *co)
 {
     return atomic_load_explicit(&((co_coro_t *)co)->watchers, memory_order_acquire) == CO__DONE;
+}
+
+/* The park node of coroutine `self`: `local` (on its stack) unless it is
+ * compact, whose stack moves while it is parked: then the node in its
+ * record (compact.c). */
+co__parknode_t *co__compact_parknode(co_coro_t *c);
+static inline co__parknode_t *co__parknode_get(co__parknode_t *local, co_coro_t *self)
+{
+    return CO__UNLIKELY(self->compact != NULL) ? co__compact_parknode(self) : local;
 }
 
 static inline void co__parkq_push(co__parkq_t *q, co__parknode_t *n, co_coro_t *co)

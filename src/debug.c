@@ -27,6 +27,8 @@
 
 #define DUMP_WAIT_MS 200
 
+void (*co__dump_threads)(FILE *f);
+
 /* ---------------------------------------------------------------- dump */
 
 /* Describes the coroutine another thread's hub is running, from that
@@ -90,8 +92,11 @@ static void describe_coro(FILE *f, const co_coro_t *c, int64_t now, bool self)
 static void describe_hub(FILE *f, const co__hub_t *h, const co_coro_t *caller)
 {
     int64_t now = co_now();
-    fprintf(f, "thread %d: %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, h->ncoros + 1,
-            h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s", h->poller.ops->name);
+    char name[16] = ""; /* the kernel's name of this thread (on it: a dump runs on each hub's own thread) */
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    fprintf(f, "thread %d \"%s\": %zu coroutine%s, %zu runnable, %zu timer%s, %s poller\n", (int)h->tid, name,
+            h->ncoros + 1, h->ncoros ? "s" : "", h->nrunq, h->timers.n, h->timers.n == 1 ? "" : "s",
+            h->poller.ops->name);
     describe_coro(f, &h->main, now, &h->main == caller);
     for (const co__lnode_t *n = h->all.head; n; n = n->next) {
         const co_coro_t *c = CO__CONTAINER(n, co_coro_t, all);
@@ -213,6 +218,8 @@ int co_dump(int fd)
         co__hub_unref(h);
     }
     free(asked);
+    void (*more)(FILE *) = __atomic_load_n(&co__dump_threads, __ATOMIC_ACQUIRE);
+    if (more) more(f);
     fclose(f);
     int rc = write_all(fd, out, outlen);
     int e = errno;

@@ -4,7 +4,13 @@
 #ifndef COGENT_DEBUG_H
 #define COGENT_DEBUG_H
 
+#include <stdio.h>
+
 #include "core.h"
+
+/* Set once by thread.c: appends to a dump the threads cogent started that
+ * have no hub (hubs describe themselves), so that co_dump names them. */
+extern void (*co__dump_threads)(FILE *f);
 
 /* The fork path: locks are held across fork(); in the child the helper
  * threads that were running (dumper, monitor) are started again. */

@@ -282,9 +282,15 @@ static int wake_fd_get(void)
 
 static int thread_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline)
 {
+    /* The thread's first wait makes its eventfd, which takes the lowest
+     * free number: if that is `fd`, the caller's descriptor was closed
+     * (by another thread, say) before this call, and polling it would
+     * wait on our own eventfd for ever. */
+    int wake = wake_fd_get();
+    if (wake == fd) return errno = EBADF, -1;
     struct pollfd p[2] = {
         {.fd = fd, .events = (short)(((events & CO__POLL_IN) ? POLLIN : 0) | ((events & CO__POLL_OUT) ? POLLOUT : 0))},
-        {.fd = wake_fd_get(), .events = POLLIN}};
+        {.fd = wake, .events = POLLIN}};
     co__waiter_t w;
     co__spin_lock(&e->spin);
     if (e->closing) {
@@ -378,15 +384,15 @@ int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const ch
     co__hub_t *h = co__tls.hub;
     if (!h) return thread_wait(e, fd, events, deadline);
     if (deadline == 0) return errno = EAGAIN, -1; /* the try form */
-    co__waiter_t w;
+    co__waiter_t wl_, *w;
     co__spin_lock(&e->spin);
-    co__waiter_prepare(&w);
-    if (link_locked(e, h, fd, &w, events) < 0) {
+    w = co__waiter_get(&wl_);
+    if (link_locked(e, h, fd, w, events) < 0) {
         int err = errno;
         co__spin_unlock(&e->spin);
         return errno = err, -1;
     }
-    int r = co__wait_block(&w, &e->spin, &e->waiters, deadline, what, e, CO__BY_IO, true);
+    int r = co__wait_block(w, &e->spin, &e->waiters, deadline, what, e, CO__BY_IO, true);
     bool level = !h->poller.ops->edge;
     if (r) { /* spin lock held, w unlinked */
         if (level) level_update(e, h, fd);
@@ -398,7 +404,7 @@ int co__fd_wait(co__fd_t *e, int fd, unsigned events, int64_t deadline, const ch
         level_update(e, h, fd);
         co__spin_unlock(&e->spin);
     }
-    if (w.result) return errno = w.result, -1;
+    if (w->result) return errno = w->result, -1;
     return 0;
 }
 

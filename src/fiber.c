@@ -83,6 +83,12 @@ int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size)
 int co__fiber_attach(co_fiber_t *f, size_t stack_size)
 {
     if (co__stack_get(&f->stack, stack_size) < 0) return -1;
+    co__fiber_frame(f);
+    return 0;
+}
+
+void co__fiber_frame(co_fiber_t *f)
+{
     /* The canary word is at the bottom, the first frame at the top. */
     f->sp = co__ctx_init(f->stack.lo, f->stack.size - f->stack.color, fiber_main, f);
 #if CO_ASAN
@@ -93,7 +99,6 @@ int co__fiber_attach(co_fiber_t *f, size_t stack_size)
 #if CO_TSAN
     f->tsan = NULL;
 #endif
-    return 0;
 }
 
 void co__fiber_release(co_fiber_t *f)
@@ -102,7 +107,7 @@ void co__fiber_release(co_fiber_t *f)
     if (f->tsan && f->kind != CO__K_MAIN) __tsan_destroy_fiber(f->tsan);
     f->tsan = NULL;
 #endif
-    if (f->stack.lo) {
+    if (f->stack.lo && f->stack.mode != CO__STACK_SHARED) {
         if (f->state == CO__F_DEAD && f->stack.mode == CO_STACK_CANARY) {
             /* Ended normally: the canary is checked one last time. */
             if (co__canary_broken(&f->stack)) co__stack_overflow(f, "its canary was overwritten (found when it ended)");
@@ -159,6 +164,9 @@ co__begin_t co__fiber_switch_begin(co_fiber_t *target, void *sp)
     CO__CHECK(target->state != CO__F_DEAD, "co_fiber_switch: fiber %p has ended", (void *)target);
     CO__CHECK(target->owner == t, "co_fiber_switch: fiber %p belongs to another thread (fibers never move)",
               (void *)target);
+    CO__CHECK(t->cur->stack.mode != CO__STACK_SHARED,
+              "co_fiber_switch: called from a compact coroutine, whose stack moves while it is switched away: "
+              "fibers need coroutines with stacks of their own (docs/stacks.md)");
     co_fiber_t *from = t->cur;
     if (target == from) return (co__begin_t){sp, 0};
     CO__CHECK(target->kind != CO__K_CORO && target->kind != CO__K_GEN,

@@ -107,6 +107,9 @@ static inline void co__fiber_prepare(co_fiber_t *f, co_fiber_fn fn, void *ud)
 /* Gives a prepared fiber its stack of stack_size (0 = default) and its
  * first frame.  0, or -1 with errno EINVAL / ENOMEM. */
 int co__fiber_attach(co_fiber_t *f, size_t stack_size);
+/* Builds a new fiber's first frame at the top of f->stack (set by the
+ * caller: a compact coroutine's is the hub's shared stack). */
+void co__fiber_frame(co_fiber_t *f);
 /* Both at once.  0, or -1 with errno EINVAL (fn NULL, bad size) / ENOMEM. */
 int co__fiber_init(co_fiber_t *f, co_fiber_fn fn, void *ud, size_t stack_size);
 /* co__fiber_transfer, the switch of the hub and generators: switch.h. */

@@ -26,7 +26,12 @@
  *     9. name lookups      the /etc/hosts table's lock released
  *    10. signals           this hub's waiters kept, the dispatcher restarted
  *    11. debugging aids    the dumper and the monitor restarted if they ran
- *    12. processes         the parent's children are not the child's: their
+ *    12. future records    the pool's lock released
+ *    13. threads           the forking thread is the main thread; every
+ *                          other thread's record says it is gone
+ *    14. thread pools      no workers (they start again on demand); queued
+ *                          tasks cancelled, running ones failed
+ *    15. processes         the parent's children are not the child's: their
  *                          records dropped, the descriptors cogent made for
  *                          them and for itself (pools) closed
  *
@@ -43,6 +48,9 @@
 static void prepare(void)
 {
     co__process_fork_prepare();
+    co__executor_fork_prepare();
+    co__thread_fork_prepare();
+    co__future_fork_prepare();
     co__debug_fork_prepare();
     co__signal_fork_prepare();
     co__dns_fork_prepare();
@@ -65,6 +73,9 @@ static void parent(void)
     co__dns_fork_parent();
     co__signal_fork_parent();
     co__debug_fork_parent();
+    co__future_fork_parent();
+    co__thread_fork_parent();
+    co__executor_fork_parent();
     co__process_fork_parent();
 }
 
@@ -82,6 +93,9 @@ static void child(void)
     co__dns_fork_child();
     co__signal_fork_child();
     co__debug_fork_child();
+    co__future_fork_child();
+    co__thread_fork_child();
+    co__executor_fork_child();
     co__process_fork_child();
 }
 

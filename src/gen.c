@@ -47,6 +47,9 @@ static void *resume(co_gen_t *g, void *in)
     co__thread_t *t = co__thread();
     CO__CHECK(g->fiber.owner == t, "co_gen_send: generator %p belongs to another thread (generators never move)",
               (void *)g);
+    CO__CHECK(t->cur->stack.mode != CO__STACK_SHARED,
+              "co_gen_send: called from a compact coroutine, whose stack moves while it is switched away: "
+              "generators need coroutines with stacks of their own (docs/stacks.md)");
     for (co_fiber_t *p = t->cur; p; p = p->parent)
         CO__CHECK(p != &g->fiber, "co_gen_send: generator %p is already running (resumed from inside itself)",
                   (void *)g);

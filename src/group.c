@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "coro.h"
 #include "hub.h"
@@ -16,6 +17,7 @@ struct co_group {
     co__list_t running, done; /* members, through co_coro_t.gnode */
     co__parkq_t slot_waiters; /* co_group_spawn at the limit */
     co__parkq_t done_waiters; /* co_group_next / co_group_join */
+    co_spawn_opts_t spawn;    /* members' options when they bring none (name copied) */
 };
 
 static co_coro_t *member(co__lnode_t *n)
@@ -31,10 +33,22 @@ static void check_owner(const co_group_t *g, const char *fn)
 
 co_group_t *co_group_new(size_t limit)
 {
+    return co_group_new_with(&(co_group_opts_t){.limit = limit});
+}
+
+co_group_t *co_group_new_with(const co_group_opts_t *opts)
+{
+    co_group_opts_t o = opts ? *opts : (co_group_opts_t){0};
+    if (!co__stack_size_ok(o.spawn.stack_size)) return errno = EINVAL, NULL;
     co_group_t *g = calloc(1, sizeof *g);
-    if (!g) return NULL;
+    if (!g) return errno = ENOMEM, NULL;
     g->hub = co__hub();
-    g->limit = limit;
+    g->limit = o.limit;
+    g->spawn = o.spawn;
+    if (o.spawn.name && !(g->spawn.name = strdup(o.spawn.name))) {
+        free(g);
+        return errno = ENOMEM, NULL;
+    }
     return g;
 }
 
@@ -47,6 +61,7 @@ void co_group_free(co_group_t *g)
               g->nrunning + g->ndone);
     CO__CHECK(co__list_empty(&g->slot_waiters.list) && co__list_empty(&g->done_waiters.list),
               "co_group_free: coroutines are waiting on the group");
+    free((char *)g->spawn.name);
     free(g);
 }
 
@@ -57,13 +72,13 @@ co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadlin
     co__hub_t *h = g->hub;
     while (g->limit && g->nrunning >= g->limit) {
         if (deadline == 0) return errno = EAGAIN, NULL;
-        co__parknode_t node;
-        co__parkq_push(&g->slot_waiters, &node, h->current);
+        co__parknode_t local, *node = co__parknode_get(&local, h->current);
+        co__parkq_push(&g->slot_waiters, node, h->current);
         h->current->wait_obj = g;
         int r = co__park(h, deadline, "co_group_spawn (waiting for a slot)", CO__BY_HUB, true);
         h->current->wait_obj = NULL;
-        bool woken = !node.linked; /* a slot came free for us */
-        co__parkq_remove(&g->slot_waiters, &node);
+        bool woken = !node->linked; /* a slot came free for us */
+        co__parkq_remove(&g->slot_waiters, node);
         if (r) {
             /* Killed or timed out in the same instant: the slot goes to
              * the next waiter instead of being lost with us. */
@@ -71,7 +86,7 @@ co_coro_t *co_group_spawn_at(co_group_t *g, co_fn fn, void *arg, int64_t deadlin
             return errno = r, NULL;
         }
     }
-    co_coro_t *c = co_spawn_at(fn, arg, opts, file, line);
+    co_coro_t *c = co_spawn_at(fn, arg, opts ? opts : &g->spawn, file, line);
     if (!c) return NULL;
     c->group = g;
     co__list_push(&g->running, &c->gnode);
@@ -112,13 +127,13 @@ void co__group_member_leave(co_coro_t *c)
 /* Parks until a member finishes.  0 or an errno value. */
 static int wait_member(co_group_t *g, int64_t deadline, const char *what)
 {
-    co__parknode_t node;
     co_coro_t *self = g->hub->current;
-    co__parkq_push(&g->done_waiters, &node, self);
+    co__parknode_t local, *node = co__parknode_get(&local, self);
+    co__parkq_push(&g->done_waiters, node, self);
     self->wait_obj = g;
     int r = co__park(g->hub, deadline, what, CO__BY_HUB, true);
     self->wait_obj = NULL;
-    co__parkq_remove(&g->done_waiters, &node);
+    co__parkq_remove(&g->done_waiters, node);
     return r;
 }
 

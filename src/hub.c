@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "fork.h"
 #include "helper.h"
 #include "hub.h"
@@ -421,12 +422,23 @@ static void hub_thread_exit(void *arg)
     co__stack_thread_exit();
     co__coro_thread_exit(); /* last: the messages above may have recycled records */
     /* Merge the thread's own count into the shared one; the bias goes. */
-    int64_t left = atomic_fetch_add_explicit(&h->refs, (int64_t)h->local_refs - CO__HUB_BIAS, memory_order_acq_rel) +
-                   (int64_t)h->local_refs - CO__HUB_BIAS;
-    if (left == 0) {
+    /* Read once, before: once the count is merged, another thread may
+     * drop the last reference and free h. */
+    int64_t delta = (int64_t)h->local_refs - CO__HUB_BIAS;
+    if (atomic_fetch_add_explicit(&h->refs, delta, memory_order_acq_rel) + delta == 0) {
         co__sys_close(h->evfd);
         free(h);
     }
+}
+
+/* Ends the calling thread's hub now, as its exit would (thread.c: a
+ * thread started by cogent is joined only once its coroutines ended). */
+void co__hub_thread_end(void)
+{
+    co__hub_t *h = co__tls.hub;
+    if (!h) return;
+    pthread_setspecific(exit_key, NULL);
+    hub_thread_exit(h);
 }
 
 /* --------------------------------------------------------------- fork */
@@ -465,6 +477,7 @@ void co__hub_fork_child(void)
         /* Coroutines parked on another thread's message stay parked (and
          * counted): that thread is gone, but a kill still ends them. */
         h->tid = (pid_t)syscall(SYS_gettid);
+        co__compact_fork_child(h);
     }
     pthread_mutex_unlock(&reg_lock);
 }

@@ -40,6 +40,9 @@ struct co__hub {
      * poller's event array below is two kilobytes). */
     co__thread_t *thr;
     co_coro_t *current;
+    /* Compact coroutines' stack and copier (compact.c), made on first use:
+     * while NULL, no switch or wait looks at a coroutine's compact part. */
+    struct co__shared *shared;
     co__fifo_t runq;
     size_t nrunq;
     uint32_t since_poll;
@@ -151,6 +154,12 @@ extern bool (*co__hub_signal_hook)(co__hub_t *h);
  * stop watching the hub's descriptors); set once, before the first hub
  * that needs it exits.  Runs on the exiting hub's thread. */
 extern void (*co__hub_exit_hook)(co__hub_t *h);
+
+/* Ends the calling thread's hub now, exactly as its exit would (its
+ * coroutines are killed and run to their end), from its main coroutine;
+ * the thread may get a new hub later.  No-op without a hub.  Switches:
+ * yes.  (thread.c: a thread cogent started is joined only after this.) */
+void co__hub_thread_end(void);
 
 /* Calls fn(h, arg) for every hub of the process, with the registry
  * locked: fn must not create or end a hub, nor block. */

@@ -22,6 +22,9 @@
  *   offload.h  the worker pool for blocking calls (name lookups)
  *   net.h      sockets and names: Unix socket files, lookups without DNS
  *   debug.h    dumps and the monitor
+ *   thread.h   threads cogent starts: the exit hook, the fork path
+ *   future.h   the future struct, for the executors
+ *   executor.h thread pools: cancellation, the fork path
  *   fork.h     the one fork path
  *   sys.h      raw system calls (never interposed by the patch library)
  */
@@ -47,6 +50,9 @@
 #include "offload.h"
 #include "net.h"
 #include "debug.h"
+#include "thread.h"
+#include "future.h"
+#include "executor.h"
 #include "fork.h"
 
 #endif

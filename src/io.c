@@ -567,7 +567,10 @@ static int wait_many(co__hub_t *h, struct pollfd *fds, nfds_t n, int64_t deadlin
 {
     co__waiter_t local[8];
     co__fd_t *local_e[8];
-    co__waiter_t *w = n <= 8 ? local : malloc(n * sizeof *w);
+    /* A compact coroutine's stack moves while it waits: its nodes go on
+     * the heap (compact.h). */
+    bool on_stack = n <= 8 && !h->current->compact;
+    co__waiter_t *w = on_stack ? local : malloc(n * sizeof *w);
     co__fd_t **ents = n <= 8 ? local_e : malloc(n * sizeof(co__fd_t *));
     int r = 0;
     nfds_t linked = 0;

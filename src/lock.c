@@ -157,10 +157,10 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
             __atomic_compare_exchange_n(&l->_state, &s, s | WAITERS, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             break;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    w.key = (int64_t)(intptr_t)self;
-    co__waiters_push(&l->_waiters, &w);
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    w->key = (int64_t)(intptr_t)self;
+    co__waiters_push(&l->_waiters, w);
     if (co__no_deadline(deadline)) {
         self->wfile = file;
         self->wline = line;
@@ -170,7 +170,7 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
         if (cycle) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
         co__spin_unlock(&cycle_spin);
         if (cycle) {
-            co__waiters_remove(&l->_waiters, &w);
+            co__waiters_remove(&l->_waiters, w);
             if (co__list_empty(&l->_waiters)) __atomic_fetch_and(&l->_state, ~WAITERS, __ATOMIC_RELAXED);
             co__spin_unlock(&l->_spin);
             report_cycle(l, self, file, line);
@@ -178,7 +178,7 @@ static int lock_slow(co_lock_t *l, co__actor_t *self, int64_t deadline, const ch
             return EDEADLK;
         }
     }
-    int r = co__wait_block(&w, &l->_spin, &l->_waiters, deadline, "co_lock_acquire", l, CO__BY_THREADS, cancellable);
+    int r = co__wait_block(w, &l->_spin, &l->_waiters, deadline, "co_lock_acquire", l, CO__BY_THREADS, cancellable);
     if (co__no_deadline(deadline)) __atomic_store_n(&self->blocked_on, NULL, __ATOMIC_SEQ_CST);
     if (r == 0) { /* handed over: the state names us already */
         took(l, self, file, line);

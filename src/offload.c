@@ -179,14 +179,14 @@ int co__offload(co__job_t *j, int64_t deadline, const char *what)
     j->waiters = (co__list_t){0};
     int err = submit(j);
     if (err) return err;
-    co__waiter_t w;
+    co__waiter_t wl_, *w;
     co__spin_lock(&j->spin);
     if (j->done) {
         co__spin_unlock(&j->spin);
         return 0;
     }
-    co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &j->spin, &j->waiters, deadline, what, j, CO__BY_MESSAGE); /* a worker ends it */
+    w = co__waiter_get(&wl_);
+    int r = co__wait_in(w, &j->spin, &j->waiters, deadline, what, j, CO__BY_MESSAGE); /* a worker ends it */
     return r == 0 ? 0 : abandon(j, r);
 }
 

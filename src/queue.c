@@ -187,12 +187,12 @@ static int put(co_queue_t *q, void *item, int64_t prio, int64_t deadline)
         co__spin_unlock(&q->spin);
         return EAGAIN;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    w.item = item;
-    w.key = prio;
-    int r = co__wait_in(&w, &q->spin, &q->putters, deadline, "co_queue_put", q, CO__BY_THREADS);
-    return r ? r : w.result; /* granted: moved in by a get, or EPIPE at close */
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    w->item = item;
+    w->key = prio;
+    int r = co__wait_in(w, &q->spin, &q->putters, deadline, "co_queue_put", q, CO__BY_THREADS);
+    return r ? r : w->result; /* granted: moved in by a get, or EPIPE at close */
 }
 
 int co_queue_put(co_queue_t *q, void *item, int64_t deadline)
@@ -238,12 +238,12 @@ int co_queue_get(co_queue_t *q, void **item, int64_t deadline)
         co__spin_unlock(&q->spin);
         return errno = EAGAIN, -1;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &q->spin, &q->getters, deadline, "co_queue_get", q, CO__BY_THREADS);
-    if (!r) r = w.result; /* granted: an item, or EPIPE at close */
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    int r = co__wait_in(w, &q->spin, &q->getters, deadline, "co_queue_get", q, CO__BY_THREADS);
+    if (!r) r = w->result; /* granted: an item, or EPIPE at close */
     if (r) return errno = r, -1;
-    if (item) *item = w.item;
+    if (item) *item = w->item;
     return 0;
 }
 
@@ -312,9 +312,9 @@ int co_queue_join(co_queue_t *q, int64_t deadline)
         co__spin_unlock(&q->spin);
         return errno = ETIMEDOUT, -1;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &q->spin, &q->joiners, deadline, "co_queue_join", q, CO__BY_THREADS);
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    int r = co__wait_in(w, &q->spin, &q->joiners, deadline, "co_queue_join", q, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0;
 }
 

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -145,14 +146,23 @@ int co_signal_wait(const sigset_t *set, int64_t deadline)
         co__spin_unlock(&spin);
         return s ? s : (errno = EAGAIN, -1);
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    w.key = (int64_t)(intptr_t)set;
+    /* The dispatcher reads the set while we wait: a copy of our own, off
+     * the caller's stack (which moves if the caller is compact). */
+    sigset_t *mine = malloc(sizeof *mine);
+    if (!mine) {
+        co__spin_unlock(&spin);
+        return errno = ENOMEM, -1;
+    }
+    *mine = *set;
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    w->key = (int64_t)(intptr_t)mine;
     /* Who can end it: a signal, from anywhere, at any time: never a
      * deadlock.  The dispatcher is on its way if one came meanwhile. */
-    int r = co__wait_in(&w, &spin, &waiters, deadline, "co_signal_wait", set, CO__BY_MESSAGE);
+    int r = co__wait_in(w, &spin, &waiters, deadline, "co_signal_wait", mine, CO__BY_MESSAGE);
+    free(mine);
     if (r) return errno = r, -1;
-    return (int)(intptr_t)w.item;
+    return (int)(intptr_t)w->item;
 }
 
 int co_signal_restore(const sigset_t *set)

@@ -461,7 +461,9 @@ noreturn void co__stack_overflow(const co_fiber_t *f, const char *how)
     co__line_str(&l, " (stack ");
     co__line_uint(&l, f->stack.size, 10);
     co__line_str(&l, " bytes, ");
-    co__line_str(&l, f->stack.mode == CO_STACK_GUARD ? "guard page" : "canary mode");
+    co__line_str(&l, f->stack.mode == CO_STACK_GUARD     ? "guard page"
+                     : f->stack.mode == CO__STACK_SHARED ? "the compact coroutines' shared stack, guard page"
+                                                         : "canary mode");
     co__line_str(&l, "): ");
     co__line_str(&l, how);
     co__line_str(&l, "; give it a larger stack_size (docs/stacks.md)\n");
@@ -502,7 +504,8 @@ static void overflow_handler(int sig, siginfo_t *si, void *uctx)
         uintptr_t a = (uintptr_t)si->si_addr, lo = (uintptr_t)f->stack.lo, sp = fault_sp(uctx);
         /* The guard page, or just below it (a frame larger than a page
          * can jump over the guard). */
-        if (f->stack.mode == CO_STACK_GUARD && a < lo + 256 && a + page_size + 64 * 1024 >= lo)
+        if ((f->stack.mode == CO_STACK_GUARD || f->stack.mode == CO__STACK_SHARED) && a < lo + 256 &&
+            a + page_size + 64 * 1024 >= lo)
             co__stack_overflow(f, "the guard page was hit");
         /* Below the stack, wherever the fault happened: a canary-mode
          * stack has no guard page, so a deep overflow runs through its

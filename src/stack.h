@@ -15,6 +15,10 @@ typedef struct co__stack {
     unsigned vg_id;
 } co__stack_t;
 
+/* co__stack_t.mode of a compact coroutine's fiber (compact.c): its stack
+ * is the hub's shared one, which the fiber layer never gives back. */
+#define CO__STACK_SHARED 3
+
 /* stack.c's slice of the per-thread state (co__thread_t). */
 typedef struct co__stack_cache {
     co__stack_t *cache; /* free stacks kept for reuse, pages and all */

@@ -42,9 +42,9 @@ int co_sem_acquire(co_sem_t *s, int64_t deadline)
         co__spin_unlock(&s->_spin);
         return errno = EAGAIN, -1;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &s->_spin, &s->_waiters, deadline, "co_sem_acquire", s, CO__BY_THREADS);
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    int r = co__wait_in(w, &s->_spin, &s->_waiters, deadline, "co_sem_acquire", s, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0; /* 0: a unit was handed over */
 }
 
@@ -113,9 +113,9 @@ int co_event_wait(co_event_t *e, int64_t deadline)
         co__spin_unlock(&e->_spin);
         return 0;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    int r = co__wait_in(&w, &e->_spin, &e->_waiters, deadline, "co_event_wait", e, CO__BY_THREADS);
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    int r = co__wait_in(w, &e->_spin, &e->_waiters, deadline, "co_event_wait", e, CO__BY_THREADS);
     return r ? (errno = r, -1) : 0;
 }
 
@@ -136,15 +136,15 @@ int co_cond_wait(co_cond_t *c, int64_t deadline)
 {
     CO__CHECK(c->_lock != NULL, "co_cond_wait: condition %p has no lock (not initialised?)", (void *)c);
     CO__CHECK(co__lock_owned(c->_lock), "co_cond_wait: the caller does not hold the condition's lock");
-    co__waiter_t w;
+    co__waiter_t wl_, *w;
     co__spin_lock(&c->_spin);
-    co__waiter_prepare(&w);
-    co__waiters_push(&c->_waiters, &w);
+    w = co__waiter_get(&wl_);
+    co__waiters_push(&c->_waiters, w);
     co__spin_unlock(&c->_spin);
     /* Queued first, then the lock goes: a notify in between finds us. */
     co_lock_release(c->_lock);
     co__spin_lock(&c->_spin);
-    int r = co__wait_block(&w, &c->_spin, &c->_waiters, deadline, "co_cond_wait", c, CO__BY_THREADS, true);
+    int r = co__wait_block(w, &c->_spin, &c->_waiters, deadline, "co_cond_wait", c, CO__BY_THREADS, true);
     if (r) co__spin_unlock(&c->_spin);
     co__lock_retake(c->_lock);
     return r ? (errno = r, -1) : 0;
@@ -220,12 +220,12 @@ int co_barrier_wait(co_barrier_t *b, int64_t deadline)
         co__wake_list(&wl);
         return (int)index;
     }
-    co__waiter_t w;
-    co__waiter_prepare(&w);
-    w.key = index;
-    co__waiters_push(&b->_waiters, &w);
-    int r = co__wait_block(&w, &b->_spin, &b->_waiters, deadline, "co_barrier_wait", b, CO__BY_THREADS, true);
-    if (r == 0) return w.result ? (errno = w.result, -1) : (int)w.key;
+    co__waiter_t wl_, *w;
+    w = co__waiter_get(&wl_);
+    w->key = index;
+    co__waiters_push(&b->_waiters, w);
+    int r = co__wait_block(w, &b->_spin, &b->_waiters, deadline, "co_barrier_wait", b, CO__BY_THREADS, true);
+    if (r == 0) return w->result ? (errno = w->result, -1) : (int)w->key;
     /* Our wait failed: nobody else can complete this round. */
     barrier_break(b, &wl, true);
     co__spin_unlock(&b->_spin);

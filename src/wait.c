@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "compact.h"
 #include "sys.h"
 #include "wait.h"
 
@@ -167,6 +168,7 @@ int co__wait_block(co__waiter_t *w, unsigned *spin, co__list_t *l, int64_t deadl
         if (r == 0) return 0;
     } else {
         co_coro_t *self = w->co;
+        co__compact_check(h, obj, what);
         self->wait_obj = obj;
         co__spin_unlock(spin);
         r = co__park(h, deadline, what, waker, cancellable);

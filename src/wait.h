@@ -88,6 +88,28 @@ static inline void co__waiter_prepare(co__waiter_t *w)
     w->item = NULL;
     w->wake_fd = -1;
 }
+/* The waiter node of the calling coroutine or thread, prepared: `local`
+ * (on the caller's stack) unless the caller is a compact coroutine, whose
+ * stack moves while it waits: then the node in its record (compact.c).
+ * Spin lock held. */
+co__waiter_t *co__compact_waiter(co_coro_t *c);
+/* Is the caller a compact coroutine?  Its stack moves while it waits:
+ * anything others reach while it waits belongs on the heap. */
+static inline bool co__compact_running(void)
+{
+    co__hub_t *h = co__tls.hub;
+    return h && CO__UNLIKELY(h->shared != NULL) && h->current->compact;
+}
+
+static inline co__waiter_t *co__waiter_get(co__waiter_t *local)
+{
+    co__hub_t *h = co__tls.hub;
+    co__waiter_t *w =
+        h && CO__UNLIKELY(h->shared != NULL) && h->current->compact ? co__compact_waiter(h->current) : local;
+    co__waiter_prepare(w);
+    return w;
+}
+
 /* Appends w to the object's list.  Spin lock held. */
 static inline void co__waiters_push(co__list_t *l, co__waiter_t *w)
 {

@@ -542,7 +542,8 @@ static void test_generator_blocks_inside_coroutine(void)
 {
     ticks = 0;
     co_coro_t *t = co_spawn(ticker, NULL);
-    co_coro_t *c = co_spawn(spin_generator_inside, NULL);
+    /* Generators need a coroutine with a stack of its own (docs/stacks.md). */
+    co_coro_t *c = co_spawn_with(spin_generator_inside, NULL, &(co_spawn_opts_t){.compact = CO_COMPACT_NO});
     void *r;
     ASSERT_EQ(co_join(c, -1, &r), 0);
     ASSERT_EQ((intptr_t)r, 3);

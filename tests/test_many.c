@@ -36,9 +36,12 @@ static void test_hundred_thousand_blocked(void)
     ASSERT_EQ(hs.coroutines, N + 1);
     co_stack_stats_t ss;
     co_stack_stats(&ss);
-    ASSERT(ss.guarded + ss.canary >= N + 1);
-    ASSERT(ss.guarded <= ss.guard_budget);
-    ASSERT(ss.canary > 0); /* past the guard budget */
+    const char *compact = getenv("COGENT_COMPACT");
+    if (!compact || !*compact || !strcmp(compact, "0")) { /* compact ones share one stack */
+        ASSERT(ss.guarded + ss.canary >= N + 1);
+        ASSERT(ss.guarded <= ss.guard_budget);
+        ASSERT(ss.canary > 0); /* past the guard budget */
+    }
     ASSERT_EQ(woke, 0);
     ASSERT_EQ(co_group_join(g, -1), 0);
     ASSERT_EQ(woke, N);

@@ -192,8 +192,76 @@ func chanThroughput(n int) {
 	fmt.Printf("RESULT go_chan_threads %.0f items/s\n", float64(n)/dt.Seconds())
 }
 
+// The thread pool figures' peer (run with GOMAXPROCS=2).  Round trip:
+// one goroutine per task handing its result back on a channel, waited for
+// before the next (Go's idiom for "run this concurrently and give me the
+// result").
+func poolRtt(n int) {
+	trivial := func(x int) int { return x + 1 }
+	for i := 0; i < 1000; i++ { // warm-up, as ours
+		ch := make(chan int, 1)
+		go func(x int) { ch <- trivial(x) }(i)
+		<-ch
+	}
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		ch := make(chan int, 1)
+		go func(x int) { ch <- trivial(x) }(i)
+		if <-ch != i+1 {
+			panic("wrong result")
+		}
+	}
+	dt := time.Since(t0)
+	fmt.Printf("RESULT go_pool_rtt %.3f ns/roundtrip\n", float64(dt.Nanoseconds())/float64(n))
+}
+
+// Throughput through a pool of 2 worker goroutines reading a task
+// channel, each task with a one-slot result channel as its future;
+// submitted in batches of 10,000 whose results are taken in order, as
+// bench/pool.c does.
+type goTask struct {
+	x    int
+	done chan int
+}
+
+func poolThroughput(n int) {
+	const batch = 10000
+	tasks := make(chan goTask, 1024)
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			for t := range tasks {
+				t.done <- t.x + 1
+			}
+			wg.Done()
+		}()
+	}
+	futs := make([]chan int, batch)
+	t0 := time.Now()
+	for done := 0; done < n; done += batch {
+		for i := 0; i < batch; i++ {
+			futs[i] = make(chan int, 1)
+			tasks <- goTask{done + i, futs[i]}
+		}
+		for i := 0; i < batch; i++ {
+			if <-futs[i] != done+i+1 {
+				panic("wrong result")
+			}
+		}
+	}
+	dt := time.Since(t0)
+	close(tasks)
+	wg.Wait()
+	fmt.Printf("RESULT go_pool_throughput %.3f tasks/s\n", float64(n)/dt.Seconds())
+}
+
 func main() {
 	switch os.Args[1] {
+	case "pool_rtt":
+		poolRtt(arg(2, 100000))
+	case "pool_throughput":
+		poolThroughput(arg(2, 1000000))
 	case "mutex_handoff":
 		mutexHandoff(arg(2, 2000000))
 	case "chan_pingpong":

@@ -104,6 +104,28 @@ def gevent_alive(n):
     result("gevent_alive_spawn", dt / 1e6 * (1000000 / n), "ms")
 
 
+def asyncio_alive(n):
+    # Tasks hold no stack (a coroutine frame on the heap): the peer for
+    # compact coroutines.  Half sleep, half wait on an event, as alive.c.
+    import asyncio
+
+    async def main():
+        ev = asyncio.Event()
+        gc.collect()
+        rss0 = rss_kb()
+        t0 = time.perf_counter_ns()
+        ts = [asyncio.ensure_future(ev.wait() if i & 1 else asyncio.sleep(3600)) for i in range(n)]
+        await asyncio.sleep(0)  # run them all until they block
+        dt = time.perf_counter_ns() - t0
+        result("asyncio_alive_rss", (rss_kb() - rss0) / n, "KiB/coroutine")
+        result("asyncio_alive_spawn", dt / 1e6 * (1000000 / n), "ms")
+        for t in ts:
+            t.cancel()
+        await asyncio.gather(*ts, return_exceptions=True)
+
+    asyncio.run(main())
+
+
 def asyncio_run(coro, loop_kind):
     import asyncio
     if loop_kind == "uvloop":
@@ -194,6 +216,43 @@ def asyncio_queue_pingpong(n, loop_kind):
     result(f"{loop_kind}_queue_pingpong", dt / n, "ns/roundtrip")
 
 
+def tpe_rtt(n):
+    """concurrent.futures.ThreadPoolExecutor(2): submit -> result, one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def trivial(x):
+        return x + 1
+
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        for i in range(1000):
+            ex.submit(trivial, i).result()
+        t0 = time.perf_counter_ns()
+        for i in range(n):
+            if ex.submit(trivial, i).result() != i + 1:
+                raise SystemExit("wrong result")
+        dt = time.perf_counter_ns() - t0
+    result("py_pool_rtt", dt / n, "ns/roundtrip")
+
+
+def tpe_throughput(n):
+    """The same pool: batches of 10,000 submitted, then every result in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def trivial(x):
+        return x + 1
+
+    batch = 10000
+    with ThreadPoolExecutor(max_workers=2) as ex:
+        t0 = time.perf_counter_ns()
+        for done in range(0, n, batch):
+            fs = [ex.submit(trivial, done + i) for i in range(batch)]
+            for i, f in enumerate(fs):
+                if f.result() != done + i + 1:
+                    raise SystemExit("wrong result")
+        dt = time.perf_counter_ns() - t0
+    result("py_pool_throughput", n / (dt / 1e9), "tasks/s")
+
+
 if __name__ == "__main__":
     what = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 0
@@ -209,6 +268,8 @@ if __name__ == "__main__":
         asyncio_spawn_all([1000, 10000, 100000, 1000000], what.split("_")[0])
     elif what == "gevent_alive":
         gevent_alive(n or 200000)
+    elif what == "asyncio_alive":
+        asyncio_alive(n or 1000000)
     elif what in ("asyncio_yield", "uvloop_yield"):
         asyncio_yield(n or 200000, what.split("_")[0])
     elif what in ("asyncio_spawn", "uvloop_spawn"):
@@ -217,5 +278,9 @@ if __name__ == "__main__":
         gevent_queue_pingpong(n or 100000)
     elif what in ("asyncio_queue_pingpong", "uvloop_queue_pingpong"):
         asyncio_queue_pingpong(n or 100000, what.split("_")[0])
+    elif what == "pool_rtt":
+        tpe_rtt(n or 20000)
+    elif what == "pool_throughput":
+        tpe_throughput(n or 200000)
     else:
         sys.exit(f"unknown benchmark {what}")

@@ -59,7 +59,7 @@
 #define CO__STATE_RUNNING   2 /* CO__F_RUNNING */
 #define CO__STATE_DEAD      3 /* CO__F_DEAD */
 #define CO__KIND_RAW        1 /* CO__K_RAW; CO__K_MAIN is 0 */
-#define CO__MODE_CANARY     2 /* CO_STACK_CANARY */
+#define CO__MODE_CANARY     2 /* CO_STACK_CANARY; above it, CO__STACK_SHARED */
 
 /* Sanitizer builds always take the C path (it tells the tools). */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

@@ -197,7 +197,7 @@ co_fiber_switch:
     cmpq    %r9, CO__OFF_FIBER_OWNER(%rdi)
     jne     .Lfiber_slow                /* another thread's fiber: C reports it */
     cmpb    $CO__MODE_CANARY, CO__OFF_FIBER_MODE(%rax)
-    je      .Lfiber_slow                /* the canary is checked in C */
+    jae     .Lfiber_slow                /* canary (checked in C) or shared (refused in C) */
     movb    $CO__STATE_SUSPENDED, CO__OFF_FIBER_STATE(%rax)
     movb    $CO__STATE_RUNNING, CO__OFF_FIBER_STATE(%rdi)
     movq    %rdi, %fs:CO__OFF_THREAD_CUR(%r8)       /* t->cur = target */

@@ -24,7 +24,7 @@ static void *task(void *arg)
 
 static int use_everything(void)
 {
-    co_spawn_opts_t opts = {0, "named"};
+    co_spawn_opts_t opts = {0, "named", CO_COMPACT_YES};
     co_coro_t *a = co_spawn(task, (void *)(intptr_t)1);
     co_coro_t *b = co_spawn_with(task, (void *)(intptr_t)2, &opts);
     co_group_t *g = co_group_new(2);
