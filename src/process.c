@@ -620,6 +620,11 @@ static noreturn void child_main(co_process_t *p, int child[3], pid_t parent)
     /* fn gets a stack of the size a process's thread has, also when the
      * fork was made from a coroutine (whose stack is small). */
     if (co__tls.cur == &co__tls.main_fiber || co__tls.cur == NULL) co__process_end(p->fn(p->arg));
+    /* Forked from a compact coroutine: the hub's shared stack it runs on
+     * is this child's alone now (the hub was dropped, nothing else will
+     * run on it or move it), so it may be switched away from like a
+     * guarded stack of its own. */
+    if (co__tls.cur->stack.mode == CO__STACK_SHARED) co__tls.cur->stack.mode = CO_STACK_GUARD;
     co_fiber_opts_t fo = {.stack_size = thread_stack_size()};
     co_fiber_t *f = co_fiber_new(fiber_body, NULL, &fo);
     if (!f) {

@@ -262,16 +262,15 @@ int co__pwait(const unsigned *addr, unsigned val, int64_t deadline, bool cancell
             if (e) return e;
             continue;
         }
-        co__waiter_t w;
-        co__waiter_prepare(&w);
-        co__waiters_push(&s->waiters, &w);
+        co__waiter_t wl_, *w = co__waiter_get(&wl_); /* in a compact coroutine's record: its stack moves */
+        co__waiters_push(&s->waiters, w);
         if (kick) { /* a new slot: the helper must watch it (a system call under the spin lock, new slots only) */
             __atomic_add_fetch(&kick->kick, 1, __ATOMIC_RELEASE);
             co__futex_wake(&kick->kick);
         }
         /* Nobody in this process may be able to wake it, but another
          * process can, any time: never a deadlock. */
-        int r = co__wait_block(&w, &spin, &s->waiters, deadline, what, addr, CO__BY_MESSAGE, cancellable);
+        int r = co__wait_block(w, &spin, &s->waiters, deadline, what, addr, CO__BY_MESSAGE, cancellable);
         if (r) co__spin_unlock(&spin); /* left the slot; the helper drops it if it is empty */
         return r == ETIMEDOUT && capped ? 0 : r;
     }
