@@ -1712,6 +1712,29 @@ CO_API co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts);
  * not started, else its result is).  Switches: yes. */
 CO_API int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result,
                              size_t *rlen, int64_t deadline);
+/* Pool.apply_async and Executor.submit: queues fn(arg) (the argument's
+ * bytes are copied) and returns its future -- the same co_future_t as a
+ * thread pool's (co_future_wait / result / cancel / add_done_callback /
+ * co_futures_wait / co_as_completed all apply).  Its result is the
+ * task's bytes (co_future_result's value, co_future_size bytes, valid
+ * while the future is), or an error: the task's own (co_future_error has
+ * its message), EOWNERDEAD (its worker died: the message names the
+ * signal), ETIMEDOUT (the pool's task_timeout_ms), ECANCELED (cancelled
+ * before it started, terminate, shutdown's cancel_pending),
+ * ENOTRECOVERABLE (the initializer failed).  A cancel succeeds until a
+ * worker takes the task.  Free it with co_future_free (the task still
+ * runs).  NULL with EINVAL (fn NULL, or arg NULL with len > 0), EPIPE
+ * (closed), ENOTRECOVERABLE (broken), ENOMEM.  Switches: no. */
+CO_API co_future_t *co_procpool_submit(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len);
+/* Pool.apply_async(callback=, error_callback=): submit, and once the
+ * task ends, callback(f, cb_arg) if it succeeded or error_callback(f,
+ * cb_arg) if it failed or was cancelled (either may be NULL), where
+ * co_future_add_done_callback says: on the caller's hub if a coroutine
+ * submitted, else on the pool's own thread -- keep those short, as
+ * Python's.  The future is the caller's, as submit's.  NULL with submit's
+ * errors.  Switches: no. */
+CO_API co_future_t *co_procpool_apply_async(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len,
+                                            co_future_fn callback, co_future_fn error_callback, void *cb_arg);
 /* Pool.map: fn on every item, in chunks (chunksize 0: four chunks per
  * worker, as Python), results in input order.  The items must stay valid
  * until it returns.  The results (free them with co_presults_free), or

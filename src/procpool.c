@@ -11,9 +11,9 @@
  * a millisecond has piled up).
  *
  * The manager.  A thread of the pool's own ("cogent-ppool") runs a hub:
- * a dispatcher coroutine hands queued jobs to the worker with the fewest
- * in flight (two at most, so a worker never waits for its next job), a
- * writer and a reader coroutine per worker carry frames, a watchdog kills
+ * a dispatcher coroutine hands each queued job to a free worker (one job
+ * in flight per worker: see PREFETCH), a writer and a reader coroutine
+ * per worker carry frames, a watchdog kills
  * a worker whose task outlived its deadline, and the main coroutine
  * starts, replaces and stops workers.  Only the submission queue is
  * shared with other threads (a co_queue_t); everything else belongs to
@@ -48,6 +48,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "future.h"
 #include "hub.h"
 #include "process.h"
 
@@ -305,33 +306,19 @@ enum { S_RUNNING = 0, S_CLOSED, S_TERMINATED, S_BROKEN };
 enum { J_SINGLE = 1, J_CHUNK, J_CLOSE, J_TERMINATE, J_CANCEL, J_POKE, J_STOP };
 enum { QUIT_FRAME = 0x51554954 };
 
-#define PREFETCH 2 /* jobs in flight per worker: one runs, the next waits in its socket */
+/* Jobs in flight per worker.  One: a job queued behind a long task in a
+ * worker's socket would wait for it while another worker sat idle (and a
+ * task with a short deadline behind one that runs for an hour is stuck),
+ * so the next job goes to whichever worker is free first, at the cost of
+ * a round trip per job (a map's chunks make that small). */
+#define PREFETCH 1
 
-/* A task submitted alone (apply, apply_async, submit): what its caller
- * waits on.  Two references: the caller's and the pool's. */
-typedef struct ptask {
-    co_event_t done;
-    int err;
-    char *msg;
-    void *res;
-    size_t rlen;
-    unsigned cancelled; /* atomic: dropped if not started yet */
-    unsigned started;   /* atomic */
-    int refs;           /* atomic */
-    void (*complete)(struct ptask *t); /* on the manager's thread, once */
-    void *ud;
-} ptask_t;
-/* (The future of the executor form maps onto this: bytes or an error
- * code and a message, completed once by the manager.) */
-
-static void ptask_unref(ptask_t *t)
-{
-    if (__atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
-    co_event_destroy(&t->done);
-    free(t->msg);
-    free(t->res);
-    free(t);
-}
+/* A task submitted alone (apply, apply_async, submit) is a co_future_t
+ * (future.c), the same as a thread pool's: made with two references, the
+ * caller's handle and the pool's, completed by the manager with the
+ * result's bytes (co_future_set_bytes) or an error and its message.  The
+ * dispatcher moves it from pending to running (co_future_set_running)
+ * when it hands it to a worker: one cancelled before that is dropped. */
 
 /* A map's or imap's results, filled in by the manager as they come. */
 struct co_presults {
@@ -375,7 +362,7 @@ typedef struct job {
     int kind;
     co_ptask_fn fn;
     int64_t timeout;
-    ptask_t *task; /* J_SINGLE */
+    co_future_t *fut; /* J_SINGLE */
     void *arg;     /* J_SINGLE: a copy */
     size_t len;
     mapreq_t *map; /* J_CHUNK: items [first, first + count) */
@@ -453,25 +440,22 @@ static void mapreq_unref(mapreq_t *m);
 
 /* ------------------------------------------------------------ results */
 
-static void task_finish(co_procpool_t *p, ptask_t *t, int err, const char *msg, const void *data, size_t len)
+static void task_finish(co_procpool_t *p, co_future_t *f, int err, const char *msg, const void *data, size_t len)
 {
-    if (err) {
-        t->err = err;
-        t->msg = msg ? strdup(msg) : NULL;
-        __atomic_add_fetch(&p->failed, 1, __ATOMIC_RELAXED);
-    } else {
-        t->res = malloc(len ? len : 1);
-        if (!t->res) {
-            t->err = ENOMEM;
-        } else {
-            if (len) memcpy(t->res, data, len);
-            t->rlen = len;
-        }
+    /* The counters first: whoever sees the future complete sees them. */
+    if (!err) {
         __atomic_add_fetch(&p->completed, 1, __ATOMIC_RELAXED);
+        if (co_future_set_bytes(f, data, len) == 0 || errno != ENOMEM) goto out;
+        __atomic_sub_fetch(&p->completed, 1, __ATOMIC_RELAXED);
+        err = ENOMEM;
+        msg = "no memory for the task's result";
     }
-    if (t->complete) t->complete(t);
-    co_event_set(&t->done);
-    ptask_unref(t);
+    __atomic_add_fetch(&p->failed, 1, __ATOMIC_RELAXED);
+    /* One that never started (terminate, shutdown's cancel) is cancelled,
+     * as Python's are; one that ran fails. */
+    if (err != ECANCELED || co_future_cancel(f) < 0) co_future_set_error(f, err, msg);
+out:
+    co__future_unref(f);
 }
 
 /* Stores result i of a map (pointing into memory the results keep).
@@ -505,7 +489,7 @@ static void job_fail_range(co_procpool_t *p, job_t *j, size_t from, size_t to, i
 {
     if (from >= to) return;
     if (j->kind == J_SINGLE) {
-        task_finish(p, j->task, err, msg, NULL, 0);
+        task_finish(p, j->fut, err, msg, NULL, 0);
         return;
     }
     mapreq_t *m = j->map;
@@ -517,9 +501,9 @@ static void job_fail_range(co_procpool_t *p, job_t *j, size_t from, size_t to, i
     }
     for (size_t k = from; k < to; k++) map_store(m, j->first + k, err, copy, NULL, 0);
     m->ndone += to - from;
+    __atomic_add_fetch(&p->failed, to - from, __ATOMIC_RELAXED);
     co_cond_notify_all(&m->cond);
     co_lock_release(&m->lock);
-    __atomic_add_fetch(&p->failed, to - from, __ATOMIC_RELAXED);
 }
 
 static size_t job_count(const job_t *j)
@@ -679,14 +663,6 @@ static void *dispatcher(void *arg)
                 job_end(j);
                 continue;
             }
-            if (j->kind == J_SINGLE &&
-                (__atomic_load_n(&j->task->cancelled, __ATOMIC_ACQUIRE) ||
-                 __atomic_exchange_n(&j->task->started, 1, __ATOMIC_ACQ_REL))) {
-                co__list_remove(&p->pending, &j->node); /* cancelled before it started */
-                ptask_unref(j->task);
-                job_free(j);
-                continue;
-            }
             worker_t *w = pick(p);
             if (!w) {
                 co_event_clear(&p->capacity);
@@ -695,6 +671,15 @@ static void *dispatcher(void *arg)
                     if (!take_submissions(p, false)) goto out; /* commands meanwhile */
                     continue;
                 }
+            }
+            /* Running from now on (a worker is there for it), unless
+             * cancelled meanwhile: then dropped. */
+            if (j->kind == J_SINGLE && co_future_set_running(j->fut) < 0 && errno == ECANCELED) {
+                co__list_remove(&p->pending, &j->node); /* cancelled before it started */
+                __atomic_add_fetch(&p->failed, 1, __ATOMIC_RELAXED);
+                co__future_unref(j->fut);
+                job_free(j);
+                continue;
             }
             size_t flen = j->flen;
             void *frame = j->frame ? j->frame : encode(j, &flen);
@@ -794,6 +779,7 @@ static bool on_results(co_procpool_t *p, worker_t *w, void *frame, size_t flen)
         return false;
     w->ran_something = true;
     p->startup_deaths = 0;
+    size_t n = h->n; /* (the frame may be gone below: freed, or the consumer's) */
     if (j->kind == J_CHUNK) {
         /* The consumer parses it (the map's caller, who waits anyway):
          * this thread only counts. */
@@ -810,21 +796,21 @@ static bool on_results(co_procpool_t *p, worker_t *w, void *frame, size_t flen)
         if (m->nraw < m->capraw) {
             m->raw[m->nraw++] = (struct raw){frame, flen, j->first + j->done};
             frame = NULL;
-            m->ndone += h->n;
+            m->ndone += n;
         }
         if (m->ndone >= m->wake_at || frame) co_cond_notify_all(&m->cond);
         co_lock_release(&m->lock);
         if (frame) { /* no memory to keep it: its items fail */
-            job_fail_range(p, j, j->done, j->done + h->n, ENOMEM, "no memory for the results");
+            job_fail_range(p, j, j->done, j->done + n, ENOMEM, "no memory for the results");
             free(frame);
         }
     } else {
         const res_item_t *it = (const res_item_t *)(const void *)(h + 1);
         const char *body = (const char *)(it + 1);
-        task_finish(p, j->task, it->err, it->msglen ? body : NULL, body, (size_t)it->len);
+        task_finish(p, j->fut, it->err, it->msglen ? body : NULL, body, (size_t)it->len);
         free(frame);
     }
-    j->done += h->n;
+    j->done += n;
     if (j->done == job_count(j)) {
         co__list_remove(&w->inflight, &j->node);
         w->njobs--;
@@ -941,8 +927,6 @@ static void on_death(co_procpool_t *p, worker_t *w)
     while (!co__list_empty(&requeue)) {
         co__lnode_t *n = requeue.tail;
         co__list_remove(&requeue, n);
-        job_t *j = CO__CONTAINER(n, job_t, node);
-        if (j->kind == J_SINGLE) __atomic_store_n(&j->task->started, 0, __ATOMIC_RELEASE);
         co__list_push_front(&p->pending, n);
     }
     w->timed_out = false;
@@ -1263,54 +1247,107 @@ static int post(co_procpool_t *p, int kind)
     return 0;
 }
 
-/* Queues one task.  NULL with errno. */
-static ptask_t *submit_one(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len)
+/* Queues one task: its future.  NULL with errno. */
+static co_future_t *submit_one(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len)
 {
     CO__CHECK(p != NULL, "co_procpool: NULL pool");
     if (!fn || (len && !arg)) return errno = EINVAL, NULL;
     int e = refusal(p);
     if (e) return errno = e, NULL;
-    ptask_t *t = calloc(1, sizeof *t);
+    co_future_t *f = co__future_task(NULL, NULL); /* the handle's reference and the pool's */
+    if (!f) return errno = ENOMEM, NULL;
     job_t *j = job_new(J_SINGLE);
     void *copy = malloc(len ? len : 1);
-    if (!t || !j || !copy) {
-        free(t);
+    if (!j || !copy) {
+        co__future_discard(f);
         free(j);
         free(copy);
         return errno = ENOMEM, NULL;
     }
-    co_event_init(&t->done);
-    t->refs = 2;
     if (len) memcpy(copy, arg, len);
-    j->task = t;
+    j->fut = f;
     j->fn = fn;
     j->arg = copy;
     j->len = len;
     j->timeout = p->timeout;
     co_queue_put(p->submitq, j, -1);
-    return t;
+    return f;
+}
+
+co_future_t *co_procpool_submit(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len)
+{
+    return submit_one(p, fn, arg, len);
+}
+
+typedef struct async_cb {
+    co_future_fn callback, error_callback;
+    void *arg;
+} async_cb_t;
+
+/* apply_async's callbacks: one or the other, once. */
+static void async_done(co_future_t *f, void *arg)
+{
+    async_cb_t cb = *(async_cb_t *)arg;
+    free(arg);
+    if (co_future_error(f, NULL) == 0) {
+        if (cb.callback) cb.callback(f, cb.arg);
+    } else if (cb.error_callback) {
+        cb.error_callback(f, cb.arg);
+    }
+}
+
+co_future_t *co_procpool_apply_async(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len,
+                                     co_future_fn callback, co_future_fn error_callback, void *cb_arg)
+{
+    async_cb_t *cb = NULL;
+    if (callback || error_callback) {
+        CO__CHECK(p != NULL, "co_procpool_apply_async: NULL pool");
+        if (!fn || (len && !arg)) return errno = EINVAL, NULL;
+        if (!(cb = malloc(sizeof *cb))) return errno = ENOMEM, NULL;
+        *cb = (async_cb_t){callback, error_callback, cb_arg};
+    }
+    co_future_t *f = submit_one(p, fn, arg, len);
+    if (!f) {
+        free(cb);
+        return NULL;
+    }
+    if (cb && co_future_add_done_callback(f, async_done, cb) < 0) {
+        int e = errno;
+        free(cb);
+        co_future_cancel(f); /* not started: dropped; else it runs, unheard */
+        co_future_free(f);
+        return errno = e, NULL;
+    }
+    return f;
 }
 
 int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result, size_t *rlen,
                       int64_t deadline)
 {
-    ptask_t *t = submit_one(p, fn, arg, len);
-    if (!t) return -1;
-    if (co_event_wait(&t->done, deadline) < 0) {
+    co_future_t *f = submit_one(p, fn, arg, len);
+    if (!f) return -1;
+    if (co_future_wait(f, deadline) < 0) {
         int e = errno;
-        __atomic_store_n(&t->cancelled, 1, __ATOMIC_RELEASE); /* dropped if it has not started */
-        ptask_unref(t);
+        co_future_cancel(f); /* dropped if it has not started */
+        co_future_free(f);
         return errno = e, -1;
     }
-    int e = t->err;
-    if (!e) {
+    void *v;
+    int e = 0;
+    if (co_future_result(f, 0, &v) < 0) {
+        e = errno;
+    } else {
+        size_t n = co_future_size(f);
         if (result) {
-            *result = t->res;
-            t->res = NULL;
+            *result = malloc(n ? n : 1);
+            if (!*result)
+                e = ENOMEM;
+            else if (n)
+                memcpy(*result, v, n);
         }
-        if (rlen) *rlen = t->rlen;
+        if (!e && rlen) *rlen = n;
     }
-    ptask_unref(t);
+    co_future_free(f);
     return e ? (errno = e, -1) : 0;
 }
 
