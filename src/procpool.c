@@ -42,6 +42,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -265,6 +266,11 @@ static int worker_main(void *arg)
      * SIGTERM and friends work on it as on any of the program's
      * processes. */
     pthread_sigmask(SIG_SETMASK, &w->mask, NULL);
+    /* Output another thread of the program buffered after the fork's
+     * flush is the program's to print, not this copy's (it would come out
+     * twice). */
+    __fpurge(stdout);
+    __fpurge(stderr);
     obuf_t out = {0};
     if (obuf_room(&out, 65536 + sizeof(res_hdr_t))) return 1;
     if (w->init) {
