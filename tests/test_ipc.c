@@ -550,6 +550,25 @@ static void release_not_held(void *arg)
     co_plock_release(arg);
 }
 
+/* A child's main code takes the lock before its hub exists, sleeps (the
+ * hub is made then), and releases it: still its holder. */
+static co_plock_t *hubless_lock;
+static int acquire_sleep_release(void *arg)
+{
+    (void)arg;
+    CHECK(co_plock_acquire(hubless_lock, co_now() + 10000) == 0);
+    CHECK(co_sleep_ms(5) == 0);
+    co_plock_release(hubless_lock);
+    return 0;
+}
+static void test_plock_owner_across_hub_creation(void)
+{
+    ASSERT((hubless_lock = co_plock_new(NULL)));
+    for (int i = 0; i < 3; i++) ASSERT_EQ(finish(start(acquire_sleep_release, NULL)), 0);
+    ASSERT(!co_plock_locked(hubless_lock));
+    co_plock_free(hubless_lock);
+}
+
 static void test_plock_release_by_non_owner_aborts(void)
 {
     co_plock_t *l = co_plock_new(NULL);
@@ -1310,6 +1329,7 @@ int main(int argc, char **argv)
     RUN(test_plock_excludes_processes);
     RUN(test_plock_deadlines_and_owner);
     RUN(test_plock_release_by_non_owner_aborts);
+    RUN(test_plock_owner_across_hub_creation);
     RUN(test_prlock);
     RUN(test_psem);
     RUN(test_pevent);
