@@ -1790,6 +1790,10 @@ CO_API int co_procpool_shutdown(co_procpool_t *p, bool wait, bool cancel_pending
 CO_API void co_procpool_free(co_procpool_t *p);
 /* Counters.  Switches: no. */
 CO_API void co_procpool_stats(const co_procpool_t *p, co_procpool_stats_t *st);
+/* A pool belongs to the process that made it: in a fork child (a
+ * co_process_start child included) its copy refuses every call with
+ * ECHILD -- submit, apply, map, imap, join, shutdown -- close and
+ * terminate do nothing, and free leaves the copy's memory alone. */
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

@@ -400,6 +400,7 @@ struct co_procpool {
     size_t init_len;
     char *name;
     sigset_t mask; /* the creator's signal mask, for the workers */
+    pid_t pid;     /* the process the pool belongs to (a fork child's copy is dead) */
     /* shared with callers */
     unsigned state; /* atomic: S_* */
     co_queue_t *submitq;
@@ -1192,6 +1193,7 @@ co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts)
     co_procpool_t *p = calloc(1, sizeof *p);
     if (!p) return errno = ENOMEM, NULL;
     p->nworkers = o.workers ? o.workers : (size_t)co_cpu_count();
+    p->pid = co__getpid();
     p->max_jobs = o.max_tasks_per_child;
     p->timeout = o.task_timeout_ms;
     p->init = o.init;
@@ -1239,8 +1241,16 @@ co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts)
     return p;
 }
 
+/* In a fork child the pool's thread and workers are not there: its copy
+ * refuses everything (ECHILD) rather than queue work nobody would run. */
+static bool foreign(const co_procpool_t *p)
+{
+    return co__getpid() != p->pid;
+}
+
 static int refusal(const co_procpool_t *p)
 {
+    if (foreign(p)) return ECHILD;
     unsigned s = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
     return s == S_RUNNING ? 0 : s == S_BROKEN ? ENOTRECOVERABLE : EPIPE;
 }
@@ -1610,6 +1620,7 @@ void co_pimap_free(co_pimap_t *it)
 void co_procpool_close(co_procpool_t *p)
 {
     CO__CHECK(p != NULL, "co_procpool_close: NULL pool");
+    if (foreign(p)) return;
     unsigned expect = S_RUNNING;
     if (__atomic_compare_exchange_n(&p->state, &expect, S_CLOSED, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         post(p, J_POKE);
@@ -1618,6 +1629,7 @@ void co_procpool_close(co_procpool_t *p)
 void co_procpool_terminate(co_procpool_t *p)
 {
     CO__CHECK(p != NULL, "co_procpool_terminate: NULL pool");
+    if (foreign(p)) return;
     unsigned s = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
     if (s == S_TERMINATED) return;
     if (s != S_BROKEN) __atomic_store_n(&p->state, S_TERMINATED, __ATOMIC_RELEASE);
@@ -1627,6 +1639,7 @@ void co_procpool_terminate(co_procpool_t *p)
 int co_procpool_join(co_procpool_t *p, int64_t deadline)
 {
     CO__CHECK(p != NULL, "co_procpool_join: NULL pool");
+    if (foreign(p)) return errno = ECHILD, -1;
     if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == S_RUNNING) return errno = EINVAL, -1;
     if (pthread_equal(pthread_self(), p->thread)) return errno = EDEADLK, -1;
     return co_event_wait(&p->stopped, deadline);
@@ -1634,6 +1647,8 @@ int co_procpool_join(co_procpool_t *p, int64_t deadline)
 
 int co_procpool_shutdown(co_procpool_t *p, bool wait, bool cancel_pending)
 {
+    CO__CHECK(p != NULL, "co_procpool_shutdown: NULL pool");
+    if (foreign(p)) return errno = ECHILD, -1;
     co_procpool_close(p);
     if (cancel_pending) post(p, J_CANCEL);
     return wait ? co_procpool_join(p, -1) : 0;
@@ -1642,6 +1657,7 @@ int co_procpool_shutdown(co_procpool_t *p, bool wait, bool cancel_pending)
 void co_procpool_free(co_procpool_t *p)
 {
     if (!p) return;
+    if (foreign(p)) return; /* a fork child's copy: its state may be mid-change, left as it is */
     CO__CHECK(!pthread_equal(pthread_self(), p->thread), "co_procpool_free: called from the pool's own thread");
     if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == S_RUNNING) co_procpool_terminate(p);
     while (co_event_wait(&p->stopped, -1) < 0) {

@@ -828,6 +828,36 @@ static void test_nothing_leaked(void)
     ASSERT_EQ(count_children(), children);
 }
 
+/* In a fork child the pool's copy refuses at once: nothing hangs. */
+static co_procpool_t *forked_pool;
+static int use_in_child(void *arg)
+{
+    (void)arg;
+    long x = 2;
+    errno = 0;
+    if (co_procpool_submit(forked_pool, square, &x, sizeof x) || errno != ECHILD) return 10;
+    if (co_procpool_apply(forked_pool, square, &x, sizeof x, NULL, NULL, -1) == 0 || errno != ECHILD) return 11;
+    if (co_procpool_map(forked_pool, square, &(struct iovec){&x, sizeof x}, 1, 0, -1) || errno != ECHILD) return 12;
+    co_procpool_close(forked_pool);
+    co_procpool_terminate(forked_pool);
+    if (co_procpool_join(forked_pool, -1) == 0 || errno != ECHILD) return 13;
+    if (co_procpool_shutdown(forked_pool, true, true) == 0 || errno != ECHILD) return 14;
+    co_procpool_free(forked_pool);
+    return 0;
+}
+
+static void test_fork_child_refuses(void)
+{
+    forked_pool = pool(1);
+    co_process_t *c = co_process_new(use_in_child, NULL, NULL);
+    ASSERT_EQ(co_process_start(c), 0);
+    ASSERT_EQ(co_process_join(c, co_now() + 20000), 0);
+    ASSERT_EQ(co_process_exitcode(c), 0);
+    co_process_free(c);
+    ASSERT_EQ(apply_square(forked_pool, 6), 36); /* the parent's is fine */
+    done(forked_pool);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -852,6 +882,7 @@ int main(int argc, char **argv)
     RUN(test_deadlines);
     RUN(test_awaited_from_coroutines_and_threads);
     RUN(test_futures_interplay);
+    RUN(test_fork_child_refuses);
     RUN(test_nothing_leaked);
     return TEST_MAIN_END();
 }
