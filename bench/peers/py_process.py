@@ -24,7 +24,8 @@ def start_join(n):
     result("py_proc_start_join", (time.perf_counter() - t0) / n * 1e6, "us/process")
 
 
-def echo(conn):
+def echo(conn, other):
+    other.close()  # the parent's end: its close must reach us as EOF
     try:
         while True:
             conn.send_bytes(conn.recv_bytes())
@@ -35,7 +36,7 @@ def echo(conn):
 def pipe_pingpong(n):
     ctx = mp.get_context("fork")
     a, b = ctx.Pipe()
-    p = ctx.Process(target=echo, args=(b,))
+    p = ctx.Process(target=echo, args=(b, a))
     p.start()
     b.close()
     m = b"x" * 64
