@@ -65,8 +65,8 @@ int main(void)
     void *back;
     size_t n;
     co_conn_recv(c, &back, &n, -1);
-    printf("8 MiB sent and echoed back %s (%lld ms in all)\n", n == big && !memcmp(back, buf, big) ? "intact" : "CORRUPT",
-           (long long)(co_now() - t0));
+    printf("8 MiB sent and echoed back %s (%lld ms in all)\n",
+           n == big && !memcmp(back, buf, big) ? "intact" : "CORRUPT", (long long)(co_now() - t0));
     free(back);
     free(buf);
     co_conn_close(c);

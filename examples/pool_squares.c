@@ -79,7 +79,7 @@ int main(void)
     printf("\n");
     co_presults_free(r);
 
-    co_procpool_close(pool); /* no more tasks */
+    co_procpool_close(pool);    /* no more tasks */
     co_procpool_join(pool, -1); /* the workers end once the queue is empty */
     co_procpool_free(pool);
     return 0;

@@ -47,7 +47,8 @@ int main(void)
     setvbuf(stdout, NULL, _IOLBF, 0); /* lines in order, also through a pipe */
     q = co_pqueue_new(3, 64, NULL);
     if (!q) return perror("co_pqueue_new"), 1;
-    co_process_t *p[2] = {co_process_new(producer, (void *)"alex", NULL), co_process_new(producer, (void *)"egon", NULL)};
+    co_process_t *p[2] = {co_process_new(producer, (void *)"alex", NULL),
+                          co_process_new(producer, (void *)"egon", NULL)};
     co_process_t *c[2] = {co_process_new(consumer, (void *)"consumer 1", &(co_process_opts_t){.daemon = true}),
                           co_process_new(consumer, (void *)"consumer 2", &(co_process_opts_t){.daemon = true})};
     for (int i = 0; i < 2; i++) {

@@ -1694,8 +1694,8 @@ typedef struct co_presult {
     size_t index;     /* the item's position in the input */
     const void *data; /* the result (NULL if it failed); see its owner for how long it lives */
     size_t len;
-    int err;          /* 0, or the task's error (EOWNERDEAD: its worker died; ETIMEDOUT: timed out) */
-    const char *msg;  /* the error's message, or NULL */
+    int err;         /* 0, or the task's error (EOWNERDEAD: its worker died; ETIMEDOUT: timed out) */
+    const char *msg; /* the error's message, or NULL */
 } co_presult_t;
 
 typedef struct co_presults co_presults_t;
@@ -1710,8 +1710,8 @@ CO_API co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts);
  * -1 with errno: the task's error; EPIPE (closed), ENOTRECOVERABLE
  * (broken); EINVAL; ETIMEDOUT / ECANCELED (the task is dropped if it has
  * not started, else its result is).  Switches: yes. */
-CO_API int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result,
-                             size_t *rlen, int64_t deadline);
+CO_API int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result, size_t *rlen,
+                             int64_t deadline);
 /* Pool.apply_async and Executor.submit: queues fn(arg) (the argument's
  * bytes are copied) and returns its future -- the same co_future_t as a
  * thread pool's (co_future_wait / result / cancel / add_done_callback /

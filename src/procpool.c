@@ -60,10 +60,10 @@ enum { F_JOB = 0x4a4f4231, F_RESULTS = 0x52455331, F_INITFAIL = 0x494e4946 };
 typedef struct job_hdr {
     uint32_t type; /* F_JOB */
     uint32_t ntasks;
-    uint64_t job;      /* the manager's job id */
-    uint64_t fn;       /* co_ptask_fn */
-    int64_t timeout;   /* ms per task, 0: none */
-} job_hdr_t;           /* then per task: u64 len, bytes padded to 8 */
+    uint64_t job;    /* the manager's job id */
+    uint64_t fn;     /* co_ptask_fn */
+    int64_t timeout; /* ms per task, 0: none */
+} job_hdr_t;         /* then per task: u64 len, bytes padded to 8 */
 
 typedef struct res_hdr {
     uint32_t type; /* F_RESULTS or F_INITFAIL */
@@ -95,10 +95,10 @@ static size_t item_payload(const res_item_t *it)
  * cache line of its own (two workers writing one line at every task
  * would slow each other down). */
 typedef struct wslot {
-    uint64_t job;      /* the job it runs (0: none yet) */
-    uint32_t index;    /* the task within it */
-    uint32_t busy;     /* 1 while that task runs */
-    int64_t deadline;  /* co_now() by which it must end, 0: none */
+    uint64_t job;     /* the job it runs (0: none yet) */
+    uint32_t index;   /* the task within it */
+    uint32_t busy;    /* 1 while that task runs */
+    int64_t deadline; /* co_now() by which it must end, 0: none */
     char pad[40];
 } __attribute__((aligned(64))) wslot_t;
 
@@ -137,12 +137,12 @@ static inline void *obuf_put(obuf_t *b, const void *p, size_t n, size_t padded)
 /* ======================================================== the worker */
 
 struct co_ptask {
-    obuf_t *out;      /* the result batch */
-    size_t at;        /* where this task's result item starts in it */
-    bool returned;    /* co_ptask_return was called */
-    int err;          /* co_ptask_fail's */
+    obuf_t *out;   /* the result batch */
+    size_t at;     /* where this task's result item starts in it */
+    bool returned; /* co_ptask_return was called */
+    int err;       /* co_ptask_fail's */
     char *msg;
-    int oom;          /* the result did not fit in memory */
+    int oom; /* the result did not fit in memory */
 };
 
 int co_ptask_return(co_ptask_t *t, const void *data, size_t len)
@@ -341,17 +341,17 @@ typedef struct mapreq {
     co_ptask_fn fn;
     const struct iovec *items;
     co_presults_t *r;
-    size_t ndone;              /* results in (lock) */
+    size_t ndone; /* results in (lock) */
     size_t chunk, nchunks, sent_chunks;
-    size_t window;             /* chunks submitted ahead of consumption (imap) */
+    size_t window; /* chunks submitted ahead of consumption (imap) */
     bool unordered;
-    size_t *order;             /* completion order (unordered imap) */
+    size_t *order; /* completion order (unordered imap) */
     size_t order_head, order_tail;
-    size_t next;               /* ordered: the next index to hand out */
-    size_t consumed_chunks;    /* chunks whose every result was handed out */
-    size_t *chunk_left;        /* per chunk: results not yet handed out */
-    int fail;                  /* the pool refused the rest (EPIPE, ECANCELED...) (lock) */
-    size_t wake_at;            /* the consumer waits for this many results (map: all) */
+    size_t next;            /* ordered: the next index to hand out */
+    size_t consumed_chunks; /* chunks whose every result was handed out */
+    size_t *chunk_left;     /* per chunk: results not yet handed out */
+    int fail;               /* the pool refused the rest (EPIPE, ECANCELED...) (lock) */
+    size_t wake_at;         /* the consumer waits for this many results (map: all) */
     struct raw {
         void *frame;
         size_t flen, base; /* its first result is item `base` */
@@ -359,7 +359,7 @@ typedef struct mapreq {
     size_t nraw, capraw;
     co_lock_t lock;
     co_cond_t cond;
-    int refs;                  /* atomic: the caller's + one per job in the pool */
+    int refs; /* atomic: the caller's + one per job in the pool */
 } mapreq_t;
 
 typedef struct job {
@@ -369,7 +369,7 @@ typedef struct job {
     co_ptask_fn fn;
     int64_t timeout;
     co_future_t *fut; /* J_SINGLE */
-    void *arg;     /* J_SINGLE: a copy */
+    void *arg;        /* J_SINGLE: a copy */
     size_t len;
     mapreq_t *map; /* J_CHUNK: items [first, first + count) */
     size_t first, count;
@@ -408,15 +408,15 @@ struct co_procpool {
     int broken_err;
     char *broken_msg;
     pthread_t thread;
-    co_event_t quit; /* the manager may end */
+    co_event_t quit;                               /* the manager may end */
     uint64_t completed, failed, crashes, replaced; /* atomic counters */
     /* the manager's own */
     worker_t *w;
     wslot_t *slots; /* shared with the workers */
     co__list_t pending;
-    co_event_t capacity; /* hub-local: a worker may take a job */
-    co_event_t watch;    /* hub-local: a job with a timeout went out */
-    unsigned keepers;    /* slot coroutines still running */
+    co_event_t capacity;       /* hub-local: a worker may take a job */
+    co_event_t watch;          /* hub-local: a job with a timeout went out */
+    unsigned keepers;          /* slot coroutines still running */
     unsigned keepers_starting; /* slots whose first worker has yet to start */
     uint64_t next_job;
     unsigned startup_deaths; /* workers in a row that died before running anything */
@@ -1048,9 +1048,8 @@ static void *keeper(void *arg)
             if (flen >= sizeof *h && h->type == F_INITFAIL) {
                 size_t ml = flen - sizeof *h;
                 char msg[600];
-                snprintf(msg, sizeof msg, "the initializer failed in worker %d: %s%s%.*s",
-                         (int)co_process_pid(w->proc), strerror(h->err), ml ? ": " : "", (int)(ml > 400 ? 400 : ml),
-                         (const char *)(h + 1));
+                snprintf(msg, sizeof msg, "the initializer failed in worker %d: %s%s%.*s", (int)co_process_pid(w->proc),
+                         strerror(h->err), ml ? ": " : "", (int)(ml > 400 ? 400 : ml), (const char *)(h + 1));
                 break_pool(p, ENOTRECOVERABLE, msg);
                 free(frame);
                 continue;
@@ -1449,8 +1448,7 @@ static mapreq_t *map_start(co_procpool_t *p, co_ptask_fn fn, const struct iovec 
         mapreq_unref(m);
         return errno = ENOMEM, NULL;
     }
-    for (size_t c = 0; c < m->nchunks; c++)
-        m->chunk_left[c] = (c + 1) * m->chunk <= n ? m->chunk : n - c * m->chunk;
+    for (size_t c = 0; c < m->nchunks; c++) m->chunk_left[c] = (c + 1) * m->chunk <= n ? m->chunk : n - c * m->chunk;
     for (; m->sent_chunks < m->window; m->sent_chunks++)
         if ((e = map_send_chunk(m, m->sent_chunks)) != 0) {
             /* what was sent runs; the caller learns of the rest */
@@ -1467,8 +1465,8 @@ static void map_abandon(mapreq_t *m, int err)
     if (!m->fail) __atomic_store_n(&m->fail, err, __ATOMIC_RELEASE);
 }
 
-co_presults_t *co_procpool_map(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
-                               size_t chunksize, int64_t deadline)
+co_presults_t *co_procpool_map(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n, size_t chunksize,
+                               int64_t deadline)
 {
     mapreq_t *m = map_start(p, fn, items, n, chunksize, false, 0);
     if (!m) return NULL;
@@ -1539,8 +1537,7 @@ static co_pimap_t *imap(co_procpool_t *p, co_ptask_fn fn, const struct iovec *it
     return it;
 }
 
-co_pimap_t *co_procpool_imap(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
-                             size_t chunksize)
+co_pimap_t *co_procpool_imap(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n, size_t chunksize)
 {
     return imap(p, fn, items, n, chunksize, false);
 }
@@ -1668,8 +1665,10 @@ void co_procpool_free(co_procpool_t *p)
     void *item;
     while (co_queue_get_nowait(p->submitq, &item) == 0) {
         job_t *j = item;
-        if (j->kind == J_SINGLE || j->kind == J_CHUNK) refuse(p, j);
-        else job_free(j);
+        if (j->kind == J_SINGLE || j->kind == J_CHUNK)
+            refuse(p, j);
+        else
+            job_free(j);
     }
     pool_destroy(p);
 }

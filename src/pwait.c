@@ -414,5 +414,6 @@ co__powner_t co__powner_self(void)
     /* A thread's main code is coroutine 0 whether or not its hub exists
      * yet: one made between an acquire and its release (a first sleep)
      * must not change who holds the lock. */
-    return (co__powner_t){.pid = co__getpid(), .tid = co__gettid(), .co = h && !h->current->is_main ? h->current->id : 0};
+    return (co__powner_t){
+        .pid = co__getpid(), .tid = co__gettid(), .co = h && !h->current->is_main ? h->current->id : 0};
 }

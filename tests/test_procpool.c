@@ -249,7 +249,8 @@ static void *async_from_thread(void *arg)
     co_procpool_t *p = arg;
     static int total = 10;
     co_future_t *fs[10];
-    for (long i = 0; i < 10; i++) ASSERT((fs[i] = co_procpool_apply_async(p, even_only, &i, sizeof i, on_ok, on_err, &total)));
+    for (long i = 0; i < 10; i++)
+        ASSERT((fs[i] = co_procpool_apply_async(p, even_only, &i, sizeof i, on_ok, on_err, &total)));
     ASSERT_EQ(co_event_wait(&cb_all, co_now() + 20000), 0);
     for (int i = 0; i < 10; i++) co_future_free(fs[i]);
     return NULL;
@@ -261,7 +262,8 @@ static void test_apply_async_callbacks(void)
     static int total = 10;
     co_event_init(&cb_all);
     co_future_t *fs[10];
-    for (long i = 0; i < 10; i++) ASSERT((fs[i] = co_procpool_apply_async(p, even_only, &i, sizeof i, on_ok, on_err, &total)));
+    for (long i = 0; i < 10; i++)
+        ASSERT((fs[i] = co_procpool_apply_async(p, even_only, &i, sizeof i, on_ok, on_err, &total)));
     ASSERT_EQ(co_event_wait(&cb_all, co_now() + 20000), 0);
     ASSERT_EQ(atomic_load(&cb_ok), 5);
     ASSERT_EQ(atomic_load(&cb_err), 5);
@@ -746,7 +748,8 @@ static void test_awaited_from_coroutines_and_threads(void)
     co_coro_t *cs[8];
     for (long i = 0; i < 8; i++) cs[i] = co_spawn(co_applier, (void *)(intptr_t)(i * 10));
     pthread_t th[2];
-    for (long i = 0; i < 2; i++) ASSERT_EQ(pthread_create(&th[i], NULL, thread_applier, (void *)(intptr_t)(100 + i)), 0);
+    for (long i = 0; i < 2; i++)
+        ASSERT_EQ(pthread_create(&th[i], NULL, thread_applier, (void *)(intptr_t)(100 + i)), 0);
     co_coro_t *w = co_spawn(waits_forever, NULL);
     /* A task sleeping 300 ms while the ticker goes on. */
     int ms = 300;
