@@ -768,7 +768,7 @@ CO__NO_SANITIZE static int spawn_child(void *arg)
      * ignored, as execve keeps them). */
     for (int sig = 1; sig < 65; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
-        struct ksigaction old, dfl = {0};
+        struct ksigaction old = {0}, dfl = {0};
         if (co__rawsys6(SYS_rt_sigaction, sig, 0, (long)&old, 8, 0, 0) == 0 && old.handler != (void *)SIG_DFL &&
             old.handler != (void *)SIG_IGN)
             co__rawsys6(SYS_rt_sigaction, sig, (long)&dfl, 0, 8, 0, 0);
@@ -831,7 +831,7 @@ static int find_paths(const char *file, char ***out, size_t *n)
         char *full = malloc(dl + strlen(file) + 2);
         if (!full) return free_paths(p, k), ENOMEM;
         if (dl == 0) /* an empty entry is the current directory */
-            strcpy(full, file);
+            memcpy(full, file, strlen(file) + 1);
         else
             sprintf(full, "%.*s/%s", (int)dl, s, file);
         p[k++] = full;
@@ -1147,7 +1147,8 @@ static int drain(int fd, buf_t *b, bool keep)
 static void hand_out(buf_t *b, char **out, size_t *len, bool keep)
 {
     if (!keep) return;
-    if (!b->data && buf_room(b, 1) != 0) {
+    if (!b->data) buf_room(b, 1);
+    if (!b->data) {
         *out = NULL; /* ENOMEM for a single byte: report an empty output */
         if (len) *len = 0;
         return;
@@ -1223,7 +1224,8 @@ static void end_children(void)
 {
     pid_t me = getpid();
     pthread_mutex_lock(&reg_mu);
-    for (co__lnode_t *l = records.head; l; l = l->next) {
+    for (co__lnode_t *l = records.head, *next; l; l = next) {
+        next = l->next; /* reap_locked frees the record of a freed handle */
         co_process_t *p = CO__CONTAINER(l, co_process_t, node);
         if (p->owner == me && p->daemon && !reap_locked(p)) {
             if (p->pidfd >= 0)
@@ -1239,8 +1241,10 @@ static void end_children(void)
         nfds_t n = 0;
         size_t left = 0;
         pthread_mutex_lock(&reg_mu);
+        /* (The analyzer does not follow co__list_remove updating the head
+         * when reap_locked frees a record: the head is never a freed one.) */
         for (co__lnode_t *l = records.head, *next; l; l = next) {
-            next = l->next;
+            next = l->next; // NOLINT(clang-analyzer-unix.Malloc)
             co_process_t *p = CO__CONTAINER(l, co_process_t, node);
             if (p->owner != me || reap_locked(p)) continue;
             left++;

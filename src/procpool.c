@@ -559,10 +559,11 @@ static void *encode(const job_t *j, size_t *flen)
                    .fn = (uint64_t)(uintptr_t)j->fn,
                    .timeout = j->timeout};
     size_t total = sizeof h;
-    const struct iovec *items = j->kind == J_CHUNK ? j->map->items + j->first : NULL;
+    const struct iovec *items = NULL;
     if (j->kind == J_SINGLE) {
         total += 8 + pad8(j->len);
     } else {
+        items = j->map->items + j->first;
         for (size_t k = 0; k < j->count; k++) total += 8 + pad8(items[k].iov_len);
     }
     char *f = malloc(total), *q = f;

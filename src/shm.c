@@ -80,8 +80,8 @@ static void names_add(const char *n, const void *map)
         names = a;
         capnames = cap;
     }
-    char *c = strdup(n);
-    if (c) names[nnames++] = (made_t){c, map};
+    names[nnames] = (made_t){strdup(n), map};
+    if (names[nnames].name) nnames++;
 }
 
 /* Removes the entry made with `map` from the list; true if it was there. */
@@ -154,7 +154,7 @@ CO__NO_SANITIZE static void t_line_do(char *l)
         if (op == 'R' && !t_names[i].pid) {
             t_names[i].pid = pid;
             int k = 0;
-            while (p[k] && k < CO__SHM_NAME_MAX) t_names[i].name[k] = p[k], k++;
+            while (k < CO__SHM_NAME_MAX && p[k]) t_names[i].name[k] = p[k], k++;
             t_names[i].name[k] = '\0';
             return;
         }
