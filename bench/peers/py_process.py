@@ -122,7 +122,7 @@ if __name__ == "__main__":
     elif what == "pool_map":
         pool_map(n or 100000)
     elif what == "ppe_map":
-        ppe_map(n or 100000)
+        ppe_map(n or 20000)  # chunksize 1: a round trip per task, slow
     elif what == "ppe_rtt":
         ppe_rtt(n or 2000)
     else:
