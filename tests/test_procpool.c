@@ -831,6 +831,54 @@ static void test_nothing_leaked(void)
     ASSERT_EQ(count_children(), children);
 }
 
+/* A callback on the pool's own thread (added by a thread without a hub)
+ * cannot join the pool: EDEADLK, not a hang. */
+static co_procpool_t *cb_pool;
+static atomic_int cb_join_err;
+static void join_from_callback(co_future_t *f, void *arg)
+{
+    (void)f;
+    (void)arg;
+    co_procpool_close(cb_pool);
+    atomic_store(&cb_join_err, co_procpool_join(cb_pool, -1) < 0 ? errno : 0);
+}
+/* Waits for a byte on gate[0] (made before the workers), then succeeds:
+ * the test decides when the task ends. */
+static int gate[2];
+static int gated(co_ptask_t *t, const void *arg, size_t len)
+{
+    (void)t;
+    (void)arg;
+    (void)len;
+    char c;
+    return read(gate[0], &c, 1) == 1 ? 0 : EIO;
+}
+static void *submit_from_plain_thread(void *arg)
+{
+    (void)arg;
+    co_future_t *f = co_procpool_apply_async(cb_pool, gated, NULL, 0, join_from_callback, NULL, NULL);
+    ASSERT(f);
+    ASSERT_EQ(write(gate[1], "x", 1), 1); /* the callback is in: the task may end */
+    ASSERT_EQ(co_future_wait(f, co_now() + 20000), 0);
+    co_future_free(f);
+    return NULL;
+}
+static void test_join_from_callback(void)
+{
+    ASSERT_EQ(pipe(gate), 0);
+    cb_pool = pool(1);
+    atomic_store(&cb_join_err, -1);
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, submit_from_plain_thread, NULL), 0);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    for (int64_t d = co_now() + 10000; atomic_load(&cb_join_err) == -1 && co_now() < d;) co_sleep_ms(2);
+    ASSERT_EQ(atomic_load(&cb_join_err), EDEADLK);
+    ASSERT_EQ(co_procpool_join(cb_pool, co_now() + 20000), 0);
+    co_procpool_free(cb_pool);
+    close(gate[0]);
+    close(gate[1]);
+}
+
 /* In a fork child the pool's copy refuses at once: nothing hangs. */
 static co_procpool_t *forked_pool;
 static int use_in_child(void *arg)
@@ -885,6 +933,7 @@ int main(int argc, char **argv)
     RUN(test_deadlines);
     RUN(test_awaited_from_coroutines_and_threads);
     RUN(test_futures_interplay);
+    RUN(test_join_from_callback);
     RUN(test_fork_child_refuses);
     RUN(test_nothing_leaked);
     return TEST_MAIN_END();
