@@ -1649,7 +1649,7 @@ CO_API size_t co_pmap_size(const co_pmap_t *m);
  * (a signal, exit(), OOM) or outlives a task's deadline fails only the
  * tasks it held, with an error that names the signal, and is replaced;
  * the pool goes on.  Waiting on a result parks only the calling
- * coroutine, or blocks a thread without a hub.  docs/pool.md. */
+ * coroutine, or blocks a thread without a hub.  docs/procpool.md. */
 
 typedef struct co_procpool co_procpool_t;
 /* A running task, in the worker. */
