@@ -32,6 +32,8 @@ say "a lock across processes (examples/process_lock.c): five processes print one
 "$b/process_lock"
 say "producer/consumer over a process queue (examples/process_queue.c), daemon consumers"
 "$b/process_queue"
+say "shared data (examples/shared_data.c): Value, Array and a shared map across four processes"
+"$b/shared_data"
 say "Pipe ping-pong between two processes (examples/pipe_pingpong.c), and an 8 MiB message both ways"
 "$b/pipe_pingpong"
 say "the process pool of squares (examples/pool_squares.c): apply, apply_async, map"
