@@ -15,6 +15,7 @@
  *     and much faster than a pool with a few threads.
  *
  * Usage: gil_lesson [limit]  (primes below limit; default 3,000,000) */
+#define _GNU_SOURCE /* clock_gettime, usleep: also when built with -std=c11 */
 #include <cogent.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -949,8 +949,9 @@ CO_API void co_thread_free(co_thread_t *t);
  * as you like.  Errors:
  *   ETIMEDOUT  the deadline passed first (deadline 0: t still runs);
  *   ECANCELED  the caller was killed;
- *   EDEADLK    t is the calling thread;
- *   EINVAL     t is the main thread (it ends with the process);
+ *   EDEADLK    t is the calling thread (the main thread joining itself too);
+ *   EINVAL     t is the main thread, joined from another thread (it ends
+ *              with the process);
  *   ESRCH      t does not exist in this process (a fork child).
  * Switches: yes, unless t has finished. */
 CO_API int co_thread_join(co_thread_t *t, int64_t deadline, void **result);
@@ -1026,7 +1027,8 @@ CO_API void co_future_free(co_future_t *f);
  * co_future_size says len), or with an error: err > 0, an errno value,
  * and msg (copied; may be NULL).  Waiters wake, callbacks run.
  * -1 with EALREADY if f was already done or cancelled (nothing changes),
- * EINVAL for err <= 0, ENOMEM (set_bytes).  Switches: no. */
+ * EINVAL for err <= 0, ENOMEM (set_bytes).  data NULL with len > 0
+ * aborts (a programming error, like any NULL object).  Switches: no. */
 CO_API int co_future_set_result(co_future_t *f, void *value);
 CO_API int co_future_set_bytes(co_future_t *f, const void *data, size_t len);
 CO_API int co_future_set_error(co_future_t *f, int err, const char *msg);
@@ -1072,8 +1074,8 @@ CO_API int co_future_error(const co_future_t *f, const char **msg);
  * cancelled), in callback order:
  *  - added by a coroutine: on that coroutine's hub, in a coroutine of its
  *    own, so never at the same time as the hub's other coroutines (it may
- *    block); if that hub's thread has exited by then, on the completing
- *    thread instead;
+ *    block); if that hub's thread is exiting then, on a worker of the
+ *    default thread pool; if it has exited, on the completing thread;
  *  - added by a thread without a hub: on the thread that completes f (a
  *    pool worker, or the caller of set_result), right after it does, as
  *    concurrent.futures does;
@@ -1117,9 +1119,11 @@ CO_API void co_as_completed_free(co_as_completed_t *ac);
  * future with co_task_fail.  docs/executor.md. */
 
 typedef struct co_pool co_pool_t;
+#define CO_POOL_MAX_WORKERS 32768 /* Linux's default limit of threads per user is near */
 
 typedef struct co_pool_opts {
-    size_t max_workers; /* 0: CPUs + 4, at most 32 (Python's default) */
+    size_t max_workers; /* 0: CPUs + 4, at most 32 (Python's default); larger than
+                         * CO_POOL_MAX_WORKERS (SIZE_MAX for "no limit"): that many */
     const char *name;   /* copied; workers are "<name>_<i>"; NULL: "ThreadPool-<n>" */
     size_t max_queue;   /* tasks queued, not yet running; 0: no limit */
     /* Run by each worker before its first task; a non-zero return (an
@@ -1159,6 +1163,7 @@ CO_API void co_pool_free(co_pool_t *p);
  *   ECANCELED        the caller was killed while waiting for room;
  *   ENOMEM.
  * Switches: only when it waits for room. */
+/* (p NULL: the default pool, co_pool_default.) */
 CO_API co_future_t *co_pool_submit(co_pool_t *p, co_fn fn, void *arg, int64_t deadline);
 
 /* Inside a task: makes its future fail with err (> 0) and msg (copied,
@@ -1178,7 +1183,8 @@ typedef struct co_map_opts {
  * cancelled), or submit's errors, or ETIMEDOUT / ECANCELED (tasks not
  * started are cancelled; running ones finish on their own, their results
  * dropped).  *ndone (may be NULL) gets how many leading results are in
- * results[], n on success.  opts may be NULL.  Switches: yes. */
+ * results[], n on success.  opts may be NULL; p NULL: the default pool.
+ * Switches: yes. */
 CO_API int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone,
                        int64_t deadline, const co_map_opts_t *opts);
 
@@ -1218,7 +1224,8 @@ typedef struct co_hubpool co_hubpool_t;
 
 typedef struct co_hubpool_opts {
     const char *name; /* copied (200 bytes at most); threads "<name>_<i>"; NULL: "HubPool-<n>" */
-    bool daemon;      /* the threads are daemon threads: not waited for at exit */
+    bool daemon;      /* the threads are daemon threads: not waited for at exit
+                       * (else exit waits until their coroutines have finished) */
 } co_hubpool_opts_t;
 
 /* Starts n threads (0: one per CPU), each running a hub, with every

@@ -476,6 +476,8 @@ co_pool_t *co_pool_new(const co_pool_opts_t *opts)
     if (!p) return errno = ENOMEM, NULL;
     memset(p, 0, sizeof *p);
     p->max_workers = o.max_workers ? o.max_workers : default_workers();
+    if (p->max_workers > CO_POOL_MAX_WORKERS)
+        p->max_workers = CO_POOL_MAX_WORKERS; /* and slots below cannot overflow */
     p->max_queue = o.max_queue;
     p->init = o.init;
     p->init_arg = o.init_arg;
@@ -629,6 +631,7 @@ static co_future_t *submit(co_pool_t *p, co_fn fn, void *arg, void (*arg_free)(v
 
 co_future_t *co_pool_submit(co_pool_t *p, co_fn fn, void *arg, int64_t deadline)
 {
+    if (!p && !(p = co_pool_default())) return NULL;
     return submit(p, fn, arg, NULL, deadline);
 }
 
@@ -785,9 +788,9 @@ static void abandon(co_future_t **ring, size_t window, size_t first, size_t last
 int co_pool_map(co_pool_t *p, co_fn fn, void *const *items, size_t n, void **results, size_t *ndone, int64_t deadline,
                 const co_map_opts_t *opts)
 {
-    CO__CHECK(p != NULL, "co_pool_map: NULL pool");
     CO__CHECK((items && results) || n == 0, "co_pool_map: NULL items or results");
     if (ndone) *ndone = 0;
+    if (!p && !(p = co_pool_default())) return -1;
     if (!fn) return errno = EINVAL, -1;
     size_t window = opts && opts->window ? opts->window : 2 * p->max_workers;
     size_t per = opts && opts->chunksize ? opts->chunksize : 1;

@@ -248,6 +248,10 @@ __attribute__((no_sanitize("thread"))) static bool waited_on(const co_future_t *
 void co_future_free(co_future_t *f)
 {
     if (!f) return;
+    /* A second free of the same handle finds no reference left (unless the
+     * record was reused meanwhile: a stale handle, as documented). */
+    CO__CHECK(__atomic_load_n(&f->refs, __ATOMIC_RELAXED) > 0, "co_future_free: future %p was already freed",
+              (void *)f);
     CO__CHECK(!waited_on(f), "co_future_free: future %p is being waited on", (void *)f);
     co__future_unref(f);
 }
@@ -269,12 +273,23 @@ static void *cb_coro(void *arg)
 }
 
 /* On the owner's hub: a callback arrived.  It runs in a coroutine of its
- * own, so that it may block like any coroutine; during the thread's exit
- * (its coroutines are gone, nothing would run a new one) it runs here. */
+ * own, so that it may block like any coroutine.  During the thread's exit
+ * nothing would run a new coroutine (they are being ended), and the
+ * message is handled inside the scheduler or after the inbox closed, where
+ * a callback that blocks would re-enter it: a worker of the default thread
+ * pool runs it instead, where it may block as on any thread. */
 static void cb_arrived(co__hub_t *h, co__msg_t *m)
 {
     cb_t *cb = CO__CONTAINER(m, cb_t, msg);
     if (h->exiting) {
+        co_pool_t *p = co_pool_default();
+        co_future_t *f = p ? co_pool_submit(p, cb_coro, cb, -1) : NULL;
+        if (f) {
+            co_future_free(f);
+            return;
+        }
+        /* No pool (out of memory, or the process is exiting and the pool
+         * is shut): here, on the exiting thread, as a last resort. */
         cb_run(cb);
         return;
     }

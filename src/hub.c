@@ -135,6 +135,11 @@ static inline co_coro_t *pop(co__hub_t *h)
     co__snode_t *n = co__fifo_pop(&h->runq);
     if (!n) return NULL;
     h->nrunq--;
+    /* The one after it: with many runnable, its record is rarely in the
+     * cache or the TLB any more (a million spawned, then joined: a fifth
+     * of the join's time).  One instruction, no test: a prefetch of NULL
+     * is a no-op. */
+    __builtin_prefetch(h->runq.head);
     return CO__CONTAINER(n, co_coro_t, rq);
 }
 

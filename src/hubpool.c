@@ -12,7 +12,9 @@
  * Each pool thread's main coroutine waits on a queue of its own; its hub
  * runs the spawned coroutines meanwhile.  Freeing the pool closes the
  * queues: each thread's exit kills its remaining coroutines and runs them
- * to their end (co__hub_thread_end), then the threads are joined. */
+ * to their end (co__hub_thread_end), then the threads are joined.  At the
+ * program's normal exit, a non-daemon pool's threads end once what runs
+ * on them has finished (the exit hook asks them, then waits). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@ typedef struct hub_slot {
     co__hub_t *hub;     /* referenced; set by the thread before it is started */
     co_queue_t *nudges; /* the main coroutine waits on it; closed to stop */
     unsigned ready;     /* futex: hub published */
+    unsigned draining;  /* atomic: the program exits; end once no coroutine is left */
 } hub_slot_t;
 
 struct co_hubpool {
@@ -53,9 +56,23 @@ static void *hub_main(void *arg)
     __atomic_store_n(&s->ready, 1, __ATOMIC_RELEASE);
     co__futex_wake(&s->ready);
     void *it;
-    while (co_queue_get(s->nudges, &it, -1) == 0) {
+    for (;;) {
+        /* At the program's exit (a non-daemon pool): what runs here
+         * finishes, then the thread ends.  Coroutines spawned on this hub
+         * by its own coroutines end without a nudge: look every 10 ms. */
+        bool draining = __atomic_load_n(&s->draining, __ATOMIC_ACQUIRE);
+        if (draining && h->ncoros == 0) break;
+        if (co_queue_get(s->nudges, &it, draining ? co_now() + 10 : -1) < 0 && errno != ETIMEDOUT) break;
     }
     return NULL;
+}
+
+/* The exit hook (thread.c), on the exiting thread. */
+static void drain(void *arg)
+{
+    hub_slot_t *s = arg;
+    __atomic_store_n(&s->draining, 1, __ATOMIC_RELEASE);
+    co_queue_put_nowait(s->nudges, NULL); /* EPIPE if the pool is being freed: it ends anyway */
 }
 
 typedef struct job {
@@ -104,6 +121,7 @@ co_hubpool_t *co_hubpool_new(size_t n, const co_hubpool_opts_t *opts)
             return errno = e, NULL;
         }
         while (!__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE)) co__futex_wait(&s->ready, 0, -1);
+        if (!o.daemon) co__thread_on_exit(s->thread, drain, s);
     }
     return hp;
 nomem:

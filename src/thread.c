@@ -49,6 +49,10 @@ struct co_thread {
     co__lnode_t reg;      /* the registry of live threads (reg_lock) */
     bool registered;
     unsigned started; /* futex: the thread runs, named */
+    /* Asked once by the exit hook before it waits for the thread: a hub
+     * pool's thread stops waiting for work (co__thread_on_exit). */
+    void (*exit_request)(void *arg);
+    void *exit_arg;
 };
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -86,6 +90,12 @@ static void unref(co_thread_t *t)
 void co__thread_ref(co_thread_t *t)
 {
     ref(t);
+}
+
+void co__thread_on_exit(co_thread_t *t, void (*fn)(void *arg), void *arg)
+{
+    t->exit_arg = arg;
+    __atomic_store_n(&t->exit_request, fn, __ATOMIC_RELEASE);
 }
 
 bool co__thread_is_self(const co_thread_t *t)
@@ -494,6 +504,8 @@ static void at_exit(void)
         // NOLINTEND(clang-analyzer-unix.Malloc)
         pthread_mutex_unlock(&reg_lock);
         if (!t) break;
+        void (*req)(void *) = __atomic_exchange_n(&t->exit_request, NULL, __ATOMIC_ACQ_REL);
+        if (req) req(t->exit_arg);
         /* Not cancellable: exit() called by a killed coroutine still
          * waits, as it must. */
         wait_done(t, -1, false);

@@ -17,6 +17,12 @@ co_thread_t *co__thread_start(co_fn fn, void *arg, const co_thread_opts_t *opts,
  * follow can end.  Runs on the thread calling exit(). */
 extern void (*co__thread_exit_pools)(void);
 
+/* At normal exit, before the exit hook waits for t (a non-daemon thread),
+ * it calls fn(arg) once, on the exiting thread: for threads that would
+ * otherwise wait for work for ever (a hub pool's).  Set it before the
+ * thread can be waited for. */
+void co__thread_on_exit(co_thread_t *t, void (*fn)(void *arg), void *arg);
+
 /* True if t is the calling thread. */
 bool co__thread_is_self(const co_thread_t *t);
 /* Takes a reference on t (give it back with co_thread_free). */

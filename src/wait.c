@@ -127,8 +127,12 @@ static int thread_sleep(co__waiter_t *w, int64_t deadline)
 void co__await_grant(co__waiter_t *w)
 {
     if (!w->co) {
-        unsigned v;
-        while ((v = __atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) != W_DONE) co__futex_wait(&w->done, v, -1);
+        /* Say W_SLEEPING before sleeping: the waker calls futex_wake only
+         * for a sleeper that said so (sleeping on W_WAITING missed a wake
+         * that came in between, and the thread slept for ever). */
+        unsigned expect = W_WAITING;
+        __atomic_compare_exchange_n(&w->done, &expect, W_SLEEPING, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+        while (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) != W_DONE) co__futex_wait(&w->done, W_SLEEPING, -1);
         return;
     }
     if (!w->remote) return; /* woken on this thread: complete already */

@@ -173,7 +173,11 @@ static void test_leaks_after_(const char *name, int fds, int threads)
     /* A thread the case joined is gone; one it detached may still be on
      * its way out: give it a moment. */
     for (int i = 0; i < 200 && count_threads() > threads; i++) nanosleep(&(struct timespec){0, 10000000}, NULL);
-    ASSERT_(count_threads() == threads, "%s left %d thread(s) running", name, count_threads() - threads);
+    /* Fewer is no leak: a thread joined just before the case began (the
+     * one test_start_ makes) may still have been listed in /proc then --
+     * pthread_join returns when the thread is done, a moment before the
+     * kernel takes its entry away. */
+    ASSERT_(count_threads() <= threads, "%s left %d thread(s) running", name, count_threads() - threads);
 }
 
 /* Brackets a case that must leave the fd count as it found it. */

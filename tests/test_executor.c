@@ -91,6 +91,15 @@ static void test_defaults(void)
     /* Workers are the program's threads: enumerate lists them. */
     ASSERT(co_thread_count() >= (size_t)want + 1);
     co_pool_free(p);
+    /* "No limit": the slot array's size once overflowed (64 bytes for
+     * SIZE_MAX / 64 + 2 workers) and workers wrote past it. */
+    co_pool_t *big = co_pool_new(&(co_pool_opts_t){.max_workers = SIZE_MAX / 64 + 2});
+    ASSERT(big != NULL);
+    co_future_t *g[8];
+    for (int i = 0; i < 8; i++) ASSERT((g[i] = co_pool_submit(big, my_name, NULL, -1)) != NULL);
+    ASSERT_EQ(co_futures_wait(g, 8, CO_ALL_COMPLETED, -1), 8);
+    for (int i = 0; i < 8; i++) co_future_free(g[i]);
+    co_pool_free(big);
     ASSERT_ERR(co_pool_new(&(co_pool_opts_t){.stack_size = 100}), EINVAL);
     char longname[300];
     memset(longname, 'x', sizeof longname - 1);
@@ -412,6 +421,17 @@ static void test_run_from_coroutine(void)
     ASSERT_PTR_EQ(co_pool_default(), co_pool_default());
     /* A task's error comes back as errno. */
     ASSERT_ERR(co_pool_run(NULL, fail_at_13, (void *)13, -1, NULL), EDOM);
+    /* Submit and map take NULL for the default pool too. */
+    co_future_t *f = co_pool_submit(NULL, my_name, NULL, -1);
+    ASSERT(f != NULL);
+    ASSERT_EQ(co_future_result(f, -1, &name), 0);
+    ASSERT(!strncmp(name, "cogent-pool_", 12));
+    co_future_free(f);
+    void *items[3] = {(void *)1, (void *)2, (void *)3}, *out[3];
+    size_t nd;
+    ASSERT_EQ(co_pool_map(NULL, my_name, items, 3, out, &nd, -1, NULL), 0);
+    ASSERT_EQ(nd, 3);
+    for (int i = 0; i < 3; i++) ASSERT(!strncmp(out[i], "cogent-pool_", 12));
 }
 
 /* A task blocks on a cogent queue that a coroutine of another thread's

@@ -245,12 +245,23 @@ static void free_waited_child(void *arg)
     (void)a;
 }
 
+static void double_free_child(void *arg)
+{
+    (void)arg;
+    co_future_t *f = co_future_new();
+    co_future_free(f);
+    co_future_free(f);
+}
+
 static void test_free_waited_aborts(void)
 {
     char buf[512];
     int st = run_child(free_waited_child, NULL, buf, sizeof buf);
     ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
     ASSERT(strstr(buf, "cogent: co_future_free"));
+    st = run_child(double_free_child, NULL, buf, sizeof buf); /* once went unnoticed */
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+    ASSERT(strstr(buf, "was already freed"));
 }
 
 /* ------------------------------------------------------------ callbacks */
@@ -382,6 +393,51 @@ static void test_callback_owner_gone(void)
     ASSERT_EQ(rec.runs, 1);
     ASSERT(pthread_equal(rec.thread, pthread_self()));
     co_future_free(f);
+}
+
+/* The owner's thread is busy when the callback's message comes, then
+ * exits: the message is handled during its exit, when no coroutine can
+ * run any more.  The callback once ran inline there and crashed when it
+ * blocked; it runs on a default-pool worker now, and may block. */
+static atomic_int busy_registered, busy_stop, exiting_cb_done;
+static pthread_t exiting_cb_thread;
+
+static void blocking_cb(co_future_t *f, void *arg)
+{
+    (void)f;
+    /* Blocks for 20 ms (a wait that times out; a sleep would give the
+     * worker a hub, whose descriptors outlive the case). */
+    int r = co_future_wait(arg, co_now() + 20);
+    int e = errno;
+    exiting_cb_thread = pthread_self();
+    atomic_store(&exiting_cb_done, r == -1 && e == ETIMEDOUT ? 1 : 2);
+}
+
+static void *register_then_busy(void *arg)
+{
+    co_sleep_ms(1); /* the thread has a hub */
+    ASSERT_EQ(co_future_add_done_callback(((co_future_t **)arg)[0], blocking_cb, ((co_future_t **)arg)[1]), 0);
+    atomic_store(&busy_registered, 1);
+    while (!atomic_load(&busy_stop)) nanosleep(&(struct timespec){0, 1000000}, NULL); /* never yields */
+    return NULL;
+}
+
+static void test_callback_owner_exiting(void)
+{
+    co_future_t *f = co_future_new(), *never = co_future_new();
+    co_future_t *both[2] = {f, never};
+    co_thread_t *t = co_thread_new(register_then_busy, both, NULL);
+    for (int i = 0; i < 5000 && !atomic_load(&busy_registered); i++) co_sleep_ms(1);
+    ASSERT(atomic_load(&busy_registered));
+    ASSERT_EQ(co_future_set_result(f, NULL), 0); /* the message waits in the busy thread's inbox */
+    atomic_store(&busy_stop, 1);
+    ASSERT_EQ(co_thread_join(t, -1, NULL), 0);
+    co_thread_free(t);
+    for (int i = 0; i < 5000 && !atomic_load(&exiting_cb_done); i++) co_sleep_ms(1);
+    ASSERT_EQ(atomic_load(&exiting_cb_done), 1);
+    ASSERT(!pthread_equal(exiting_cb_thread, pthread_self()));
+    co_future_free(f);
+    co_future_free(never);
 }
 
 /* --------------------------------------------------- several at once */
@@ -562,6 +618,7 @@ int main(int argc, char **argv)
     RUN(test_callback_from_plain_thread);
     RUN(test_callback_cancel_and_free);
     RUN(test_callback_owner_gone);
+    RUN(test_callback_owner_exiting);
     RUN(test_futures_wait);
     RUN(test_futures_wait_killed);
     RUN(test_as_completed);

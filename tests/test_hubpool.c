@@ -3,6 +3,7 @@
  * through a queue; freeing the pool ends what still runs. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "cogent.h"
 #include "harness.h"
@@ -233,6 +234,52 @@ static void test_server_on_every_hub(void)
     co_hubpool_free(hp);
 }
 
+/* At the program's exit a non-daemon hub pool's threads end once what
+ * runs on them has finished; an idle pool never held exit up (it hung
+ * for ever), nor does exit() called on one of its hubs. */
+static void *finish_late(void *arg)
+{
+    (void)arg;
+    co_sleep_ms(100);
+    fputs("finished\n", stderr);
+    return NULL;
+}
+
+static void *exit_on_pool(void *arg)
+{
+    (void)arg;
+    exit(0);
+}
+
+static void exit_with_pool(void *arg)
+{
+    alarm(10); /* a hang is a failure, not a stuck test */
+    int how = (int)(intptr_t)arg;
+    co_hubpool_t *hp = co_hubpool_new(2, NULL);
+    if (!hp) _exit(3);
+    if (how == 1) co_detach(co_hubpool_spawn(hp, 1, finish_late, NULL));
+    if (how == 2) {
+        co_detach(co_hubpool_spawn(hp, 1, exit_on_pool, NULL));
+        co_sleep_ms(20000);
+        _exit(4);
+    }
+    exit(0);
+}
+
+static void test_exit_with_pool(void)
+{
+    char buf[256];
+    int64_t t0 = co_now();
+    int st = run_child(exit_with_pool, (void *)0, buf, sizeof buf);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT_TIME(co_now() - t0, 0, 5000);
+    st = run_child(exit_with_pool, (void *)1, buf, sizeof buf); /* what runs finishes first */
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ASSERT(strstr(buf, "finished\n") != NULL);
+    st = run_child(exit_with_pool, (void *)2, buf, sizeof buf);
+    ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 int main(int argc, char **argv)
 {
     TEST_MAIN_BEGIN(argc, argv);
@@ -243,5 +290,6 @@ int main(int argc, char **argv)
     RUN(test_queue_across_hubs);
     RUN(test_stress);
     RUN(test_server_on_every_hub);
+    RUN(test_exit_with_pool);
     return TEST_MAIN_END();
 }
