@@ -21,6 +21,7 @@ gcc -O2 -o "$bin/pthread_sync" "$here/peers/pthread_sync.c" -lpthread
 (cd "$here/peers" && GOCACHE="$out/gocache" GO111MODULE=off go build -o "$bin/go_bench" go_bench.go)
 gcc -O2 -o "$bin/pool_libuv" "$here/peers/pool_libuv.c" -luv
 g++ -O2 -o "$bin/pool_asio" "$here/peers/pool_asio.cc" -lpthread
+gcc -O2 -o "$bin/process_floor" "$here/peers/process_floor.c" -lrt
 py=/usr/bin/python3
 have_uvloop=0
 $py -c "import uvloop" 2>/dev/null && have_uvloop=1
@@ -89,6 +90,15 @@ run2 "$bin/pool_asio" pool_throughput
 run2 $py "$here/peers/py_bench.py" pool_rtt
 run2 $py "$here/peers/py_bench.py" pool_throughput
 run2 "$b/bench_scaling"
+# Processes (issue 12), on both cores (two processes talk): cogent, the raw
+# system calls (the floors), Python's multiprocessing (fork).
+for f in start_join exec_join pipe_pingpong pqueue_64 pqueue_4k procpool_map procpool_rtt procpool_speedup procpool_crash; do
+  run2 "$b/bench_process" $f
+done
+for f in fork spawn pipe rawpipe_64 rawpipe_4k mq_64 mq_4k; do run2 "$bin/process_floor" $f; done
+for f in start_join pipe_pingpong queue_64 queue_4k pool_map ppe_map ppe_rtt; do
+  run2 $py "$here/peers/py_process.py" $f
+done
 # The million: fewer repeats, it takes a while.
 repeat=$(( repeat < 3 ? repeat : 3 ))
 run "$b/bench_spawn_all"
@@ -214,6 +224,28 @@ figures = [
       ("Python ThreadPoolExecutor(2)", "py_pool_throughput")], ">= Go, >= 2x libuv (higher is better)"),
     ("cpu_speedup_threads", "CPU-bound job on 2 threads vs 1 (examples/gil_lesson.c)", "cpu_speedup_threads",
      [("the same job split over coroutines of one hub", "cpu_speedup_coroutines")], ">= 1.9x"),
+    ("proc_start_join", "process start (a function) + exit + join", "proc_start_join",
+     [("raw fork + _exit + waitpid (floor)", "fork_floor"), ("Python multiprocessing.Process (fork)", "py_proc_start_join")],
+     ""),
+    ("proc_exec_join", "program start (/bin/true) + join", "proc_exec_join",
+     [("posix_spawn + waitpid (floor)", "posix_spawn_true")], "~ posix_spawn"),
+    ("pipe_pingpong", "pipe ping-pong between two processes, 64 B", "pipe_pingpong",
+     [("raw pipe pair (floor)", "pipe_floor"), ("Python multiprocessing.Pipe", "py_pipe_pingpong")], ""),
+    ("pqueue_64", "process queue, 1 producer -> 1 consumer process, 64 B", "pqueue_64",
+     [("raw pipe, 64 B writes", "rawpipe_64"), ("POSIX mq_send/mq_receive", "mq_64"),
+      ("Python multiprocessing.Queue", "py_queue_64")], ">= 0.5x raw pipe, >= 20x Python (higher is better)"),
+    ("pqueue_4k", "process queue, 1 producer -> 1 consumer process, 4 KiB", "pqueue_4k",
+     [("raw pipe, 4 KiB writes", "rawpipe_4k"), ("POSIX mq_send/mq_receive", "mq_4k"),
+      ("Python multiprocessing.Queue", "py_queue_4k")], ">= 0.5x raw pipe, >= 20x Python (higher is better)"),
+    ("procpool_map", "process pool map, 100k tiny tasks, 2 workers", "procpool_map",
+     [("Python Pool(2).map", "py_pool_map"), ("Python ProcessPoolExecutor(2).map", "py_ppe_map")],
+     ">= 50x Python (higher is better)"),
+    ("procpool_apply_rtt", "process pool submit -> result, one at a time", "procpool_apply_rtt",
+     [("Python ProcessPoolExecutor(2) submit+result", "py_ppe_rtt")], ""),
+    ("procpool_speedup", "process pool: CPU-bound map on 2 workers vs 1", "procpool_speedup",
+     [("threads, same kind of job (gil_lesson)", "cpu_speedup_threads")], ">= 1.9x"),
+    ("procpool_crash", "process pool: worker SIGKILLed -> its future failed, both workers serving", "procpool_crash",
+     [], "no hang"),
     ("alive_rss", "1M alive: RSS per coroutine", "alive_rss", [("Go (1M goroutines)", "go_alive_rss"),
       ("gevent (200k, per coroutine)", "gevent_alive_rss")], "<= 4.5 KiB"),
     ("alive_compact_rss", "1M alive, compact: RSS per coroutine", "alive_compact_rss",

@@ -37,6 +37,10 @@
  *   futures               one future for every executor and for promises
  *   executors             thread pools: submit, map, shutdown, run from a coroutine
  *   hub pools             a hub per thread, coroutines spawned on any of them
+ *   processes             start/join/kill children, run programs, reaping
+ *   pipes                 framed byte messages between processes
+ *   process-shared        locks, events, queues, values, maps across processes
+ *   process pool          Pool / ProcessPoolExecutor over worker processes
  *   signals               co_signal_wait instead of async handlers
  *   debugging             dumps, the blocking monitor, lock-order checks
  */
@@ -1535,6 +1539,534 @@ CO_API int co_hubserver_stop(co_hubserver_t *hs, int64_t deadline);
 /* Stops (handlers killed at once) and frees every server.  Free it before
  * the pool.  NULL is a no-op.  Switches: yes. */
 CO_API void co_hubserver_free(co_hubserver_t *hs);
+/* ------------------------------------------------------------- processes */
+/* Child processes (Python's multiprocessing.Process and subprocess.Popen):
+ * a function of the program run in a forked child, or a program run from
+ * its path.  Every child cogent starts is reaped exactly once, as soon as
+ * it ends, whether or not it is joined; children it did not start are
+ * never reaped behind the program's back.  Joining parks only the calling
+ * coroutine (a pidfd on its hub's poller).  docs/process.md. */
+
+typedef struct co_process co_process_t;
+
+/* Body of a child started with co_process_start: its return value is the
+ * child's exit code (0..255; Python's exitcode). */
+typedef int (*co_process_fn)(void *arg);
+
+/* Where a child's standard stream goes. */
+typedef enum co_stdio {
+    CO_STDIO_INHERIT = 0, /* the parent's (the default) */
+    CO_STDIO_DEVNULL,     /* /dev/null */
+    CO_STDIO_PIPE,        /* a pipe to the parent: co_process_stdin/stdout/stderr */
+    CO_STDIO_STDOUT,      /* stderr only: wherever stdout goes (Python's STDOUT) */
+    CO_STDIO_FD           /* the descriptor in the matching *_fd field */
+} co_stdio_t;
+
+typedef struct co_process_opts {
+    const char *name; /* copied; NULL: "Process-<n>" (a program: its argv[0]) */
+    /* Terminated (SIGTERM) and reaped when the parent ends normally, and
+     * killed (SIGKILL) if the parent dies abruptly -- precisely, when the
+     * thread that started it ends (PR_SET_PDEATHSIG).  A non-daemon child
+     * is waited for when the parent ends normally. */
+    bool daemon;
+    co_stdio_t stdin_mode, stdout_mode, stderr_mode;
+    int stdin_fd, stdout_fd, stderr_fd; /* with CO_STDIO_FD (the child gets a copy) */
+    /* co_process_exec only: */
+    const char *const *env; /* NULL-terminated "NAME=value"s; NULL: the caller's environment */
+    const char *cwd;        /* NULL: the caller's */
+    const int *pass_fds;    /* descriptors the program keeps; every other one above 2 is closed */
+    size_t npass_fds;
+} co_process_opts_t;
+
+/* What co_process_exitcode says for a child that has no exit code: not
+ * started, still running, or reaped by the program itself (waitpid(-1),
+ * SIGCHLD ignored) before cogent could. */
+#define CO_EXIT_NONE (-2147483647 - 1)
+
+/* A child that will run fn(arg) once started (Python's Process(target=...)).
+ * opts may be NULL.  NULL with EINVAL (fn NULL) or ENOMEM.  Switches: no. */
+CO_API co_process_t *co_process_new(co_process_fn fn, void *arg, const co_process_opts_t *opts);
+/* Forks the child.  It has one thread (the caller's), on a clean hub: no
+ * coroutine of the parent runs there, but everything else is a copy --
+ * memory, descriptors (minus those cogent made for other children), and
+ * locks: a lock held by another thread of the parent stays held in the
+ * child forever (docs/process.md).  fn runs on a stack of the thread's
+ * usual size; when it returns (or calls co_process_exit) the child
+ * terminates its own daemon children, waits for the others, flushes stdio
+ * and _exits -- the parent's atexit handlers do not run.  0, or -1 with
+ * EINVAL (started already), EAGAIN (no process or pipe could be made),
+ * ENOMEM.  Switches: no. */
+CO_API int co_process_start(co_process_t *p);
+/* Starts a program (subprocess.Popen): argv[0] is looked up in PATH
+ * unless it has a '/'; opts may be NULL.  The child is made without
+ * copying the parent (as posix_spawn does), with the caller's signal mask
+ * and default handlers.  NULL with EINVAL (argv or argv[0] NULL), ENOENT /
+ * EACCES / ENOEXEC (the program could not be run: nothing is left
+ * behind), EBADF (a bad *_fd), EAGAIN, ENOMEM.  Switches: no. */
+CO_API co_process_t *co_process_exec(const char *const argv[], const co_process_opts_t *opts);
+/* Frees the handle.  A child still running goes on and is reaped when it
+ * ends (a daemon child is terminated when the parent ends).  A pipe the
+ * handle still holds is closed.  Freeing a handle someone is joining
+ * aborts.  NULL is a no-op.  Switches: no. */
+CO_API void co_process_free(co_process_t *p);
+
+/* Waits until the child has ended (it is reaped by then).  0, or -1 with
+ * errno:
+ *   ETIMEDOUT  the deadline passed first (0: the try form);
+ *   ECANCELED  the caller was killed;
+ *   EINVAL     the child was never started;
+ *   ECHILD     the program reaped it itself: its exit code is lost.
+ * Switches: yes, unless it has ended. */
+CO_API int co_process_join(co_process_t *p, int64_t deadline);
+/* The exit code: 0..255 for a child that exited, minus the signal number
+ * for one killed by a signal (-9 for SIGKILL, as Python), CO_EXIT_NONE
+ * if it has none (yet).  Switches: no. */
+CO_API int co_process_exitcode(co_process_t *p);
+/* Started and not ended; looks (and reaps) without waiting.
+ * Switches: no. */
+CO_API bool co_process_is_alive(co_process_t *p);
+/* The child's process id (0 before it started).  Switches: no. */
+CO_API pid_t co_process_pid(const co_process_t *p);
+CO_API const char *co_process_name(const co_process_t *p);
+CO_API bool co_process_daemon(const co_process_t *p);
+/* Sends SIGTERM / SIGKILL / sig to the child.  A child that has ended
+ * already is left alone (0).  0, or -1 with EINVAL (not started, or a bad
+ * signal number).  Switches: no. */
+CO_API int co_process_terminate(co_process_t *p);
+CO_API int co_process_kill(co_process_t *p);
+CO_API int co_process_signal(co_process_t *p, int sig);
+
+/* The parent's end of a CO_STDIO_PIPE stream (non-blocking, close-on-exec,
+ * for co_read/co_write/co_poll), or -1.  The handle owns it: close it
+ * with co_process_close_stdin (EOF for the child), never with close().
+ * Switches: no. */
+CO_API int co_process_stdin(const co_process_t *p);
+CO_API int co_process_stdout(const co_process_t *p);
+CO_API int co_process_stderr(const co_process_t *p);
+/* Closes the stdin pipe: the child reads EOF.  Switches: no. */
+CO_API void co_process_close_stdin(co_process_t *p);
+/* subprocess's communicate: writes `input` (len bytes, may be 0) to the
+ * child's stdin pipe and closes it, reads its stdout and stderr pipes to
+ * EOF -- all at once, so that no pipe fills up while another is waited
+ * on -- then waits for the child to end.  *out / *err (each may be NULL:
+ * that output is read and dropped) get malloc'd, NUL-terminated buffers
+ * the caller frees, *outlen / *errlen (may be NULL) their lengths.  0, or
+ * -1 with errno: ETIMEDOUT / ECANCELED (nothing is lost: the child runs
+ * on, and a later call carries on where this one stopped, as Python's),
+ * EINVAL (input given without a stdin pipe), ENOMEM, or join's errors.
+ * Switches: yes. */
+CO_API int co_process_communicate(co_process_t *p, const void *input, size_t len, char **out, size_t *outlen,
+                                  char **err, size_t *errlen, int64_t deadline);
+/* In a child started with co_process_start: ends it now, as the return
+ * of its function with `code` would.  Elsewhere: exit(code).
+ * Switches: no (it does not return). */
+CO_API void co_process_exit(int code) __attribute__((__noreturn__));
+/* The children this process started that have not ended (Python's
+ * active_children, which also reaps): fills out[0..min(n, cap)) (out may
+ * be NULL with cap 0) and returns n.  The handles stay the caller's.
+ * Switches: no. */
+CO_API size_t co_process_active(co_process_t **out, size_t cap);
+/* Online CPUs (os.cpu_count), at least 1.  Switches: no. */
+CO_API int co_cpu_count(void);
+
+/* ----------------------------------------------------------------- pipes */
+/* multiprocessing.Pipe: two connected ends carrying whole byte messages
+ * between processes (or threads, or coroutines).  Make the pipe, start
+ * the child, and let each side close the end it does not use.  A message
+ * of any size goes through whichever side is slower: a duplex end whose
+ * send must wait reads what comes in meanwhile, so two sides sending each
+ * other big messages before receiving do not deadlock.  A waiting call
+ * parks only its coroutine.  One sender and one receiver at a time per
+ * end (others wait their turn).  docs/ipc.md. */
+
+typedef struct co_conn co_conn_t;
+
+/* Makes a pipe: duplex, both ends send and receive (a Unix socketpair);
+ * else ends[0] only receives and ends[1] only sends (a pipe).  0, or -1
+ * with errno (EMFILE, ENOMEM).  Switches: no. */
+CO_API int co_pipe(co_conn_t *ends[2], bool duplex);
+/* Takes over fd (a socket or a pipe end, such as an end's descriptor
+ * handed to a program with pass_fds) as a connection.  NULL with EBADF,
+ * EINVAL (neither a socket nor a pipe) or ENOMEM.  Switches: no. */
+CO_API co_conn_t *co_conn_from_fd(int fd);
+/* The end's descriptor (for pass_fds, or to poll it).  Switches: no. */
+CO_API int co_conn_fd(const co_conn_t *c);
+/* Sends one message of len bytes (0 is a message too).  0, or -1 with
+ * errno: EAGAIN (deadline 0, no room), ETIMEDOUT, ECANCELED -- each with
+ * nothing sent; EPIPE (the other end was closed, or this one);
+ * EBADF (a receive-only end); EINVAL (data NULL with len > 0).  Once a
+ * message has started out it is committed: if the deadline passes or the
+ * caller is killed before it is all out, the call still returns 0 and
+ * the rest goes out ahead of the next message.  Switches: yes, when the
+ * kernel's buffer is full. */
+CO_API int co_conn_send(co_conn_t *c, const void *data, size_t len, int64_t deadline);
+/* Receives the next whole message into a malloc'd buffer (*data; the
+ * caller frees it; data may be NULL to drop it) of *len bytes.  0, or -1
+ * with errno: EAGAIN (deadline 0), ETIMEDOUT, ECANCELED (what was read so
+ * far is kept for the next call); EPIPE (the other end was closed: no
+ * message is left; or this end was); EBADF (a send-only end); ENOMEM
+ * (the message stays).  Switches: yes, unless a message is waiting. */
+CO_API int co_conn_recv(co_conn_t *c, void **data, size_t *len, int64_t deadline);
+/* As co_conn_recv into buf (cap bytes): the message's length, or -1 with
+ * errno as above, or EMSGSIZE (longer than cap: it stays, for
+ * co_conn_recv).  Switches: as co_conn_recv. */
+CO_API ssize_t co_conn_recv_into(co_conn_t *c, void *buf, size_t cap, int64_t deadline);
+/* Waits until a whole message (or the other end's close) can be
+ * received without waiting.  1 when it can, 0 at the deadline, -1 with
+ * errno (ECANCELED, EPIPE for a closed end, EBADF).  Switches: yes. */
+CO_API int co_conn_poll(co_conn_t *c, int64_t deadline);
+/* Closes the end: the other end's receives get EPIPE once they have
+ * taken what was sent before, its sends EPIPE.  Calls made on this end
+ * afterwards fail with EPIPE.  Close an end nobody is using.  NULL and a
+ * second close are no-ops.  Switches: no. */
+CO_API void co_conn_close(co_conn_t *c);
+CO_API bool co_conn_closed(const co_conn_t *c);
+/* Closes (if needed) and frees.  NULL is a no-op.  Switches: no. */
+CO_API void co_conn_free(co_conn_t *c);
+
+/* ------------------------------------------------- process-shared objects */
+/* multiprocessing's Lock, RLock, Semaphore, BoundedSemaphore, Event,
+ * Condition, Barrier, Queue and JoinableQueue, Value and Array, and a map
+ * of byte strings, in memory shared between processes: anonymous (made
+ * before co_process_start, shared with the children started after it) or
+ * named, so that an unrelated process can open them (_open).  They behave
+ * as the in-process objects of the same names; a coroutine that waits
+ * parks only itself, a thread without a hub blocks.  They are robust: a
+ * lock whose holder died goes to the next acquirer with EOWNERDEAD; a
+ * queue whose producer or consumer died mid-operation keeps every message
+ * committed; no waiter is stranded by a process that died.  Names are
+ * removed when their creator frees them or ends, even abruptly.
+ * docs/ipc.md.
+ *
+ * Every _new takes opts (NULL: anonymous): */
+typedef struct co_shm_opts {
+    const char *name; /* "name" or "/name" (one path component, <= 200 bytes): a named object; NULL: anonymous */
+    unsigned mode;    /* permissions of a named object; 0: 0600 */
+} co_shm_opts_t;
+/* and fails with NULL and errno EINVAL (a bad name or argument), EEXIST
+ * (the name is taken), ENAMETOOLONG, EACCES, ENOSPC (/dev/shm is full) or
+ * ENOMEM.  Every _open fails with ENOENT (no such name), EINVAL (the name
+ * holds another kind of object), EACCES or ENOMEM.  _free unmaps (and,
+ * called by the creator, removes the name; those who opened it keep
+ * using it); NULL is a no-op; freeing an object a coroutine or thread of
+ * this process waits on is a programming error.  None of them switches. */
+
+/* ---- lock and rlock (multiprocessing.Lock / RLock) */
+typedef struct co_plock co_plock_t;
+typedef struct co_prlock co_prlock_t;
+CO_API co_plock_t *co_plock_new(const co_shm_opts_t *opts);
+CO_API co_plock_t *co_plock_open(const char *name);
+CO_API void co_plock_free(co_plock_t *l);
+/* Takes the lock until the deadline (0: try once).  0, or -1 with errno:
+ *   EOWNERDEAD  taken -- the caller holds it -- but its previous holder
+ *               died holding it: what it protects may be half-changed;
+ *               repair it, then release as usual;
+ *   EAGAIN      deadline 0 and the lock is held;
+ *   ETIMEDOUT, ECANCELED;
+ *   EDEADLK     the caller holds it already (any deadline but 0).
+ * The owner is the calling coroutine (or thread).  Switches: yes, when
+ * the lock is held. */
+CO_API int co_plock_acquire(co_plock_t *l, int64_t deadline);
+/* Releasing a lock the caller does not hold aborts.  Switches: no. */
+CO_API void co_plock_release(co_plock_t *l);
+CO_API bool co_plock_locked(const co_plock_t *l);
+CO_API co_prlock_t *co_prlock_new(const co_shm_opts_t *opts);
+CO_API co_prlock_t *co_prlock_open(const char *name);
+CO_API void co_prlock_free(co_prlock_t *r);
+/* As co_plock_acquire; the owner may take it again (one more level).
+ * EOWNERDEAD: the dead holder's levels are gone, the caller holds one. */
+CO_API int co_prlock_acquire(co_prlock_t *r, int64_t deadline);
+/* Drops one level; a non-owner aborts.  Switches: no. */
+CO_API void co_prlock_release(co_prlock_t *r);
+CO_API unsigned long co_prlock_count(const co_prlock_t *r); /* the caller's levels */
+
+/* ---- semaphore and bounded semaphore */
+typedef struct co_psem co_psem_t;
+/* value >= 0; bounded: releasing above the initial value is an error. */
+CO_API co_psem_t *co_psem_new(long value, bool bounded, const co_shm_opts_t *opts);
+CO_API co_psem_t *co_psem_open(const char *name);
+CO_API void co_psem_free(co_psem_t *s);
+/* 0, or -1 with EAGAIN (deadline 0), ETIMEDOUT, ECANCELED.  Switches: yes,
+ * when no unit is free. */
+CO_API int co_psem_acquire(co_psem_t *s, int64_t deadline);
+/* -1 with EINVAL if bounded and at its initial value.  Switches: no. */
+CO_API int co_psem_release(co_psem_t *s);
+CO_API long co_psem_value(const co_psem_t *s);
+
+/* ---- event */
+typedef struct co_pevent co_pevent_t;
+CO_API co_pevent_t *co_pevent_new(const co_shm_opts_t *opts);
+CO_API co_pevent_t *co_pevent_open(const char *name);
+CO_API void co_pevent_free(co_pevent_t *e);
+CO_API void co_pevent_set(co_pevent_t *e);
+CO_API void co_pevent_clear(co_pevent_t *e);
+CO_API bool co_pevent_is_set(const co_pevent_t *e);
+/* 0 once set; -1 with ETIMEDOUT (deadline 0 included), ECANCELED.
+ * Switches: yes, unless set. */
+CO_API int co_pevent_wait(co_pevent_t *e, int64_t deadline);
+
+/* ---- condition, with a lock of its own (multiprocessing.Condition) */
+typedef struct co_pcond co_pcond_t;
+CO_API co_pcond_t *co_pcond_new(const co_shm_opts_t *opts);
+CO_API co_pcond_t *co_pcond_open(const char *name);
+CO_API void co_pcond_free(co_pcond_t *c);
+/* The condition's lock: take it with co_plock_acquire around waits and
+ * notifies.  Switches: no. */
+CO_API co_plock_t *co_pcond_lock(co_pcond_t *c);
+/* The caller holds the lock (else abort): releases it, waits for a
+ * notify, takes it back -- also when it fails with ETIMEDOUT or
+ * ECANCELED.  0, or -1 with errno (EOWNERDEAD: notified or not, the lock
+ * was taken back from a holder that died).  Switches: yes. */
+CO_API int co_pcond_wait(co_pcond_t *c, int64_t deadline);
+/* Wakes n waiters (of any process) / all of them; the caller should hold
+ * the lock.  Returns how many were waiting to be woken.  Switches: no. */
+CO_API size_t co_pcond_notify(co_pcond_t *c, size_t n);
+CO_API size_t co_pcond_notify_all(co_pcond_t *c);
+
+/* ---- barrier */
+typedef struct co_pbarrier co_pbarrier_t;
+CO_API co_pbarrier_t *co_pbarrier_new(unsigned parties, const co_shm_opts_t *opts);
+CO_API co_pbarrier_t *co_pbarrier_open(const char *name);
+CO_API void co_pbarrier_free(co_pbarrier_t *b);
+/* As co_barrier_wait: the arrival index (the last gets parties - 1), or
+ * -1 with ETIMEDOUT / ECANCELED (breaking it) or EPIPE (broken).
+ * Switches: yes, unless the caller is the last to arrive. */
+CO_API int co_pbarrier_wait(co_pbarrier_t *b, int64_t deadline);
+CO_API void co_pbarrier_reset(co_pbarrier_t *b);
+CO_API void co_pbarrier_abort(co_pbarrier_t *b);
+CO_API bool co_pbarrier_broken(const co_pbarrier_t *b);
+
+/* ---- queue (multiprocessing.Queue / JoinableQueue) of byte messages */
+/* A bounded FIFO of up to maxsize messages of up to msgsize bytes each,
+ * copied in and out (nothing is pickled, nothing runs behind the
+ * caller's back: a put is in the queue when it returns).  A producer or
+ * consumer that dies mid-call loses no message put before it: a message
+ * is in the queue whole, or not at all. */
+typedef struct co_pqueue co_pqueue_t;
+/* maxsize >= 1, msgsize >= 1.  Switches: no. */
+CO_API co_pqueue_t *co_pqueue_new(size_t maxsize, size_t msgsize, const co_shm_opts_t *opts);
+CO_API co_pqueue_t *co_pqueue_open(const char *name);
+CO_API void co_pqueue_free(co_pqueue_t *q);
+/* Puts a copy of len bytes.  0, or -1 with errno: EMSGSIZE (len >
+ * msgsize), EAGAIN (full, deadline 0: Python's queue.Full), ETIMEDOUT,
+ * ECANCELED, EPIPE (closed).  Switches: yes, when full. */
+CO_API int co_pqueue_put(co_pqueue_t *q, const void *data, size_t len, int64_t deadline);
+/* Takes the oldest message into buf (cap bytes): its length, or -1 with
+ * errno: EMSGSIZE (longer than cap: it stays), EAGAIN (empty, deadline
+ * 0), ETIMEDOUT, ECANCELED, EPIPE (closed and empty).
+ * Switches: yes, when empty. */
+CO_API ssize_t co_pqueue_get(co_pqueue_t *q, void *buf, size_t cap, int64_t deadline);
+CO_API int co_pqueue_put_nowait(co_pqueue_t *q, const void *data, size_t len);
+CO_API ssize_t co_pqueue_get_nowait(co_pqueue_t *q, void *buf, size_t cap);
+/* Puts fail with EPIPE from now on, gets once it is empty; waiters wake.
+ * Switches: no. */
+CO_API void co_pqueue_close(co_pqueue_t *q);
+CO_API bool co_pqueue_closed(const co_pqueue_t *q);
+CO_API size_t co_pqueue_size(const co_pqueue_t *q);
+CO_API bool co_pqueue_empty(const co_pqueue_t *q);
+CO_API bool co_pqueue_full(const co_pqueue_t *q);
+CO_API size_t co_pqueue_msgsize(const co_pqueue_t *q);
+/* Joinable use, as co_queue_task_done / co_queue_join.  task_done: -1 with
+ * EINVAL if called more times than messages were put.  join: 0, or -1
+ * with ETIMEDOUT, ECANCELED.  Switches: task_done no, join yes. */
+CO_API int co_pqueue_task_done(co_pqueue_t *q);
+CO_API int co_pqueue_join(co_pqueue_t *q, int64_t deadline);
+CO_API size_t co_pqueue_unfinished(const co_pqueue_t *q);
+
+/* ---- Value and Array: typed shared memory with a lock */
+/* count elements of elem_size bytes, zero-filled, aligned for any type;
+ * with a co_plock of its own that co_pvalue_lock takes (use it or not, as
+ * Python's lock=True/False).  In C the type is the caller's:
+ *   int64_t *n = co_pvalue_data(v);    (Value('q'))
+ *   double *a = co_pvalue_data(arr);   (Array('d', 10)) */
+typedef struct co_pvalue co_pvalue_t;
+CO_API co_pvalue_t *co_pvalue_new(size_t elem_size, size_t count, const co_shm_opts_t *opts);
+CO_API co_pvalue_t *co_pvalue_open(const char *name);
+CO_API void co_pvalue_free(co_pvalue_t *v);
+CO_API void *co_pvalue_data(co_pvalue_t *v);
+CO_API size_t co_pvalue_count(const co_pvalue_t *v);
+CO_API size_t co_pvalue_elem_size(const co_pvalue_t *v);
+CO_API co_plock_t *co_pvalue_lock(co_pvalue_t *v);
+
+/* ---- a map of byte strings, capacity fixed at creation */
+typedef struct co_pmap co_pmap_t;
+/* Up to capacity entries, keys up to max_key bytes, values up to
+ * max_value bytes.  Switches: no. */
+CO_API co_pmap_t *co_pmap_new(size_t capacity, size_t max_key, size_t max_value, const co_shm_opts_t *opts);
+CO_API co_pmap_t *co_pmap_open(const char *name);
+CO_API void co_pmap_free(co_pmap_t *m);
+/* Each call takes the map's lock (waiting until the deadline for another
+ * process's call to finish; a killed caller's call still finishes):
+ * errors ETIMEDOUT, EAGAIN (deadline 0 and busy).
+ * set: 0, or -1 with ENOSPC (a new key and the map is full), EMSGSIZE (key
+ * or value too long), EINVAL (klen 0).
+ * get: copies the value into buf (cap bytes) and returns its length, or
+ * -1 with ENOENT, EMSGSIZE (longer than cap).
+ * del: 0, or -1 with ENOENT.
+ * next: iterates: *cursor starts at 0; copies the next key into key (kcap
+ * bytes) and returns its length, or -1 with ENOENT when done (EMSGSIZE:
+ * that key is longer than kcap).  Entries set or deleted meanwhile may or
+ * may not be seen.  Switches: yes, while another process holds the
+ * map's lock. */
+CO_API int co_pmap_set(co_pmap_t *m, const void *key, size_t klen, const void *val, size_t vlen, int64_t deadline);
+CO_API ssize_t co_pmap_get(co_pmap_t *m, const void *key, size_t klen, void *buf, size_t cap, int64_t deadline);
+CO_API int co_pmap_del(co_pmap_t *m, const void *key, size_t klen, int64_t deadline);
+CO_API ssize_t co_pmap_next(co_pmap_t *m, size_t *cursor, void *key, size_t kcap, int64_t deadline);
+CO_API size_t co_pmap_size(const co_pmap_t *m);
+
+/* ---------------------------------------------------------- process pool */
+/* multiprocessing.Pool and ProcessPoolExecutor: worker processes (forks
+ * of this program, started on a clean hub) running tasks -- a function of
+ * the program and its argument's bytes -- and sending back bytes or an
+ * error.  Nothing is pickled: C passes bytes.  A worker that crashes
+ * (a signal, exit(), OOM) or outlives a task's deadline fails only the
+ * tasks it held, with an error that names the signal, and is replaced;
+ * the pool goes on.  Waiting on a result parks only the calling
+ * coroutine, or blocks a thread without a hub.  docs/procpool.md. */
+
+typedef struct co_procpool co_procpool_t;
+/* A running task, in the worker. */
+typedef struct co_ptask co_ptask_t;
+/* A task: runs in a worker with its argument (len bytes, valid during the
+ * call).  Return 0 for success -- the result is the bytes given to
+ * co_ptask_return (none: empty) -- or an errno value to fail it. */
+typedef int (*co_ptask_fn)(co_ptask_t *t, const void *arg, size_t len);
+/* Sets the task's result (copied; a second call replaces the first).
+ * 0, or -1 with ENOMEM / EINVAL (data NULL with len > 0).  Switches: no. */
+CO_API int co_ptask_return(co_ptask_t *t, const void *data, size_t len);
+/* Gives the task's failure a message (copied); returns err, so that a
+ * task can `return co_ptask_fail(t, EINVAL, "bad input");`.  EINVAL for
+ * err <= 0.  Switches: no. */
+CO_API int co_ptask_fail(co_ptask_t *t, int err, const char *msg);
+
+typedef struct co_procpool_opts {
+    size_t workers; /* 0: co_cpu_count() */
+    /* Runs in each worker before its first task, with init_arg's bytes;
+     * a failure (non-zero) breaks the pool: every task not done fails
+     * with ENOTRECOVERABLE, and so does every later submission (no worker
+     * is started again and again, as Python's would). */
+    co_ptask_fn init;
+    const void *init_arg;
+    size_t init_len;
+    size_t max_tasks_per_child; /* 0: none; else a worker is replaced after this many jobs (a map chunk is one) */
+    int64_t task_timeout_ms;    /* 0: none; a task running longer is killed with its worker: ETIMEDOUT */
+    const char *name;           /* workers are named "<name>-<i>"; NULL: "ProcessPool-<n>" */
+} co_procpool_opts_t;
+
+typedef struct co_procpool_stats {
+    size_t workers;     /* slots (each with a worker, or one being replaced) */
+    uint64_t completed; /* tasks that succeeded */
+    uint64_t failed;    /* tasks that failed, were cancelled or lost to a crash */
+    uint64_t crashes;   /* workers that died holding work */
+    uint64_t replaced;  /* workers started after the first ones */
+} co_procpool_stats_t;
+
+/* One result of a map: where it sits in the input, and its bytes or its
+ * error. */
+typedef struct co_presult {
+    size_t index;     /* the item's position in the input */
+    const void *data; /* the result (NULL if it failed); see its owner for how long it lives */
+    size_t len;
+    int err;         /* 0, or the task's error (EOWNERDEAD: its worker died; ETIMEDOUT: timed out) */
+    const char *msg; /* the error's message, or NULL */
+} co_presult_t;
+
+typedef struct co_presults co_presults_t;
+typedef struct co_pimap co_pimap_t;
+
+/* Starts the workers and waits until they run.  opts may be NULL.  NULL
+ * with EINVAL, EAGAIN (no process could be started), ENOMEM.
+ * Switches: yes (while the workers start). */
+CO_API co_procpool_t *co_procpool_new(const co_procpool_opts_t *opts);
+/* Runs fn(arg) on a worker and waits for it (Pool.apply): 0 and the
+ * result in *result (malloc'd, the caller frees; may be NULL) and *rlen.
+ * -1 with errno: the task's error; EPIPE (closed), ENOTRECOVERABLE
+ * (broken); EINVAL; ETIMEDOUT / ECANCELED (the task is dropped if it has
+ * not started, else its result is).  Switches: yes. */
+CO_API int co_procpool_apply(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len, void **result, size_t *rlen,
+                             int64_t deadline);
+/* Pool.apply_async and Executor.submit: queues fn(arg) (the argument's
+ * bytes are copied) and returns its future -- the same co_future_t as a
+ * thread pool's (co_future_wait / result / cancel / add_done_callback /
+ * co_futures_wait / co_as_completed all apply).  Its result is the
+ * task's bytes (co_future_result's value, co_future_size bytes, valid
+ * while the future is), or an error: the task's own (co_future_error has
+ * its message), EOWNERDEAD (its worker died: the message names the
+ * signal), ETIMEDOUT (the pool's task_timeout_ms), ECANCELED (cancelled
+ * before it started, terminate, shutdown's cancel_pending),
+ * ENOTRECOVERABLE (the initializer failed).  A cancel succeeds until a
+ * worker takes the task.  Free it with co_future_free (the task still
+ * runs).  NULL with EINVAL (fn NULL, or arg NULL with len > 0), EPIPE
+ * (closed), ENOTRECOVERABLE (broken), ENOMEM.  Switches: no. */
+CO_API co_future_t *co_procpool_submit(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len);
+/* Pool.apply_async(callback=, error_callback=): submit, and once the
+ * task ends, callback(f, cb_arg) if it succeeded or error_callback(f,
+ * cb_arg) if it failed or was cancelled (either may be NULL), where
+ * co_future_add_done_callback says: on the caller's hub if a coroutine
+ * submitted, else on the pool's own thread -- keep those short, as
+ * Python's.  The future is the caller's, as submit's.  NULL with submit's
+ * errors.  Switches: no. */
+CO_API co_future_t *co_procpool_apply_async(co_procpool_t *p, co_ptask_fn fn, const void *arg, size_t len,
+                                            co_future_fn callback, co_future_fn error_callback, void *cb_arg);
+/* Pool.map: fn on every item, in chunks (chunksize 0: four chunks per
+ * worker, as Python), results in input order.  The items must stay valid
+ * until it returns.  The results (free them with co_presults_free), or
+ * NULL with EPIPE, ENOTRECOVERABLE, EINVAL, ENOMEM, ETIMEDOUT, ECANCELED
+ * (chunks not started are dropped).  A task's failure is its item's (see
+ * co_presults_failed); a crash fails only the items its worker held.
+ * Switches: yes. */
+CO_API co_presults_t *co_procpool_map(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                      size_t chunksize, int64_t deadline);
+/* The results: how many, how many failed, item i (its data lives as long
+ * as the results).  Switches: no. */
+CO_API size_t co_presults_count(const co_presults_t *r);
+CO_API size_t co_presults_failed(const co_presults_t *r);
+CO_API const co_presult_t *co_presults_get(const co_presults_t *r, size_t i);
+CO_API void co_presults_free(co_presults_t *r);
+/* Pool.imap / imap_unordered (and Executor.map): results one at a time,
+ * in input order / in completion order, while later items still run;
+ * the input is taken a few chunks ahead of the consumer (chunksize 0 as
+ * map), and the items must stay valid until the iterator is freed.
+ * NULL with errno as map.  Switches: no. */
+CO_API co_pimap_t *co_procpool_imap(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                    size_t chunksize);
+CO_API co_pimap_t *co_procpool_imap_unordered(co_procpool_t *p, co_ptask_fn fn, const struct iovec *items, size_t n,
+                                              size_t chunksize);
+/* The next result into *out (its data lives as long as the iterator; a
+ * failed task is a result too: out->err).  0, or -1 with errno: ENOENT
+ * (all were returned), ETIMEDOUT, ECANCELED, or the pool's refusal of
+ * the rest (EPIPE, ENOTRECOVERABLE, ENOMEM).  Switches: yes, unless a
+ * result is waiting. */
+CO_API int co_pimap_next(co_pimap_t *it, co_presult_t *out, int64_t deadline);
+/* Drops the results not taken; chunks not started are not run.  NULL is
+ * a no-op.  Switches: no. */
+CO_API void co_pimap_free(co_pimap_t *it);
+/* Pool.close: no new task (EPIPE); queued ones still run, then the
+ * workers end.  Switches: no. */
+CO_API void co_procpool_close(co_procpool_t *p);
+/* Pool.terminate: the workers are stopped now (SIGTERM); tasks queued or
+ * running fail with ECANCELED -- nobody waits forever on them, as on
+ * Python's.  Switches: no. */
+CO_API void co_procpool_terminate(co_procpool_t *p);
+/* Pool.join: waits until every worker has ended, after close or
+ * terminate.  0, or -1 with EINVAL (still open), ETIMEDOUT, ECANCELED,
+ * EDEADLK (from a task's callback on the pool's own thread).
+ * Switches: yes. */
+CO_API int co_procpool_join(co_procpool_t *p, int64_t deadline);
+/* Executor.shutdown: close; with cancel_pending, tasks not started are
+ * cancelled (ECANCELED); with wait, join.  0, or join's errors.
+ * Switches: when it waits. */
+CO_API int co_procpool_shutdown(co_procpool_t *p, bool wait, bool cancel_pending);
+/* Frees the pool: one still open is terminated first (as Python's `with
+ * Pool()`); waits for its workers to end.  NULL is a no-op.
+ * Switches: yes. */
+CO_API void co_procpool_free(co_procpool_t *p);
+/* Counters.  Switches: no. */
+CO_API void co_procpool_stats(const co_procpool_t *p, co_procpool_stats_t *st);
+/* A pool belongs to the process that made it: in a fork child (a
+ * co_process_start child included) its copy refuses every call with
+ * ECHILD -- submit, apply, map, imap, join, shutdown -- close and
+ * terminate do nothing, and free leaves the copy's memory alone. */
 
 /* --------------------------------------------------------------- signals */
 /* Signals handled cooperatively (gevent.signal_handler): a coroutine or a

@@ -28,6 +28,20 @@ say "concurrent downloads (examples/downloads.c): 20 pages that take 100 ms each
 "$b/downloads"
 say "the GIL lesson, answered for C (examples/gil_lesson.c): CPU-bound work on threads and coroutines, I/O-bound work three ways"
 "$b/gil_lesson"
+say "a lock across processes (examples/process_lock.c): five processes print one at a time"
+"$b/process_lock"
+say "producer/consumer over a process queue (examples/process_queue.c), daemon consumers"
+"$b/process_queue"
+say "shared data (examples/shared_data.c): Value, Array and a shared map across four processes"
+"$b/shared_data"
+say "Pipe ping-pong between two processes (examples/pipe_pingpong.c), and an 8 MiB message both ways"
+"$b/pipe_pingpong"
+say "the process pool of squares (examples/pool_squares.c): apply, apply_async, map"
+"$b/pool_squares"
+say "ProcessPoolExecutor with done callbacks (examples/process_executor.c); a worker's crash fails one future"
+"$b/process_executor"
+say "zombies and orphans (examples/zombie_orphan.c), with ps"
+"$b/zombie_orphan"
 say "a server written with plain blocking calls (examples/blocking_echo.c), with and without libcogent-patch.so"
 printf "patched:   "; "$b/blocking_echo"
 printf "unpatched: "; "$b/blocking_echo_unpatched"
@@ -45,5 +59,10 @@ downloads take the time of one; a CPU-bound job split over threads
 uses every core (C has no GIL) while coroutines of one hub take turns,
 and waits are cheapest as coroutines; and a program written with plain blocking
 read/write/accept/usleep becomes concurrent by linking libcogent-patch.so
-(or LD_PRELOAD-ing it).  See README.md and docs/.
+(or LD_PRELOAD-ing it).  Processes share a lock, a queue and a pipe
+(a message far bigger than the kernel's buffer goes through whole); a
+pool of worker processes runs tasks synchronously, asynchronously or as
+a map, hands back the thread pool's futures, and survives a worker's
+crash; cogent reaps its children as they end, so no zombie lingers.
+See README.md and docs/.
 TXT

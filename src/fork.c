@@ -15,7 +15,9 @@
  *     2. stacks            slab free lists whole; lock released
  *     3. coroutine pool    lock released
  *     4. hub               the forking thread's hub gets a new poller and
- *                          doorbell; other hubs leave the registry
+ *                          doorbell; other hubs leave the registry.  A
+ *                          fork made by co_process_start drops the hub
+ *                          first (process.c): that child starts clean
  *     5. fd table          other threads' waiters and registrations dropped,
  *                          this hub's poller watches again what it watched
  *     6. actors            lock released
@@ -29,6 +31,9 @@
  *                          other thread's record says it is gone
  *    14. thread pools      no workers (they start again on demand); queued
  *                          tasks cancelled, running ones failed
+ *    15. processes         the parent's children are not the child's: their
+ *                          records dropped, the descriptors cogent made for
+ *                          them and for itself (pools) closed
  *
  * What the child inherits and keeps: its own coroutines (copies, as in
  * gevent), the fd table's knowledge of its descriptors, held locks (a lock
@@ -38,9 +43,11 @@
 
 #include "internal.h"
 #include "net.h"
+#include "process.h"
 
 static void prepare(void)
 {
+    co__process_fork_prepare();
     co__executor_fork_prepare();
     co__thread_fork_prepare();
     co__future_fork_prepare();
@@ -69,6 +76,7 @@ static void parent(void)
     co__future_fork_parent();
     co__thread_fork_parent();
     co__executor_fork_parent();
+    co__process_fork_parent();
 }
 
 static void child(void)
@@ -76,6 +84,7 @@ static void child(void)
     co__helper_fork_child();
     co__stack_fork_child();
     co__coro_fork_child();
+    co__process_fork_clean();
     co__hub_fork_child();
     co__fd_fork_child(co__tls.hub);
     co__actor_fork_child();
@@ -87,6 +96,7 @@ static void child(void)
     co__future_fork_child();
     co__thread_fork_child();
     co__executor_fork_child();
+    co__process_fork_child();
 }
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
