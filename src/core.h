@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <stdnoreturn.h>
 #include <sys/single_threaded.h>
+#include <time.h>
 
 #define CO__TLS         __attribute__((tls_model("initial-exec")))
 #define CO__LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -60,6 +61,24 @@
 static inline bool co__single_threaded(void)
 {
     return __libc_single_threaded != 0;
+}
+
+/* The CPU's hint inside a spin loop (waiting for another core). */
+static inline void co__cpu_relax(void)
+{
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ volatile("yield");
+#endif
+}
+
+/* CLOCK_MONOTONIC in nanoseconds: for spin budgets (co_now() is ms). */
+static inline int64_t co__mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Prints "cogent: <msg>" to stderr and aborts (panic.c).  For programming

@@ -119,22 +119,6 @@ static size_t default_workers(void)
     return ncpus + 4 < 32 ? ncpus + 4 : 32;
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* ---------------------------------------------------------- the queue */
 
 /* What wake_one's grant hands a sleeping worker: "you are counted
@@ -353,13 +337,13 @@ static bool poll_work(co_pool_t *p)
             __atomic_load_n(&p->broken, __ATOMIC_RELAXED))
             return true;
         if ((i & 63) == 0) {
-            int64_t now = mono_ns();
+            int64_t now = co__mono_ns();
             if (!end)
                 end = now + WORK_SPIN_NS;
             else if (now >= end)
                 return false;
         }
-        cpu_relax();
+        co__cpu_relax();
     }
 }
 

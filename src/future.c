@@ -525,22 +525,6 @@ static int waker_of(const co_future_t *f)
 
 #define SPIN_NS 20000 /* how long a waiter polls before it sleeps */
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* A task on another core often completes within microseconds: poll for
  * it briefly before sleeping, which saves the waker a system call and the
  * waiter the scheduler's wake-up latency (both many microseconds on a
@@ -556,13 +540,13 @@ static bool spin_for(const co_future_t *f)
     for (unsigned i = 0;; i++) {
         if (complete_state(state_of(f))) return true;
         if ((i & 63) == 0) {
-            int64_t now = mono_ns();
+            int64_t now = co__mono_ns();
             if (!end)
                 end = now + SPIN_NS;
             else if (now >= end)
                 return false;
         }
-        cpu_relax();
+        co__cpu_relax();
     }
 }
 

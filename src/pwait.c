@@ -340,15 +340,6 @@ static int try_take(pthread_mutex_t *m)
     return r;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 int co__rmutex_lock(pthread_mutex_t *m, int64_t deadline, bool spin_first, bool cancellable, const char *what)
 {
     int r = try_take(m);
@@ -357,7 +348,7 @@ int co__rmutex_lock(pthread_mutex_t *m, int64_t deadline, bool spin_first, bool 
     if (spin_first) {
         for (int i = 0; i < 200; i++) {
             if (i < 100)
-                cpu_relax();
+                co__cpu_relax();
             else
                 sched_yield();
             if (__atomic_load_n(lock_word(m), __ATOMIC_RELAXED) != 0) continue;

@@ -28,15 +28,6 @@
 #include "sys.h"
 #include "wait.h"
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ volatile("yield");
-#endif
-}
-
 /* ----------------------------------------------------------- spin lock */
 
 void co__spin_wait(unsigned *l)
@@ -48,7 +39,7 @@ void co__spin_wait(unsigned *l)
     for (unsigned n = 0;; n++) {
         if (!__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) return;
         if (n < 32) {
-            for (unsigned i = 0; i < backoff; i++) cpu_relax();
+            for (unsigned i = 0; i < backoff; i++) co__cpu_relax();
             if (backoff < 64) backoff <<= 1;
         } else {
             /* The holder was preempted mid-section: let it run. */
