@@ -330,6 +330,8 @@ static void *run_on(co_hubpool_t *hp, size_t i, co_fn fn, void *arg)
     return remote_wait(&r);
 }
 
+static int stop_all(co_hubserver_t *hs, int64_t deadline, bool free_it);
+
 co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *arg, const co_server_opts_t *opts)
 {
     CO__CHECK(hp != NULL, "co_hubpool_serve: NULL pool");
@@ -344,17 +346,35 @@ co_hubserver_t *co_hubpool_serve(co_hubpool_t *hp, co_handler_fn handler, void *
     hs->hp = hp;
     hs->n = hp->n;
     int err = 0;
-    /* The first listener picks the port (port 0: any free one); the
-     * others join it there. */
-    for (size_t i = 0; i < hp->n && !err; i++) {
-        serve_req_t req = {handler, arg, o};
-        void *r = run_on(hp, i, serve_on_hub, &req);
-        if (is_error(r)) {
-            err = -(int)(intptr_t)r;
-            break;
+    /* Port 0: the kernel may give a socket with SO_REUSEPORT a port that
+     * another listener of the same user already holds the same way (then
+     * connections were spread over another program's listener too: a test
+     * saw EOF and refused connects).  A port found free by an ordinary
+     * bind is taken instead; if someone takes it meanwhile, another. */
+    bool pick = o.port == 0;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        if (pick) {
+            int fd = co_tcp_listen(o.host, 0, NULL);
+            if (fd < 0) {
+                err = errno;
+                break;
+            }
+            o.port = co_socket_port(fd);
+            co_close(fd);
         }
-        hs->servers[i] = r;
-        if (i == 0) o.port = hs->port = co_server_port(r);
+        err = 0;
+        for (size_t i = 0; i < hp->n && !err; i++) {
+            serve_req_t req = {handler, arg, o};
+            void *r = run_on(hp, i, serve_on_hub, &req);
+            if (is_error(r)) {
+                err = -(int)(intptr_t)r;
+                break;
+            }
+            hs->servers[i] = r;
+            if (i == 0) hs->port = co_server_port(r);
+        }
+        if (!(pick && err == EADDRINUSE)) break;
+        stop_all(hs, co_now() + 1000, true); /* the listeners made so far go; try another port */
     }
     if (err) {
         co_hubserver_free(hs);
