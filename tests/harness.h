@@ -99,6 +99,18 @@ static void test_leaks_after_(const char *name, int fds, int threads);
 #ifndef TEST_SANITIZED
 #define TEST_SANITIZED 0
 #endif
+/* ThreadSanitizer alone, for the cases it cannot follow (fibers across
+ * fork, its own map-count needs). */
+#if defined(__SANITIZE_THREAD__)
+#define TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TEST_TSAN 1
+#endif
+#endif
+#ifndef TEST_TSAN
+#define TEST_TSAN 0
+#endif
 
 /* ThreadSanitizer starts a thread of its own with the first thread the
  * program makes: start it before the first case counts threads. */

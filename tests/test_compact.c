@@ -7,17 +7,6 @@
 
 #include "harness.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-
 static const co_spawn_opts_t COMPACT = {.compact = CO_COMPACT_YES};
 static const co_spawn_opts_t OWN = {.compact = CO_COMPACT_NO};
 

@@ -14,17 +14,6 @@
 #include "harness.h"
 #include "testd.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TEST_TSAN 1
-#endif
-#endif
-#ifndef TEST_TSAN
-#define TEST_TSAN 0
-#endif
-
 static testd_t srv;
 static char url_[256];
 #define URL(path) TESTD_URL(url_, &srv, "http", path)
