@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TEST_SKIP 77
 
@@ -144,25 +145,46 @@ static inline int count_fds(void)
     closedir(d);
     return n;
 }
-/* Threads of this process that are not cogent's helpers. */
+/* The kernel's own count of this process's threads (one atomic figure). */
+static inline int nthreads_status_(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f) abort();
+    char line[256];
+    int n = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1) break;
+    fclose(f);
+    return n;
+}
+
+/* Threads of this process that are not cogent's helpers.  A listing of
+ * /proc/self/task ends early when the thread it stands on exits during
+ * the walk (the kernel stops at a dead entry), so one walk can miss live
+ * threads: a walk counts only when it saw as many entries as the kernel
+ * counted before and after it. */
 static inline int count_threads(void)
 {
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    if (!d) abort();
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char path[300], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
-        FILE *f = fopen(path, "re");
-        if (!f) continue; /* exited meanwhile */
-        if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
-        fclose(f);
-        if (strncmp(comm, "cogent-", 7) != 0) n++;
+    for (int attempt = 0;; attempt++) {
+        int before = nthreads_status_(), seen = 0, n = 0;
+        DIR *d = opendir("/proc/self/task");
+        if (!d) abort();
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.') continue;
+            seen++;
+            char path[300], comm[32] = "";
+            snprintf(path, sizeof path, "/proc/self/task/%s/comm", de->d_name);
+            FILE *f = fopen(path, "re");
+            if (!f) continue; /* exited meanwhile: the counts below differ */
+            if (!fgets(comm, sizeof comm, f)) comm[0] = '\0';
+            fclose(f);
+            if (strncmp(comm, "cogent-", 7) != 0) n++;
+        }
+        closedir(d);
+        if ((seen == before && nthreads_status_() == before) || attempt == 10000) return n;
+        nanosleep(&(struct timespec){0, 100000}, NULL);
     }
-    closedir(d);
-    return n;
 }
 
 #include <cogent.h>
