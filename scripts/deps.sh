@@ -8,7 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 for p in cmake make gcc g++ clang libclang-rt-14-dev clang-format clang-tidy cppcheck valgrind gcc-aarch64-linux-gnu \
-         libc6-dev-arm64-cross qemu-user libcurl4-openssl-dev libssl-dev openssl libpq-dev nginx \
+         libc6-dev-arm64-cross qemu-user libcurl4-openssl-dev libssl-dev openssl libpq-dev nginx tinyproxy \
          python3 git curl redis-server redis-tools; do
   pkg_missing "$p" && need="$need $p"
 done

@@ -8,8 +8,11 @@
  * check sees every descriptor and coroutine back where it was. */
 #include <curl/curl.h>
 #include <netdb.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "testd.h"
@@ -200,6 +203,99 @@ static void test_refused(void)
     ASSERT(strstr(co_http_error(), "(curl 7)") != NULL);
     co_http_resp_destroy(&r);
     pool_done();
+}
+
+/* Proxies come from the environment, as for the curl tool: a real proxy
+ * (tinyproxy, from Debian) on a free port in a temp dir relays requests;
+ * no_proxy bypasses it; a proxy that is down fails the request clearly. */
+static pid_t proxy_start(const char *dir, int *port_out)
+{
+    int port = dead_port();
+    char conf[256], text[1024];
+    snprintf(conf, sizeof conf, "%s/tinyproxy.conf", dir);
+    snprintf(text, sizeof text,
+             "Port %d\nListen 127.0.0.1\nTimeout 30\nMaxClients 64\nAllow 127.0.0.1\nLogLevel Critical\n"
+             "LogFile \"%s/tinyproxy.log\"\nPidFile \"%s/tinyproxy.pid\"\nViaProxyName \"cogent-test-proxy\"\n",
+             port, dir, dir);
+    FILE *f = fopen(conf, "w");
+    ASSERT(f != NULL);
+    fputs(text, f);
+    fclose(f);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl("/usr/bin/tinyproxy", "tinyproxy", "-d", "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) {
+        int fd = co_tcp_connect("127.0.0.1", port, co_now() + 1000);
+        if (fd >= 0) {
+            co_close(fd);
+            *port_out = port;
+            return pid;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) return -1; /* it could not start (the port taken meanwhile?) */
+        co_sleep_ms(25);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+static void test_proxy_from_environment(void)
+{
+    if (access("/usr/bin/tinyproxy", X_OK) != 0) {
+        fprintf(stderr, "    skipped: tinyproxy is not installed (scripts/deps.sh installs it)\n");
+        return;
+    }
+    char dir[] = "/tmp/cogent-proxy-XXXXXX";
+    ASSERT(mkdtemp(dir) != NULL);
+    int port = 0;
+    pid_t pid = -1;
+    for (int attempt = 0; attempt < 3 && pid < 0; attempt++) pid = proxy_start(dir, &port);
+    ASSERT_(pid > 0, "tinyproxy did not start (see %s/tinyproxy.log)", dir);
+    char proxy[64];
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", port);
+    setenv("http_proxy", proxy, 1);
+    unsetenv("no_proxy");
+    unsetenv("NO_PROXY");
+
+    /* Through the proxy: it says so in a Via header, and a body arrives whole. */
+    co_http_resp_t r = {0};
+    ASSERT_EQ(co_http_get(URL("/bytes/100000"), &r, co_now() + 10000), 0);
+    ASSERT_EQ(r.status, 200);
+    ASSERT_EQ(r.body.len, 100000);
+    const char *via = co_http_header(&r, "via");
+    ASSERT_(via && strstr(via, "cogent-test-proxy"), "no Via header from the proxy (%s)", via ? via : "none");
+    /* A POST body goes through too. */
+    ASSERT_EQ(co_http_request(URL("/echo"), &(co_http_opts_t){.method = "POST", .body = "abc", .body_len = 3}, &r,
+                              co_now() + 10000),
+              0);
+    ASSERT_STR_EQ(r.body.data, "POST\nabc");
+
+    /* no_proxy names the host: straight to the server, no Via. */
+    setenv("no_proxy", "127.0.0.1", 1);
+    ASSERT_EQ(co_http_get(URL("/status/200"), &r, co_now() + 10000), 0);
+    ASSERT_EQ(r.status, 200);
+    ASSERT(co_http_header(&r, "via") == NULL);
+    unsetenv("no_proxy");
+
+    /* The proxy gone: a clear error, not a hang. */
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    ASSERT_ERR(co_http_get(URL("/status/200"), &r, co_now() + 10000), ECONNREFUSED);
+    ASSERT(strstr(co_http_error(), "(curl 7)") != NULL);
+
+    unsetenv("http_proxy");
+    co_http_resp_destroy(&r);
+    pool_done();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ASSERT_EQ(system(cmd), 0);
 }
 
 static void test_deadline_stalled_server(void)
@@ -656,6 +752,7 @@ int main(int argc, char **argv)
     RUN(test_methods_and_bodies);
     RUN(test_bad_input);
     RUN(test_refused);
+    RUN(test_proxy_from_environment);
     RUN(test_deadline_stalled_server);
     RUN(test_kill_mid_transfer);
     RUN(test_streaming_and_pause);
