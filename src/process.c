@@ -482,7 +482,7 @@ co_process_t *co_process_new(co_process_fn fn, void *arg, const co_process_opts_
 void co_process_free(co_process_t *p)
 {
     if (!p) return;
-    if (p->foreign || p->state == P_NEW) {
+    if (p->foreign || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) == P_NEW) {
         record_free(p);
         return;
     }
@@ -638,7 +638,9 @@ static noreturn void child_main(co_process_t *p, int child[3], pid_t parent)
 int co_process_start(co_process_t *p)
 {
     CO__CHECK(p != NULL, "co_process_start: NULL process");
-    if (p->foreign || p->exec || p->state != P_NEW || p->pid) return errno = EINVAL, -1;
+    /* (The reaper thread may be ending it right now: an atomic read.) */
+    if (p->foreign || p->exec || __atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != P_NEW || p->pid)
+        return errno = EINVAL, -1;
     if (co__process_exiting()) return errno = EAGAIN, -1;
     bool pidfds = pidfd_supported();
     int child[3];

@@ -3,8 +3,8 @@
  * contract in wait.h).
  *
  * Three kinds of waiter, one node type:
- *  - a coroutine whose waker runs on the same hub: co__wake, no atomics
- *    beyond the object's spin lock;
+ *  - a coroutine whose waker runs on the same hub: co__wake from
+ *    co__grant itself, no atomics beyond the object's spin lock;
  *  - a coroutine of another thread's hub: the waker pushes the GRANT
  *    message embedded in the node onto that hub's inbox.  The node lives
  *    on the waiter's stack, so a waiter that was granted while timing out
@@ -58,7 +58,7 @@ static void grant_arrived(co__hub_t *h, co__msg_t *m)
     co__wake(h, w->co, w->seq, 0);
 }
 
-void co__wake_list(co__wlist_t *wl)
+void co__wake_list_slow(co__wlist_t *wl)
 {
     co__snode_t *n = wl->head;
     while (n) {
@@ -78,10 +78,7 @@ void co__wake_list(co__wlist_t *wl)
                 ssize_t r = co__sys_write(wake_fd, &one, sizeof one);
                 (void)r;
             }
-        } else if (!w->remote) {
-            __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
-            co__wake(h, co, w->seq, 0);
-        } else {
+        } else { /* another hub's coroutine (co__grant woke this hub's own) */
             /* The waiter stays until its hub handles this message, so the
              * node and the hub outlive the push; the reference keeps the
              * hub (its eventfd) alive for the doorbell after it. */

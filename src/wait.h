@@ -122,8 +122,13 @@ static inline void co__waiters_remove(co__list_t *l, co__waiter_t *w)
     co__list_remove(l, &w->node);
     w->linked = false;
 }
-/* Unlinks w and puts it on the wake list `wl` with what it gets.  Spin
- * lock held.  Nothing is woken until co__wake_list. */
+/* Unlinks w and gives it what it gets.  Spin lock held.  A coroutine of
+ * the caller's own hub is made runnable at once (no other thread is
+ * involved, and it cannot run before the caller switches away, by when
+ * the spin lock is dropped); any other waiter goes on the wake list `wl`
+ * and is woken by co__wake_list.  (Waking the same-hub ones here is one
+ * pass over the waiters instead of two: a million released at once have
+ * their nodes on a million cold stacks.) */
 static inline void co__grant(co__list_t *l, co__waiter_t *w, int result, void *item, co__wlist_t *wl)
 {
     co__waiters_remove(l, w);
@@ -131,12 +136,23 @@ static inline void co__grant(co__list_t *l, co__waiter_t *w, int result, void *i
     w->item = item;
     /* Decided now, under the spin lock, so that a waiter timing out knows
      * whether a message is on its way. */
-    w->remote = w->co && w->hub != co__tls.hub;
+    co__hub_t *h = co__tls.hub;
+    w->remote = w->co && w->hub != h;
+    if (w->co && !w->remote) {
+        __atomic_store_n(&w->done, W_DONE, __ATOMIC_RELEASE);
+        co__wake(h, w->co, w->seq, 0);
+        return;
+    }
     co__fifo_push(wl, &w->wnode);
 }
 
-/* Wakes what co__grant collected.  Spin lock NOT held.  Switches: no. */
-void co__wake_list(co__wlist_t *wl);
+/* Wakes what co__grant left on the list: waiters of other threads and
+ * hubs.  Spin lock NOT held.  Switches: no. */
+void co__wake_list_slow(co__wlist_t *wl);
+static inline void co__wake_list(co__wlist_t *wl)
+{
+    if (wl->head) co__wake_list_slow(wl);
+}
 /* Blocks the caller, whose node w is linked on l, after dropping *spin.
  * Returns 0 when granted (w->result and w->item say what; spin lock not
  * held), or ETIMEDOUT / ECANCELED / EDEADLK / ENOMEM with w unlinked and

@@ -276,6 +276,73 @@ static void queue_forever(void *arg)
     _exit(r == -1 && e == EDEADLK ? 3 : 1);
 }
 
+/* A hand-off (a put waking a getter of the same hub, the putter then
+ * blocking in its own get) never jumps the run queue: coroutines runnable
+ * meanwhile each run at least once per round trip (FIFO), and a sleeper's
+ * deadline holds while the pair goes flat out.  (A Go-style "run the
+ * woken one next" would starve the bystanders here.) */
+static co_queue_t *hq_ping, *hq_pong;
+static volatile bool hand_stop, sleeper_done;
+
+static void *bystander(void *arg)
+{
+    long *n = arg;
+    while (!hand_stop) {
+        (*n)++;
+        co_yield_now();
+    }
+    return NULL;
+}
+
+static void *echo(void *arg)
+{
+    (void)arg;
+    void *it;
+    while (co_queue_get(hq_ping, &it, -1) == 0) co_queue_put(hq_pong, it, -1);
+    return NULL;
+}
+
+static void *late_sleeper(void *arg)
+{
+    (void)arg;
+    int64_t t0 = co_now();
+    co_sleep_ms(30);
+    sleeper_done = true;
+    return (void *)(intptr_t)(co_now() - t0);
+}
+
+static void test_handoff_fair(void)
+{
+    hq_ping = mk(CO_QUEUE_FIFO, 0);
+    hq_pong = mk(CO_QUEUE_FIFO, 0);
+    hand_stop = sleeper_done = false;
+    long runs[3] = {0};
+    co_coro_t *e = co_spawn(echo, NULL), *s = co_spawn(late_sleeper, NULL), *b[3];
+    for (int i = 0; i < 3; i++) b[i] = co_spawn(bystander, &runs[i]);
+    co_yield_now();
+    long rounds = 0;
+    long before[3] = {runs[0], runs[1], runs[2]};
+    while (!sleeper_done) {
+        void *it;
+        ASSERT_EQ(co_queue_put(hq_ping, P(rounds), -1), 0);
+        ASSERT_EQ(co_queue_get(hq_pong, &it, -1), 0);
+        ASSERT_EQ(I(it), (int)rounds);
+        rounds++;
+    }
+    for (int i = 0; i < 3; i++)
+        ASSERT_(runs[i] - before[i] >= rounds, "bystander %d ran %ld times in %ld round trips", i, runs[i] - before[i],
+                rounds);
+    void *slept;
+    ASSERT_EQ(co_join(s, -1, &slept), 0);
+    ASSERT_TIME((int64_t)(intptr_t)slept, 30, 2000);
+    hand_stop = true;
+    for (int i = 0; i < 3; i++) ASSERT_EQ(co_join(b[i], -1, NULL), 0);
+    co_queue_close(hq_ping);
+    ASSERT_EQ(co_join(e, -1, NULL), 0);
+    co_queue_free(hq_ping, NULL);
+    co_queue_free(hq_pong, NULL);
+}
+
 static void test_deadlock(void)
 {
     char buf[2048];
@@ -294,6 +361,7 @@ int main(int argc, char **argv)
     RUN(test_close);
     RUN(test_joinable);
     RUN(test_threads);
+    RUN(test_handoff_fair);
     RUN(test_deadlock);
     return TEST_MAIN_END();
 }
