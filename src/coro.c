@@ -14,13 +14,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "compact.h"
 #include "coro.h"
 #include "hub.h"
 #include "scope.h"
 
-#define POOL_CHUNK 64
+#define POOL_CHUNK     64   /* records per chunk at first */
+#define POOL_CHUNK_MAX 8192 /* ... doubling up to (about 3 MB) */
+#ifdef MADV_POPULATE_WRITE
+#define CO__MADV_POPULATE_WRITE MADV_POPULATE_WRITE
+#else
+#define CO__MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 #define TCACHE_MAX 1024
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -42,6 +49,8 @@ static inline co_coro_t *pool_pop(co_coro_t **top)
 }
 static CO__TLS __thread co_coro_t *tcache;
 static CO__TLS __thread size_t ntcache;
+static CO__TLS __thread size_t chunk_records = POOL_CHUNK; /* the next chunk's size */
+static CO__TLS __thread co_coro_t *fresh, *fresh_end;      /* never used yet: [fresh, fresh_end) */
 /* Records freed beyond the cache, handed to the global pool TCACHE_MAX at
  * a time (one lock for the lot: a million coroutines ending together take
  * a thousand locks, not a million). */
@@ -99,6 +108,7 @@ static co_coro_t *coro_alloc(void)
         nspill--;
         return c;
     }
+    if (fresh < fresh_end) return fresh++; /* the rest of our last chunk, in address order */
     pthread_mutex_lock(&pool_lock);
     c = pool_pop(&pool);
     /* A batch for the cache while the lock is held. */
@@ -108,13 +118,31 @@ static co_coro_t *coro_alloc(void)
     }
     pthread_mutex_unlock(&pool_lock);
     if (c) return c;
-    co_coro_t *chunk = calloc(POOL_CHUNK, sizeof *chunk);
+    /* A thread that keeps needing records gets them in ever larger
+     * chunks (up to POOL_CHUNK_MAX records, about 3 MB), handed out from
+     * `fresh` in address order.  A million spawned before any ends is
+     * 368 MB of records touched in a row: in large chunks, in order, their
+     * first touch and later reads run at the memory's pace (cold spawn-all
+     * of 1M: 273 -> 223 ns per coroutine on the benchmark VM, most of the
+     * gain in the joins).  Large chunks come straight from the kernel
+     * (calloc maps them), so pages not yet used cost nothing -- except
+     * that once a thread has needed thousands (the largest chunks), each
+     * new chunk is populated in one call: the kernel fills its pages
+     * without a fault per page (spawn of 1M: 180 -> 150-160 ns).  Earlier
+     * populating made a program that spawns a thousand pay for pages it
+     * never used. */
+    size_t n = chunk_records;
+    co_coro_t *chunk = calloc(n, sizeof *chunk);
+    if (!chunk && n > POOL_CHUNK) chunk = calloc(n = POOL_CHUNK, sizeof *chunk);
     if (!chunk) return NULL;
-    for (size_t i = 1; i < POOL_CHUNK; i++) {
-        pool_push(&tcache, &chunk[i]);
-        ntcache++;
+    if (n >= POOL_CHUNK_MAX / 2) {
+        uintptr_t lo = ((uintptr_t)chunk + 4095) & ~(uintptr_t)4095, hi = ((uintptr_t)(chunk + n)) & ~(uintptr_t)4095;
+        if (hi > lo) (void)madvise((void *)lo, hi - lo, CO__MADV_POPULATE_WRITE); /* EINVAL before Linux 5.14 */
     }
-    return &chunk[0];
+    if (chunk_records < POOL_CHUNK_MAX) chunk_records *= 2;
+    fresh = chunk + 1;
+    fresh_end = chunk + n;
+    return chunk;
 }
 
 static void coro_recycle(co_coro_t *c)
@@ -158,7 +186,9 @@ void co__coro_thread_exit(void)
     co_coro_t *c;
     while ((c = pool_pop(&tcache))) pool_push(&pool, c);
     while ((c = pool_pop(&spill))) pool_push(&pool, c);
+    while (fresh < fresh_end) pool_push(&pool, fresh++);
     pthread_mutex_unlock(&pool_lock);
+    fresh = fresh_end = NULL;
     ntcache = nspill = 0;
     spill_tail = NULL;
 }
