@@ -124,7 +124,10 @@ static inline __attribute__((always_inline)) ssize_t io_read(int fd, int64_t dea
     unsigned fl;
     int64_t dl;
     if (io_begin(fd, deadline, a->opt, &e, &fl, &dl) < 0) return -1;
-    bool hint = (fl & CO__FD_STREAM) && co__tls.hub && dl != 0;
+    /* (A thread without a hub waits in poll(2), which reports the state:
+     * the hint holds there too, for a descriptor whose reads would not
+     * block in the kernel anyway -- a blocking read needs no wait first.) */
+    bool hint = (fl & CO__FD_STREAM) && dl != 0 && (co__tls.hub || (fl & CO__FD_NB));
     if (hint && __atomic_load_n(&e->rshort, __ATOMIC_RELAXED) && !__atomic_load_n(&e->rhup, __ATOMIC_RELAXED) &&
         __atomic_load_n(&e->rgen, __ATOMIC_RELAXED) == __atomic_load_n(&e->rseen, __ATOMIC_RELAXED) &&
         co__fd_wait(e, fd, CO__POLL_IN, dl, what) < 0)
