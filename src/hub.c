@@ -145,12 +145,13 @@ static inline co_coro_t *pop(co__hub_t *h)
      * steps, so nothing here waits for memory: the next one's record was
      * fetched at the previous pick, so its stack pointer can be read now
      * and the top of its stack (the frames it resumes through) fetched;
-     * the one after it gets its record fetched, for the next pick.  (A
-     * new coroutine's sp is NULL: prefetches never fault.) */
+     * the one after it gets its record fetched, for the next pick. */
     co__snode_t *a = h->runq.head;
     if (a) {
-        uintptr_t sp = (uintptr_t)CO__CONTAINER(a, co_coro_t, rq)->resume->sp; /* (integer: it may be NULL) */
-        for (int i = 0; i < CO__PREFETCH_STACK_LINES; i++) __builtin_prefetch((const void *)(sp + 64 * (uintptr_t)i));
+        const co_fiber_t *f = CO__CONTAINER(a, co_coro_t, rq)->resume;
+        if (f->state != CO__F_NEW) /* a new one gets its stack at its first run */
+            for (uintptr_t i = 0, sp = (uintptr_t)f->sp; i < CO__PREFETCH_STACK_LINES; i++)
+                __builtin_prefetch((const void *)(sp + 64 * i)); /* (integers: the one running now has no sp) */
         co__snode_t *b = a->next;
         if (b) {
             __builtin_prefetch(b);
