@@ -10,7 +10,6 @@
 #include <netdb.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -221,16 +220,8 @@ static pid_t proxy_start(const char *dir, int *port_out)
     ASSERT(f != NULL);
     fputs(text, f);
     fclose(f);
-    pid_t pid = fork();
+    pid_t pid = testd_spawn_quiet((char *const[]){"/usr/bin/tinyproxy", "-d", "-c", conf, NULL});
     ASSERT(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl("/usr/bin/tinyproxy", "tinyproxy", "-d", "-c", conf, (char *)NULL);
-        _exit(127);
-    }
     for (int i = 0; i < 200; i++) {
         int fd = co_tcp_connect("127.0.0.1", port, co_now() + 1000);
         if (fd >= 0) {

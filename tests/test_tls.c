@@ -8,7 +8,6 @@
 #include <curl/curl.h>
 #include <ctype.h>
 #include <fcntl.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 
 #include "harness.h"
@@ -508,16 +507,8 @@ static void test_http2_nginx(void)
     ASSERT(f != NULL);
     fputs(conf, f);
     fclose(f);
-    pid_t pid = fork();
+    pid_t pid = testd_spawn_quiet((char *const[]){(char *)nginx, "-c", path, "-p", dir, NULL});
     ASSERT(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 1);
-        dup2(devnull, 2);
-        execl(nginx, "nginx", "-c", path, "-p", dir, (char *)NULL);
-        _exit(127);
-    }
     int up = 0;
     for (int i = 0; i < 100 && !up; i++) {
         int fd = co_tcp_connect("127.0.0.1", port, co_now() + 1000);

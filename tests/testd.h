@@ -67,4 +67,20 @@ static inline void testd_stop(testd_t *t)
 #define TESTD_URL(buf, t, scheme, path)                                                                                \
     (snprintf((buf), sizeof(buf), "%s://127.0.0.1:%d%s", (scheme), (t)->port, (path)), (buf))
 
+/* Starts a real server program from Debian (nginx, tinyproxy) in the
+ * background, its output to /dev/null, killed if this process dies.
+ * argv[0] is the program's path.  Its pid, or -1. */
+#include <sys/prctl.h>
+static inline pid_t testd_spawn_quiet(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test */
+    int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    execv(argv[0], argv);
+    _exit(127);
+}
+
 #endif
