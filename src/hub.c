@@ -148,8 +148,13 @@ static inline co_coro_t *pop(co__hub_t *h)
      * the one after it gets its record fetched, for the next pick. */
     co__snode_t *a = h->runq.head;
     if (a) {
-        const co_fiber_t *f = CO__CONTAINER(a, co_coro_t, rq)->resume;
-        if (f->state != CO__F_NEW) /* a new one gets its stack at its first run */
+        const co_coro_t *ca = CO__CONTAINER(a, co_coro_t, rq);
+        /* Not the one running now (a yield queues itself before this
+         * pick): its `resume` is stale until it switches away, and may
+         * name a fiber freed since.  A new one gets its stack at its first
+         * run. */
+        const co_fiber_t *f = ca->resume;
+        if (ca != h->current && f->state != CO__F_NEW)
             for (uintptr_t i = 0, sp = (uintptr_t)f->sp; i < CO__PREFETCH_STACK_LINES; i++)
                 __builtin_prefetch((const void *)(sp + 64 * i)); /* (integers: the one running now has no sp) */
         co__snode_t *b = a->next;

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -81,7 +82,11 @@ static inline int co__sys_close(int fd)
      * not see leaves its record of the number, and whoever gets the number
      * next (another hub's epoll_create1) looks like a race with the last
      * owner.  (The patch library is not part of the ThreadSanitizer runs.) */
-    return close(fd);
+    int old, r;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &old); /* still not a cancellation point */
+    r = close(fd);
+    pthread_setcancelstate(old, NULL);
+    return r;
 #else
     return (int)syscall(SYS_close, fd);
 #endif

@@ -551,6 +551,35 @@ static void test_generator_blocks_inside_coroutine(void)
     ASSERT_EQ(co_join(t, -1, NULL), 0);
 }
 
+/* After a generator that blocked inside is freed, the coroutine's record
+ * still names the generator's fiber as where it last switched away from,
+ * until it next does: a yield with another coroutine runnable must not
+ * read it (the pick's read-ahead did; ASan: use after free). */
+static volatile bool keep_yielding;
+static void *yield_until_told(void *arg)
+{
+    while (keep_yielding) co_yield_now();
+    return arg;
+}
+static void *gen_then_yield(void *arg)
+{
+    void *sum = spin_generator_inside(arg);
+    for (int i = 0; i < 3; i++) co_yield_now();
+    keep_yielding = false;
+    return sum;
+}
+
+static void test_yield_after_freed_generator(void)
+{
+    keep_yielding = true;
+    co_coro_t *y = co_spawn(yield_until_told, NULL);
+    co_coro_t *c = co_spawn_with(gen_then_yield, NULL, &(co_spawn_opts_t){.compact = CO_COMPACT_NO});
+    void *r;
+    ASSERT_EQ(co_join(c, -1, &r), 0);
+    ASSERT_EQ((intptr_t)r, 3);
+    ASSERT_EQ(co_join(y, -1, NULL), 0);
+}
+
 /* fork(): the child gets a hub of its own (fresh epoll and eventfd) with
  * copies of the coroutines, and both sides keep working. */
 static void *count_sleeps(void *arg)
@@ -603,6 +632,7 @@ int main(int argc, char **argv)
     RUN(test_join_main_einval);
     RUN(test_misuse_aborts);
     RUN(test_generator_blocks_inside_coroutine);
+    RUN(test_yield_after_freed_generator);
     RUN(test_fork);
     RUN(test_killed_main);
     RUN(test_handle_reuse_documented);
