@@ -372,6 +372,10 @@ static void *worker(void *arg)
             f = NULL;
             polled = false;
         }
+        /* Nothing runs on a broken pool, not even a task that reached the
+         * inbox after the break took the queue (its submit saw the pool
+         * whole): the last worker out fails it. */
+        if (CO__UNLIKELY(p->broken)) break;
         if ((f = dequeue(p))) {
             if (counted) avail_add(p, -1);
             admit_putter(p, &wl);
@@ -428,10 +432,12 @@ static void *worker(void *arg)
     co__list_t left = {0};
     if (p->nworkers == 0) left = take_all(p);
     int why = p->broken ? ENOTRECOVERABLE : EPIPE;
+    char msg[512] = "submitted while the pool was stopping";
+    if (why == ENOTRECOVERABLE) broken_msg(p, msg, sizeof msg); /* now: once joiners hear, p may go */
     maybe_release_joiners(p, &wl);
     co__spin_unlock(&p->spin);
     co__wake_list(&wl);
-    drop_all(&left, why, "submitted while the pool was stopping");
+    drop_all(&left, why, msg);
     return NULL;
 }
 

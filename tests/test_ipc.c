@@ -412,6 +412,28 @@ static const char *shm_name(const char *what)
     return n;
 }
 
+/* A creation's temporary name (".cogent-<pid>-<n>", renamed into place
+ * when done) is ours when made by this process or a child of it, or left
+ * by a process that is gone; another program's live one is not (the test
+ * suites run side by side). */
+static bool temp_is_ours(const char *name)
+{
+    int pid;
+    if (sscanf(name, ".cogent-%d-", &pid) != 1) return false;
+    if (pid == (int)getpid()) return true;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f) return true; /* gone: a leak, whoever made it */
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the name may hold anything */
+    int ppid = 0;
+    if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1) return true;
+    return ppid == (int)getpid();
+}
+
 static int shm_count(void)
 {
     int n = 0;
@@ -419,7 +441,7 @@ static int shm_count(void)
     ASSERT(d);
     struct dirent *de;
     while ((de = readdir(d)))
-        if (!strncmp(de->d_name, shm_prefix, strlen(shm_prefix)) || !strncmp(de->d_name, ".cogent-", 8)) n++;
+        if (!strncmp(de->d_name, shm_prefix, strlen(shm_prefix)) || temp_is_ours(de->d_name)) n++;
     closedir(d);
     return n;
 }
