@@ -262,7 +262,7 @@ static CO__TLS __thread int thread_wake_fd = -1;
 
 static void wake_fd_close(void *fdp)
 {
-    co__sys_close((int)(intptr_t)fdp - 1);
+    co__sys_close_own((int)(intptr_t)fdp - 1);
     thread_wake_fd = -1;
 }
 

@@ -128,7 +128,7 @@ void co__hub_unref(co__hub_t *h)
     if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
     /* The eventfd lives as long as the memory: a sender holding a
      * reference may still ring it after the thread has exited. */
-    co__sys_close(h->evfd);
+    co__sys_close_own(h->evfd);
     free(h);
 }
 
@@ -455,7 +455,7 @@ static void hub_thread_exit(void *arg)
      * drop the last reference and free h. */
     int64_t delta = (int64_t)h->local_refs - CO__HUB_BIAS;
     if (atomic_fetch_add_explicit(&h->refs, delta, memory_order_acq_rel) + delta == 0) {
-        co__sys_close(h->evfd);
+        co__sys_close_own(h->evfd);
         free(h);
     }
 }
@@ -495,7 +495,7 @@ void co__hub_fork_child(void)
     if (h) {
         co__list_push(&hubs, &h->reg);
         h->poller.ops->destroy(&h->poller);
-        co__sys_close(h->evfd);
+        co__sys_close_own(h->evfd);
         CO__CHECK(h->poller.ops->create(&h->poller) == 0, "fork: cannot create the %s poller: %s", h->poller.ops->name,
                   strerror(errno));
         h->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

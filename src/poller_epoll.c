@@ -32,7 +32,7 @@ static int ep_create(co__poller_t *p)
 
 static void ep_destroy(co__poller_t *p)
 {
-    if (p->fd >= 0) co__sys_close(p->fd);
+    if (p->fd >= 0) co__sys_close_own(p->fd);
     p->fd = -1;
     free(p->impl);
     p->impl = NULL;
